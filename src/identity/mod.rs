@@ -1,0 +1,1 @@
+//! Identity: content hashes of values and fingerprints of functions.

@@ -1,0 +1,14 @@
+//! bytecache: safe, code-change-aware persistent memoization for Python.
+//!
+//! This file only declares modules. `storage` is pure Rust (no pyo3) so it is
+//! tested, fuzzed and benchmarked alone; everything that touches CPython lives
+//! behind the `python` feature, which maturin enables.
+
+pub mod storage;
+
+#[cfg(feature = "python")]
+mod hook;
+#[cfg(feature = "python")]
+mod identity;
+#[cfg(feature = "python")]
+mod py;

@@ -1,0 +1,1 @@
+//! Pure-Rust result store (no pyo3). Memory-mapped rkyv archives.
