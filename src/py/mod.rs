@@ -7,5 +7,6 @@ pub mod errors;
 fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
+    crate::identity::register(m)?;
     Ok(())
 }

@@ -1,0 +1,74 @@
+"""Where the cache lives and the one store per directory."""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from pathlib import Path
+
+from bytecache import _bytecache
+
+_lock = threading.Lock()
+_configured: dict[str, object] = {}
+_stores: dict[str, object] = {}
+_warned: set[str] = set()
+
+
+class BytecacheWarning(UserWarning):
+    """Memoization was skipped for a call; the call ran normally."""
+
+
+def warn_once(message: str, *, key: str | None = None) -> None:
+    """One warning per distinct problem, never on the hit path."""
+    k = key if key is not None else message
+    with _lock:
+        if k in _warned:
+            return
+        _warned.add(k)
+    warnings.warn(message, BytecacheWarning, stacklevel=4)
+
+
+def configure(*, cache_dir: str | os.PathLike[str] | None = None,
+              max_bytes: int | None = None) -> None:
+    """Set the default cache directory and size bound for this process."""
+    with _lock:
+        if cache_dir is not None:
+            _configured["cache_dir"] = os.fspath(cache_dir)
+        if max_bytes is not None:
+            _configured["max_bytes"] = int(max_bytes)
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+    """explicit > configure(cache_dir=) > $BYTECACHE_DIR > $XDG_CACHE_HOME/bytecache
+    > ~/.cache/bytecache."""
+    if explicit is not None:
+        return Path(explicit)
+    configured = _configured.get("cache_dir")
+    if configured is not None:
+        return Path(str(configured))
+    env = os.environ.get("BYTECACHE_DIR")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".cache"
+    return base / "bytecache"
+
+
+def store(directory: Path):
+    """The open store for `directory` (opened once per process)."""
+    key = str(directory)
+    s = _stores.get(key)
+    if s is not None:
+        return s
+    with _lock:
+        s = _stores.get(key)
+        if s is None:
+            max_bytes = _configured.get("max_bytes")
+            s = _bytecache.Store(key, max_bytes=max_bytes)
+            _stores[key] = s
+    return s
+
+
+def open_stores() -> list[object]:
+    return list(_stores.values())
