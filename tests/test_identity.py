@@ -221,6 +221,26 @@ case("numpy_argument_same_content",
 case("unchanged_rerun", t("n + 1"), t("n + 1"), "reuse")
 
 
+UNUSED = ("class Shape:\n    def __init__(self, w):\n        self.w = w\n"
+          "    def area(self):\n        return self.w * 2\n"
+          "    def describe(self):\n        return {v!r}\n")
+case("unused_method_edited", t("Shape(n).area()", UNUSED.format(v="v1")),
+     t("Shape(n).area()", UNUSED.format(v="v2")), "reuse")
+case("method_called_from_a_helper",
+     t("show(Shape(n))", UNUSED.format(v="v1") + "def show(s):\n    return s.describe()\n"),
+     t("show(Shape(n))", UNUSED.format(v="v2") + "def show(s):\n    return s.describe()\n"),
+     "recompute")
+case("method_called_from_another_method",
+     t("Shape(n).area()", UNUSED.format(v="v1").replace("self.w * 2", "self.describe()")),
+     t("Shape(n).area()", UNUSED.format(v="v2").replace("self.w * 2", "self.describe()")),
+     "recompute")
+case("instance_argument_method_edited",
+     t("s.area()", UNUSED.format(v="v1") + "s = Shape(3)\n").replace("target(5)", "target(s)")
+     .replace("def target(n)", "def target(s)"),
+     t("s.area()", UNUSED.format(v="v1").replace("self.w * 2", "self.w * 3") + "s = Shape(3)\n")
+     .replace("target(5)", "target(s)").replace("def target(n)", "def target(s)"), "recompute")
+
+
 def _apply(runner: Runner, files: dict[str, str]) -> None:
     for name, text in files.items():
         if name == "#touch":
@@ -360,3 +380,25 @@ print(f())
     assert runner.out(script, MODE="a") == ["RAN", "a"]
     assert runner.out(script, MODE="a") == ["a"]
     assert runner.out(script, MODE="b") == ["RAN", "b"]
+
+
+def test_unhashable_class_attribute_not_used_does_not_block(runner: Runner) -> None:
+    out = runner.run("""
+import threading, bytecache
+
+class Worker:
+    lock = threading.Lock()
+    def __init__(self, k):
+        self.k = k
+    def run(self, x):
+        return x * self.k
+
+@bytecache.memoize
+def f(x):
+    print("RAN")
+    return Worker(2).run(x)
+
+print(f(3), f(3))
+""")
+    assert out.stdout.split() == ["RAN", "6", "6"]
+    assert "BytecacheWarning" not in out.stderr

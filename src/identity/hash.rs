@@ -143,6 +143,20 @@ pub struct Walker<'py> {
     support: Bound<'py, PyModule>,
     stack: Vec<usize>,
     memo: AHashMap<usize, Digest>,
+    /// Every attribute name any code reached in this walk can use.
+    used: AHashSet<String>,
+    /// Some reached code looks attributes up by computed names.
+    dynamic: bool,
+    /// Class members, hashed apart and folded in by [`Walker::finish`] only
+    /// when reachable code can name them (or they are dunder protocol
+    /// methods): an edit to a method nothing calls does not invalidate.
+    members: Vec<Member>,
+}
+
+struct Member {
+    class: String,
+    name: String,
+    digest: Result<Digest, String>,
 }
 
 impl<'py> Walker<'py> {
@@ -152,7 +166,29 @@ impl<'py> Walker<'py> {
             support: py.import("bytecache._modkind")?,
             stack: Vec::new(),
             memo: AHashMap::new(),
+            used: AHashSet::new(),
+            dynamic: false,
+            members: Vec::new(),
         })
+    }
+
+    /// Folds in the class members that reached code can use. Call once, after
+    /// everything of one key was walked.
+    pub fn finish(&mut self, h: &mut Hasher) -> HResult<()> {
+        for m in std::mem::take(&mut self.members) {
+            let dunder = m.name.starts_with("__") && m.name.ends_with("__");
+            if !(self.dynamic || dunder || self.used.contains(&m.name)) {
+                continue;
+            }
+            h.tag(Tag::Name);
+            h.str(&m.class);
+            h.str(&m.name);
+            match m.digest {
+                Ok(d) => h.digest(d),
+                Err(msg) => return Err(HashError::Unhashable(msg)),
+            }
+        }
+        Ok(())
     }
 
     /// `Some("<kind and version>")` when `module` is the standard library or
@@ -487,6 +523,8 @@ impl<'py> Walker<'py> {
             )));
         }
         h.digest(info.digest);
+        self.used.extend(info.attrs.iter().cloned());
+        self.dynamic |= info.dynamic;
         self.value(&f.getattr("__defaults__")?, h)?;
         self.value(&f.getattr("__kwdefaults__")?, h)?;
         let closure = f.getattr("__closure__")?;
@@ -613,13 +651,20 @@ impl<'py> Walker<'py> {
                 }
             }
             items.sort_by(|a, b| a.0.cmp(&b.0));
-            h.u64(items.len() as u64);
             for (name, v) in items {
-                h.tag(Tag::Name);
-                h.str(&name);
-                w.dependency(&v, None, h).map_err(|e| {
-                    context(e, || format!("attribute `{name}` of class `{qualname}`"))
-                })?;
+                let mut sub = Hasher::new();
+                let digest = match w.dependency(&v, None, &mut sub) {
+                    Ok(()) => Ok(sub.finish()),
+                    Err(HashError::Unhashable(msg)) => {
+                        Err(format!("attribute `{name}` of class `{qualname}`: {msg}"))
+                    }
+                    Err(e) => return Err(e),
+                };
+                w.members.push(Member {
+                    class: qualname.clone(),
+                    name,
+                    digest,
+                });
             }
             Ok(())
         })

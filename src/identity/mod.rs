@@ -27,21 +27,15 @@ fn finish<'py>(py: Python<'py>, h: &Hasher) -> Bound<'py, PyBytes> {
     PyBytes::new(py, &h.finish().to_le_bytes())
 }
 
-/// The 16-byte content hash of a value.
+/// The 16-byte content hash of a value; for a function, its fingerprint
+/// (code and everything it can reach).
 #[pyfunction]
 fn hash_value<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
     let py = obj.py();
     let mut h = Hasher::new();
-    Walker::new(py)?.value(obj, &mut h).map_err(to_py)?;
-    Ok(finish(py, &h))
-}
-
-/// The 16-byte fingerprint of a function and everything it can reach.
-#[pyfunction]
-fn fingerprint<'py>(func: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let py = func.py();
-    let mut h = Hasher::new();
-    Walker::new(py)?.value(func, &mut h).map_err(to_py)?;
+    let mut w = Walker::new(py)?;
+    w.value(obj, &mut h).map_err(to_py)?;
+    w.finish(&mut h).map_err(to_py)?;
     Ok(finish(py, &h))
 }
 
@@ -77,6 +71,7 @@ fn call_key<'py>(
             HashError::Python(e) => e,
         })?;
     }
+    w.finish(&mut h).map_err(to_py)?;
     Ok(finish(py, &h))
 }
 
@@ -101,7 +96,6 @@ fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_value, m)?)?;
-    m.add_function(wrap_pyfunction!(fingerprint, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
     Ok(())
