@@ -9,6 +9,7 @@ cargo fmt --check
 cargo clippy -q --all-targets -- -D warnings
 cargo clippy -q --all-targets --features python -- -D warnings
 ruff check python tests demo benches
+python -m mypy.stubtest bytecache._bytecache
 echo "== cargo test"
 cargo test -q --release 2>&1 | tail -n 30
 for v in ${BYTECACHE_TEST_PYTHONS:-3.11}; do

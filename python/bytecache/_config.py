@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import os
-import threading
-import warnings
-from pathlib import Path
 
 from bytecache import _bytecache
 
-_lock = threading.Lock()
+_lock = _thread.allocate_lock()
 _configured: dict[str, object] = {}
 _stores: dict[str, object] = {}
 _warned: set[str] = set()
@@ -26,6 +24,8 @@ def warn_once(message: str, *, key: str | None = None) -> None:
         if k in _warned:
             return
         _warned.add(k)
+    import warnings
+
     warnings.warn(message, BytecacheWarning, stacklevel=4)
 
 
@@ -39,25 +39,25 @@ def configure(*, cache_dir: str | os.PathLike[str] | None = None,
             _configured["max_bytes"] = int(max_bytes)
 
 
-def cache_dir(explicit: str | os.PathLike[str] | None = None) -> Path:
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> str:
     """explicit > configure(cache_dir=) > $BYTECACHE_DIR > $XDG_CACHE_HOME/bytecache
     > ~/.cache/bytecache."""
     if explicit is not None:
-        return Path(explicit)
+        return os.fspath(explicit)
     configured = _configured.get("cache_dir")
     if configured is not None:
-        return Path(str(configured))
+        return str(configured)
     env = os.environ.get("BYTECACHE_DIR")
     if env:
-        return Path(env)
+        return env
     xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "bytecache"
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bytecache")
 
 
-def store(directory: Path):
+def store(directory: str) -> _bytecache.Store:
     """The open store for `directory` (opened once per process)."""
-    key = str(directory)
+    key = directory
     s = _stores.get(key)
     if s is not None:
         return s

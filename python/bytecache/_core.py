@@ -14,33 +14,35 @@ itself means: run the function normally, warn once.
 
 from __future__ import annotations
 
-import json
+import _thread
 import os
-import pickle
 import sys
-import threading
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from bytecache import _bytecache, _config
 from bytecache._config import warn_once
 
-_local = threading.local()
-_stats_lock = threading.Lock()
+TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
+
+if TYPE_CHECKING:
+    from typing import Any
+
+_local = _thread._local()
+_stats_lock = _thread.allocate_lock()
 
 
-@dataclass
 class Counters:
-    hits: int = 0
-    misses: int = 0
-    stored: int = 0
-    uncacheable: int = 0
-    saved_seconds: float = 0.0
+    __slots__ = ("hits", "misses", "stored", "uncacheable", "saved_seconds")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.stored = 0
+        self.uncacheable = 0
+        self.saved_seconds = 0.0
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 TOTAL = Counters()
@@ -72,11 +74,15 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 _hook_installed = False
 
 
-@dataclass
 class Recorder:
-    files: dict[str, None] = field(default_factory=dict)
-    dirs: dict[str, None] = field(default_factory=dict)
-    wrote: str | None = None
+    """Files read, directories listed and the first file written during a miss."""
+
+    __slots__ = ("files", "dirs", "wrote")
+
+    def __init__(self) -> None:
+        self.files: dict[str, None] = {}
+        self.dirs: dict[str, None] = {}
+        self.wrote: str | None = None
 
 
 def _recorders() -> list[Recorder]:
@@ -173,20 +179,19 @@ def _inherit(deps: dict[str, Any]) -> None:
 # --- begin / commit ----------------------------------------------------------
 
 
-@dataclass
 class Target:
     """What a memoized function needs to know about itself."""
 
-    func: Any
-    group: bytes
-    counters: Counters
-    ignore: tuple[str, ...] = ()
-    cache_dir: str | None = None
+    __slots__ = ("func", "group", "counters", "ignore", "cache_dir")
 
-
-def target_for(func: Any, *, ignore: tuple[str, ...] = (), cache_dir: str | None = None) -> Target:
-    name = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", "") or "")
-    return Target(func, _bytecache.hash_value(name), Counters(), tuple(ignore), cache_dir)
+    def __init__(self, func: Any, *, ignore: tuple[str, ...] = (),
+                 cache_dir: str | None = None) -> None:
+        self.func = func
+        name = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", "") or "")
+        self.group: bytes = _bytecache.hash_value(name)
+        self.counters = Counters()
+        self.ignore = list(ignore)
+        self.cache_dir = cache_dir
 
 
 class Miss:
@@ -225,12 +230,15 @@ class Miss:
             _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
             return
         try:
-            after = _bytecache.call_key(t.func, self.arguments, list(t.ignore))
+            after = _bytecache.call_key(t.func, self.arguments, t.ignore)
         except _bytecache.UnhashableError:
             after = None
         if after != self.key:
             _uncacheable(t, f"`{name}` mutated its arguments or the globals it reads; not cached")
             return
+        import json
+        import pickle
+
         buffers: list[pickle.PickleBuffer] = []
         try:
             payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
@@ -270,7 +278,7 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
     if _disabled():
         return False, None
     try:
-        key = _bytecache.call_key(target.func, arguments, list(target.ignore))
+        key = _bytecache.call_key(target.func, arguments, target.ignore)
     except _bytecache.UnhashableError as e:
         _uncacheable(target, f"not memoized: {e}")
         return False, None
@@ -289,6 +297,9 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
                   key=f"get:{type(e).__name__}")
         entry = None
     if entry is not None:
+        import json
+        import pickle
+
         payload, buffers, deps_raw, seconds = entry
         try:
             deps = json.loads(bytes(deps_raw)) if deps_raw else {}
@@ -315,8 +326,8 @@ def stats(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
     """This process's hits, misses and time saved, plus the store's size."""
     out: dict[str, Any] = TOTAL.as_dict()
     directory = _config.cache_dir(cache_dir)
-    out["cache_dir"] = str(directory)
-    if Path(directory).exists():
+    out["cache_dir"] = directory
+    if os.path.isdir(directory):
         try:
             s = _config.store(directory).stats()
             out["entries"] = s["entries"]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
-from collections.abc import Callable
-from typing import Any, TypeVar, overload
 
 from bytecache import _config, _core
 
-F = TypeVar("F", bound=Callable[..., Any])
+TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
+
+if TYPE_CHECKING:
+    import inspect
+    from typing import Any
 
 
 def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -20,6 +20,9 @@ def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any])
 
 
 def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seconds: float) -> Any:
+    import functools
+    import inspect
+
     if isinstance(func, (staticmethod, classmethod)):
         inner = _wrap(func.__func__, cache_dir=cache_dir, ignore=ignore, min_seconds=min_seconds)
         return type(func)(inner)
@@ -34,7 +37,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
     unknown = set(ignore) - set(sig.parameters)
     if unknown:
         raise TypeError(f"ignore= names no parameter of `{func.__qualname__}`: {sorted(unknown)}")
-    target = _core.target_for(func, ignore=ignore, cache_dir=cache_dir)
+    target = _core.Target(func, ignore=ignore, cache_dir=cache_dir)
 
     if inspect.iscoroutinefunction(func):
 
@@ -89,17 +92,6 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
 def clear_group(target: _core.Target) -> int:
     return int(_config.store(_config.cache_dir(target.cache_dir)).clear(target.group))
-
-
-@overload
-def memoize(func: F, /) -> F: ...
-@overload
-def memoize(
-    *,
-    cache_dir: str | os.PathLike[str] | None = ...,
-    ignore: tuple[str, ...] | list[str] = ...,
-    min_seconds: float = ...,
-) -> Callable[[F], F]: ...
 
 
 def memoize(
