@@ -20,6 +20,7 @@ from bytecache._bytecache import (
 )
 from bytecache._config import BytecacheWarning, configure
 from bytecache._core import disabled, stats
+from bytecache._explain import explain
 from bytecache._memoize import clear, memoize
 
 __version__: str = _bytecache.__version__
@@ -34,6 +35,7 @@ __all__ = [
     "clear",
     "configure",
     "disabled",
+    "explain",
     "memoize",
     "stats",
 ]

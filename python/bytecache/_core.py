@@ -147,23 +147,28 @@ def _dir_state(path: str) -> list[Any] | None:
     return [path, _bytecache.hash_value(tuple(names)).hex()]
 
 
-def _deps_valid(deps: dict[str, Any]) -> str | None:
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def deps_valid(deps: dict[str, Any]) -> str | None:
     """None when every recorded file and directory is unchanged, else why not."""
     for path, size, mtime_ns, digest in deps.get("files", ()):
         try:
             st = os.stat(path)
         except OSError:
-            return f"file {path} is gone"
+            return f"file {_shown(path)} is gone"
         if st.st_size == size and st.st_mtime_ns == mtime_ns:
             continue
         # Touched or rewritten: the content decides.
         now = _file_state(path)
         if now is None or now[3] != digest:
-            return f"file {path} changed"
+            return f"file {_shown(path)} changed"
     for path, digest in deps.get("dirs", ()):
         now = _dir_state(path)
         if now is None or now[1] != digest:
-            return f"directory {path} changed"
+            return f"directory {_shown(path)} changed"
     return None
 
 
@@ -230,9 +235,9 @@ class Miss:
             _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
             return
         try:
-            after = _bytecache.call_key(t.func, self.arguments, t.ignore)
+            after, record = _bytecache.call_key(t.func, self.arguments, t.ignore, record=True)
         except _bytecache.UnhashableError:
-            after = None
+            after, record = None, []
         if after != self.key:
             _uncacheable(t, f"`{name}` mutated its arguments or the globals it reads; not cached")
             return
@@ -249,7 +254,7 @@ class Miss:
         dirs = [s for s in map(_dir_state, self.recorder.dirs) if s is not None]
         if len(files) != len(self.recorder.files) or len(dirs) != len(self.recorder.dirs):
             return  # a file it read is already gone: nothing to validate against
-        deps = json.dumps({"files": files, "dirs": dirs}).encode()
+        deps = json.dumps({"files": files, "dirs": dirs, "record": record}).encode()
         _local.internal = True  # the store's own files are not the call's
         try:
             self.store.put(self.key, t.group, payload, [b.raw() for b in buffers], deps, elapsed)
@@ -303,7 +308,7 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         payload, buffers, deps_raw, seconds = entry
         try:
             deps = json.loads(bytes(deps_raw)) if deps_raw else {}
-            stale = _deps_valid(deps)
+            stale = deps_valid(deps)
             if stale is None:
                 value = pickle.loads(payload, buffers=buffers)
                 _inherit(deps)

@@ -138,6 +138,30 @@ fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
 /// Walks values, functions, classes and modules, with cycle detection
 /// (a back-reference to an object already being hashed) and a per-walk memo
 /// of function and class fingerprints.
+/// One entry of a dependency record, kept with each stored result so that
+/// `explain` can say what changed: a function, a global, an argument.
+pub struct Dep {
+    pub kind: &'static str,
+    pub name: String,
+    /// A short rendering (file of a function, value of a small scalar global).
+    pub display: Option<String>,
+    pub digest: Digest,
+}
+
+/// `repr` of small scalars only: never of arbitrary objects (cost, privacy).
+fn short_display(v: &Bound<'_, PyAny>) -> Option<String> {
+    let scalar = v.is_none()
+        || v.is_exact_instance_of::<PyBool>()
+        || v.is_exact_instance_of::<PyInt>()
+        || v.is_exact_instance_of::<PyFloat>()
+        || v.is_exact_instance_of::<PyString>();
+    if !scalar {
+        return None;
+    }
+    let r = v.repr().ok()?.to_string();
+    (r.len() <= 60).then_some(r)
+}
+
 pub struct Walker<'py> {
     py: Python<'py>,
     support: Bound<'py, PyModule>,
@@ -151,6 +175,8 @@ pub struct Walker<'py> {
     /// when reachable code can name them (or they are dunder protocol
     /// methods): an edit to a method nothing calls does not invalidate.
     members: Vec<Member>,
+    /// Collected only when asked for (misses and `explain`, not hits).
+    pub record: Option<Vec<Dep>>,
 }
 
 struct Member {
@@ -169,6 +195,7 @@ impl<'py> Walker<'py> {
             used: AHashSet::new(),
             dynamic: false,
             members: Vec::new(),
+            record: None,
         })
     }
 
@@ -226,17 +253,17 @@ impl<'py> Walker<'py> {
     }
 
     /// Like `guarded`, for objects whose digest can be memoized in this walk
-    /// (functions, classes, modules).
+    /// (functions, classes). Writes the object's digest into `h` and returns it.
     fn memoized(
         &mut self,
         obj: &Bound<'py, PyAny>,
         h: &mut Hasher,
         f: impl FnOnce(&mut Self, &mut Hasher) -> HResult<()>,
-    ) -> HResult<()> {
+    ) -> HResult<Digest> {
         let id = obj.as_ptr() as usize;
         if let Some(d) = self.memo.get(&id) {
             h.digest(*d);
-            return Ok(());
+            return Ok(*d);
         }
         let mut sub = Hasher::new();
         let on_stack = self.stack.contains(&id);
@@ -246,7 +273,7 @@ impl<'py> Walker<'py> {
             self.memo.insert(id, d);
         }
         h.digest(d);
-        Ok(())
+        Ok(d)
     }
 
     /// The content hash of any value.
@@ -506,7 +533,19 @@ impl<'py> Walker<'py> {
             // stands for the user's function it wraps.
             return self.wrapped(f, h);
         }
-        self.memoized(f, h, |w, h| w.function_body(f, &globals, h))
+        self.memoized(f, h, |w, h| w.function_body(f, &globals, h))?;
+        Ok(())
+    }
+
+    fn note(&mut self, dep: Dep) {
+        if let Some(record) = self.record.as_mut() {
+            if !record
+                .iter()
+                .any(|d| d.kind == dep.kind && d.name == dep.name)
+            {
+                record.push(dep);
+            }
+        }
     }
 
     fn function_body(
@@ -522,18 +561,37 @@ impl<'py> Walker<'py> {
                 "function `{qualname}` assigns a global: a cached call would skip that effect"
             )));
         }
-        h.digest(info.digest);
         self.used.extend(info.attrs.iter().cloned());
         self.dynamic |= info.dynamic;
-        self.value(&f.getattr("__defaults__")?, h)?;
-        self.value(&f.getattr("__kwdefaults__")?, h)?;
+        // The function itself: code, defaults and closure cells. Its own
+        // digest goes into the record, so `explain` can tell an edit of this
+        // function from an edit of something it reaches.
+        let mut own = Hasher::new();
+        own.digest(info.digest);
+        self.value(&f.getattr("__defaults__")?, &mut own)?;
+        self.value(&f.getattr("__kwdefaults__")?, &mut own)?;
         let closure = f.getattr("__closure__")?;
         if !closure.is_none() {
             let cells = closure.cast_into::<PyTuple>()?;
-            h.u64(cells.len() as u64);
+            own.u64(cells.len() as u64);
             for cell in cells.iter() {
-                self.value(&cell, h)?;
+                self.value(&cell, &mut own)?;
             }
+        }
+        let own = own.finish();
+        h.digest(own);
+        if self.record.is_some() {
+            let module: String = match globals.get_item("__name__")? {
+                Some(n) => n.extract().unwrap_or_default(),
+                None => String::new(),
+            };
+            let file: String = f.getattr("__code__")?.getattr("co_filename")?.extract()?;
+            self.note(Dep {
+                kind: "function",
+                name: format!("{module}.{qualname}"),
+                display: file.rsplit('/').next().map(str::to_owned),
+                digest: own,
+            });
         }
         let builtins = f.getattr("__builtins__")?;
         let builtins = builtins.cast::<PyDict>().ok();
@@ -558,8 +616,23 @@ impl<'py> Walker<'py> {
             h.tag(Tag::Global);
             h.str(name);
             if let Some(v) = globals.get_item(name)? {
-                self.dependency(&v, attrs, h)
+                let mut sub = Hasher::new();
+                self.dependency(&v, attrs, &mut sub)
                     .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
+                let d = sub.finish();
+                h.digest(d);
+                if self.record.is_some() && !v.is_instance_of::<PyFunction>() {
+                    let module: String = match globals.get_item("__name__")? {
+                        Some(n) => n.extract().unwrap_or_default(),
+                        None => String::new(),
+                    };
+                    self.note(Dep {
+                        kind: "global",
+                        name: format!("{module}.{name}"),
+                        display: short_display(&v),
+                        digest: d,
+                    });
+                }
             } else if let Some(b) = match builtins {
                 Some(b) => b.get_item(name)?,
                 None => None,
@@ -667,7 +740,8 @@ impl<'py> Walker<'py> {
                 });
             }
             Ok(())
-        })
+        })?;
+        Ok(())
     }
 
     /// A module: the standard library and installed distributions by name

@@ -11,7 +11,7 @@ use pyo3::types::{PyBytes, PyDict};
 
 use crate::py::errors::UnhashableError;
 use digest::{Hasher, Tag};
-use hash::{HashError, Walker};
+use hash::{Dep, HashError, Walker};
 
 /// Bumped whenever the meaning of a digest changes, so old entries miss.
 const KEY_VERSION: u64 = 1;
@@ -43,14 +43,23 @@ fn hash_value<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
 /// bound argument (defaults applied by the caller), minus those named in
 /// `ignore`. Raises `UnhashableError` naming the argument that cannot be
 /// hashed; an argument is never dropped silently.
+///
+/// With `record=True` returns `(key, record)` where the record lists
+/// `(kind, name, display, digest)` for every function, global and argument
+/// the key covers: what `explain` compares to say why a call missed.
 #[pyfunction]
+#[pyo3(signature = (func, arguments, ignore, record=false))]
 fn call_key<'py>(
     func: &Bound<'py, PyAny>,
     arguments: &Bound<'py, PyDict>,
     ignore: Vec<String>,
-) -> PyResult<Bound<'py, PyBytes>> {
+    record: bool,
+) -> PyResult<Bound<'py, PyAny>> {
     let py = func.py();
     let mut w = Walker::new(py)?;
+    if record {
+        w.record = Some(Vec::new());
+    }
     let mut h = Hasher::new();
     h.tag(Tag::Key);
     h.u64(KEY_VERSION);
@@ -64,15 +73,36 @@ fn call_key<'py>(
         }
         h.tag(Tag::Argument);
         h.str(&name);
-        w.value(&value, &mut h).map_err(|e| match e {
+        let mut sub = Hasher::new();
+        w.value(&value, &mut sub).map_err(|e| match e {
             HashError::Unhashable(msg) => {
                 UnhashableError::new_err(format!("argument `{name}`: {msg}"))
             }
             HashError::Python(e) => e,
         })?;
+        let d = sub.finish();
+        h.digest(d);
+        if let Some(r) = w.record.as_mut() {
+            r.push(Dep {
+                kind: "argument",
+                name,
+                display: None,
+                digest: d,
+            });
+        }
     }
     w.finish(&mut h).map_err(to_py)?;
-    Ok(finish(py, &h))
+    let key = finish(py, &h);
+    match w.record.take() {
+        None => Ok(key.into_any()),
+        Some(deps) => {
+            let items = deps
+                .into_iter()
+                .map(|d| (d.kind, d.name, d.display, format!("{:032x}", d.digest)))
+                .collect::<Vec<_>>();
+            Ok((key, items).into_pyobject(py)?.into_any())
+        }
+    }
 }
 
 /// The 16-byte content hash of a file (read in chunks, without the GIL).
