@@ -48,10 +48,12 @@ class Counters:
 TOTAL = Counters()
 
 
+# BYTECACHE=off in the environment at start-up turns memoization off.
+_OFF = os.environ.get("BYTECACHE", "").lower() in ("off", "0", "false")
+
+
 def _disabled() -> bool:
-    return os.environ.get("BYTECACHE", "").lower() in ("off", "0", "false") or getattr(
-        _local, "disabled", 0
-    ) > 0
+    return _OFF or getattr(_local, "disabled", 0) > 0
 
 
 class disabled:
@@ -172,6 +174,27 @@ def deps_valid(deps: dict[str, Any]) -> str | None:
     return None
 
 
+_NO_FILES = b'{"files": [], "dirs": []}'
+
+
+def parse_deps(raw: bytes) -> dict[str, Any]:
+    """The files and directories an entry depends on (its first line)."""
+    line = bytes(raw).partition(b"\n")[0]
+    if not line or line == _NO_FILES:
+        return {}
+    import json
+
+    return json.loads(line)
+
+
+def parse_record(raw: bytes) -> list[list[Any]]:
+    """The functions, globals and arguments an entry's key covered."""
+    import json
+
+    rest = bytes(raw).partition(b"\n")[2]
+    return json.loads(rest) if rest else []
+
+
 def _inherit(deps: dict[str, Any]) -> None:
     """A hit inside an outer miss: the outer result depends on the same files."""
     for r in _recorders():
@@ -254,7 +277,7 @@ class Miss:
         dirs = [s for s in map(_dir_state, self.recorder.dirs) if s is not None]
         if len(files) != len(self.recorder.files) or len(dirs) != len(self.recorder.dirs):
             return  # a file it read is already gone: nothing to validate against
-        deps = json.dumps({"files": files, "dirs": dirs, "record": record}).encode()
+        deps = (json.dumps({"files": files, "dirs": dirs}) + "\n" + json.dumps(record)).encode()
         _local.internal = True  # the store's own files are not the call's
         try:
             self.store.put(self.key, t.group, payload, [b.raw() for b in buffers], deps, elapsed)
@@ -302,13 +325,12 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
                   key=f"get:{type(e).__name__}")
         entry = None
     if entry is not None:
-        import json
         import pickle
 
         payload, buffers, deps_raw, seconds = entry
         try:
-            deps = json.loads(bytes(deps_raw)) if deps_raw else {}
-            stale = deps_valid(deps)
+            deps = parse_deps(deps_raw)
+            stale = deps_valid(deps) if deps else None
             if stale is None:
                 value = pickle.loads(payload, buffers=buffers)
                 _inherit(deps)

@@ -76,7 +76,6 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
     Nothing is computed and nothing is stored.
     """
     import inspect
-    import json
 
     target = _target(func)
     bound = inspect.signature(target.func).bind(*args, **kwargs)
@@ -92,7 +91,7 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
     store = _config.store(directory)
     entry = store.get(key)
     if entry is not None:
-        why = _core.deps_valid(json.loads(bytes(entry[2])))
+        why = _core.deps_valid(_core.parse_deps(entry[2]))
         return "hit" if why is None else f"miss: {why}"
     group = target.group.hex()
     mine = [e for e in store.entries() if e["group"] == group]
@@ -101,7 +100,7 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
         return f"miss: `{qualname}` was never computed"
     latest = max(mine, key=lambda e: e["created"])
     prev = store.get(bytes.fromhex(latest["key"]))
-    old = json.loads(bytes(prev[2])).get("record", []) if prev is not None else []
+    old = _core.parse_record(prev[2]) if prev is not None else []
     reasons = _diff(old, [list(r) for r in record])
     if not reasons:
         return f"miss: `{qualname}` changed"

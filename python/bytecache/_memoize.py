@@ -13,10 +13,39 @@ if TYPE_CHECKING:
     from typing import Any
 
 
-def _bind(sig: inspect.Signature, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-    bound = sig.bind(*args, **kwargs)
-    bound.apply_defaults()
-    return dict(bound.arguments)
+def _binder(sig: inspect.Signature) -> Any:
+    """A function (args, kwargs) -> {name: value} with defaults applied.
+
+    Plain positional calls of functions without *args/**kwargs/keyword-only
+    parameters take a fast path; everything else goes through
+    `Signature.bind`, so both give the same dict for the same call.
+    """
+    import inspect
+
+    params = list(sig.parameters.values())
+    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    names = tuple(p.name for p in params)
+    defaults = tuple(p.default for p in params)
+    empty = inspect.Parameter.empty
+
+    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    if not simple:
+        return slow
+
+    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        n = len(args)
+        if kwargs or n > len(names) or any(d is empty for d in defaults[n:]):
+            return slow(args, kwargs)
+        out = dict(zip(names, args, strict=False))
+        for name, default in zip(names[n:], defaults[n:], strict=True):
+            out[name] = default
+        return out
+
+    return fast
 
 
 def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seconds: float) -> Any:
@@ -34,6 +63,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
             "its result is consumed lazily; memoize a function that returns a list instead"
         )
     sig = inspect.signature(func)
+    bind = _binder(sig)
     unknown = set(ignore) - set(sig.parameters)
     if unknown:
         raise TypeError(f"ignore= names no parameter of `{func.__qualname__}`: {sorted(unknown)}")
@@ -43,7 +73,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            hit, token = _core.begin(target, _bind(sig, args, kwargs), min_seconds=min_seconds)
+            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
             if hit:
                 return token
             try:
@@ -61,7 +91,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            hit, token = _core.begin(target, _bind(sig, args, kwargs), min_seconds=min_seconds)
+            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
             if hit:
                 return token
             try:

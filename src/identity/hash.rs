@@ -8,9 +8,12 @@
 //! are equal across processes and `PYTHONHASHSEED` values. Anything that
 //! cannot be hashed by content is an [`HashError::Unhashable`]: the caller
 //! then runs the function without memoizing; no argument is ever dropped.
+use std::sync::Mutex;
+
 use ahash::{AHashMap, AHashSet};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyCFunction, PyCode, PyComplex, PyDict, PyEllipsis, PyFloat,
     PyFrozenSet, PyFunction, PyInt, PyList, PyMappingProxy, PyModule, PyRange, PySet, PySlice,
@@ -22,6 +25,13 @@ use super::code::code_info;
 use super::digest::{Digest, Hasher, Tag};
 
 const MAX_DEPTH: usize = 256;
+
+/// `bytecache._modkind`, imported once.
+static SUPPORT: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Module name -> library kind and version (`None`: the user's code). A
+/// module's origin does not change within a process.
+static LIBRARIES: PyOnceLock<Mutex<AHashMap<String, Option<String>>>> = PyOnceLock::new();
 
 /// Names through which code reads the process environment.
 const ENVIRONMENT_NAMES: &[&str] = &["environ", "environb", "getenv", "getenvb"];
@@ -189,7 +199,10 @@ impl<'py> Walker<'py> {
     pub fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(Walker {
             py,
-            support: py.import("bytecache._modkind")?,
+            support: SUPPORT
+                .get_or_try_init(py, || py.import("bytecache._modkind").map(Bound::unbind))?
+                .bind(py)
+                .clone(),
             stack: Vec::new(),
             memo: AHashMap::new(),
             used: AHashSet::new(),
@@ -221,9 +234,18 @@ impl<'py> Walker<'py> {
     /// `Some("<kind and version>")` when `module` is the standard library or
     /// an installed distribution (keyed by version, not walked).
     fn library(&self, module: &str) -> PyResult<Option<String>> {
-        self.support
+        let cache = LIBRARIES.get_or_init(self.py, || Mutex::new(AHashMap::new()));
+        if let Some(kind) = cache.lock().ok().and_then(|c| c.get(module).cloned()) {
+            return Ok(kind);
+        }
+        let kind = self
+            .support
             .call_method1("classify", (module,))?
-            .extract::<Option<String>>()
+            .extract::<Option<String>>()?;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(module.to_owned(), kind.clone());
+        }
+        Ok(kind)
     }
 
     /// Runs `f` with `obj` on the cycle stack, or writes a back-reference if
@@ -666,7 +688,16 @@ impl<'py> Walker<'py> {
 
     /// The `__wrapped__` chain of a decorated callable, if any.
     fn wrapped(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
-        if let Some(wrapped) = f.getattr_opt("__wrapped__")? {
+        // Functions keep `__wrapped__` in their `__dict__`: look there first,
+        // which costs no AttributeError when it is absent.
+        let wrapped = match f.cast::<PyFunction>() {
+            Ok(_) => match f.getattr("__dict__")?.cast_into::<PyDict>() {
+                Ok(d) => d.get_item("__wrapped__")?,
+                Err(_) => None,
+            },
+            Err(_) => f.getattr_opt("__wrapped__")?,
+        };
+        if let Some(wrapped) = wrapped {
             h.tag(Tag::Wrapper);
             self.value(&wrapped, h)?;
         }
