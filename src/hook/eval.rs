@@ -1,0 +1,315 @@
+//! The `extern "C"` eval function.
+//!
+//! Contract: nothing here may unwind into CPython. The Rust code avoids
+//! panicking operations, and the two places that run Rust logic around
+//! callbacks are wrapped in `catch_unwind`; on an internal failure the frame
+//! is run normally. A memoizer bug must never change program behaviour, so
+//! callback exceptions are reported with `PyErr_WriteUnraisable` and the
+//! frame runs as if the hook were absent.
+//!
+//! Flow for one frame:
+//! 1. not active, `throwflag`, not a fresh thread-owned frame → chain;
+//! 2. C stack nearly exhausted → `RecursionError` (frame skipped);
+//! 3. inside a callback on this thread (re-entry guard) → chain;
+//! 4. per-code decision from `co_extra` (classify once per generation);
+//! 5. marked: `on_call(func, args)`; `None` → chain; `(value,)` → return
+//!    `value` without running the frame; other `token` → run the frame, then
+//!    `on_return(token, result)` if it returned normally.
+
+use std::cell::Cell;
+use std::ffi::c_int;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::Ordering;
+
+use pyo3::ffi::{self, PyObject, PyThreadState};
+
+use super::compat::{self, Frame};
+use super::mark::{self, Decision};
+use super::{stack, ACTIVE, EXTRA_INDEX, GENERATION, ON_CALL, ON_RETURN, SHOULD_MARK};
+
+thread_local! {
+    /// True while this thread runs one of our callbacks.
+    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the re-entry guard set (restoring the previous value).
+#[inline]
+fn guarded<R>(f: impl FnOnce() -> R) -> R {
+    let was = IN_CALLBACK.with(|g| g.replace(true));
+    let r = f();
+    IN_CALLBACK.with(|g| g.set(was));
+    r
+}
+
+/// What to do with a marked frame after `on_call`.
+enum Action {
+    /// Run the frame; nothing else.
+    Run,
+    /// Return this value (new reference) without running the frame.
+    Hit(*mut PyObject),
+    /// Run the frame, then report its result with this token (new reference).
+    Miss(*mut PyObject),
+}
+
+/// The PEP 523 eval function installed by `install`.
+///
+/// # Safety
+/// Called by CPython with the GIL held, a live thread state and a frame
+/// that was just pushed for evaluation.
+pub unsafe extern "C" fn eval_frame(
+    tstate: *mut PyThreadState,
+    frame: *mut Frame,
+    throwflag: c_int,
+) -> *mut PyObject {
+    let prev = super::previous();
+    if throwflag != 0 || !ACTIVE.load(Ordering::Relaxed) {
+        // SAFETY: chaining with CPython's own arguments.
+        return unsafe { prev(tstate, frame, throwflag) };
+    }
+    // SAFETY: `frame` is live (CPython contract).
+    let code = unsafe { compat::frame_code(frame) };
+    // SAFETY: `code` is the frame's live code object.
+    if code.is_null() || !unsafe { compat::is_fresh_frame(frame, code) } {
+        // SAFETY: as above.
+        return unsafe { prev(tstate, frame, throwflag) };
+    }
+    // SAFETY: fresh thread-owned frame on `tstate`.
+    if stack::near_limit() && unsafe { compat::can_skip(tstate, frame) } {
+        // SAFETY: GIL held; the frame is disposed of and not used again.
+        unsafe {
+            ffi::PyErr_SetString(
+                ffi::PyExc_RecursionError,
+                c"maximum recursion depth exceeded (C stack nearly exhausted under bytecache's frame hook)"
+                    .as_ptr(),
+            );
+            compat::skip_frame(tstate, frame);
+        }
+        return std::ptr::null_mut();
+    }
+    if IN_CALLBACK.with(Cell::get) {
+        // SAFETY: as above.
+        return unsafe { prev(tstate, frame, throwflag) };
+    }
+
+    // SAFETY: GIL held; `frame`/`code` live.
+    let action = catch_unwind(AssertUnwindSafe(|| unsafe { decide(tstate, frame, code) }))
+        .unwrap_or(Action::Run);
+    match action {
+        // SAFETY: as above.
+        Action::Run => unsafe { prev(tstate, frame, throwflag) },
+        Action::Hit(value) => {
+            // SAFETY: `decide` only returns Hit when `can_skip` held.
+            unsafe { compat::skip_frame(tstate, frame) };
+            value
+        }
+        Action::Miss(token) => {
+            // SAFETY: running the frame with CPython's arguments.
+            let result = unsafe { prev(tstate, frame, throwflag) };
+            if !result.is_null() {
+                // SAFETY: GIL held; `token` and `result` are live.
+                let _ = catch_unwind(AssertUnwindSafe(|| unsafe { report(token, result) }));
+            }
+            // SAFETY: `token` is the new reference returned by `on_call`.
+            // Deallocation may run Python code; CPython deallocators
+            // preserve a pending exception.
+            unsafe { ffi::Py_DECREF(token) };
+            result
+        }
+    }
+}
+
+/// Classifies the code object (cached) and consults `on_call`.
+///
+/// # Safety
+/// GIL held; `frame` is a fresh frame on `tstate` whose code is `code`.
+unsafe fn decide(tstate: *mut PyThreadState, frame: *mut Frame, code: *mut PyObject) -> Action {
+    let index = EXTRA_INDEX.load(Ordering::Relaxed);
+    let generation = GENERATION.load(Ordering::Relaxed);
+    // SAFETY: GIL held; `code` live; `index` was requested in `install`.
+    let cached = unsafe { compat::code_get_extra(code, index) };
+    let decision = match mark::decode(cached, generation) {
+        Some(d) => d,
+        None => {
+            // SAFETY: as above.
+            let d = unsafe { classify(frame, code) };
+            // The callbacks may have been replaced while `should_mark` ran:
+            // only cache a decision made under the current generation.
+            if GENERATION.load(Ordering::Relaxed) == generation {
+                // SAFETY: as above.
+                unsafe { compat::code_set_extra(code, index, mark::encode(d, generation)) };
+            }
+            d
+        }
+    };
+    let Decision::Marked { nargs } = decision else {
+        return Action::Run;
+    };
+    // SAFETY: GIL held; frame fresh on `tstate`.
+    if !unsafe { compat::can_skip(tstate, frame) } {
+        return Action::Run;
+    }
+    // SAFETY: as above.
+    unsafe { consult(frame, nargs) }
+}
+
+/// Static filters, then `should_mark(func)`.
+///
+/// # Safety
+/// GIL held; `frame` live with code `code`.
+unsafe fn classify(frame: *mut Frame, code: *mut PyObject) -> Decision {
+    // SAFETY: `code` is a live code object.
+    let flags = unsafe { compat::code_flags(code) };
+    if flags & compat::CO_RESUMABLE != 0
+        || flags & compat::CO_OPTIMIZED_NEWLOCALS != compat::CO_OPTIMIZED_NEWLOCALS
+    {
+        return Decision::Skip;
+    }
+    // SAFETY: `co_name` is a live str owned by the code object.
+    unsafe {
+        let name = compat::code_name(code);
+        if ffi::PyUnicode_Check(name) == 0 {
+            return Decision::Skip;
+        }
+        if ffi::PyUnicode_GetLength(name) > 0
+            && ffi::PyUnicode_ReadChar(name, 0) == u32::from('<')
+            && ffi::PyUnicode_CompareWithASCIIString(name, c"<lambda>".as_ptr()) != 0
+        {
+            return Decision::Skip;
+        }
+    }
+    // SAFETY: borrowed from the live frame.
+    let func = unsafe { compat::frame_func(frame) };
+    // SAFETY: `func` is a live object.
+    if func.is_null() || unsafe { ffi::PyFunction_Check(func) } == 0 {
+        return Decision::Skip;
+    }
+    // SAFETY: `code` is a live code object.
+    let mut nargs = unsafe { compat::code_named_params(code) };
+    if flags & compat::CO_VARARGS != 0 {
+        nargs += 1;
+    }
+    if flags & compat::CO_VARKEYWORDS != 0 {
+        nargs += 1;
+    }
+    // SAFETY: `code` is a live code object.
+    if nargs > unsafe { compat::code_nlocalsplus(code) } {
+        return Decision::Skip;
+    }
+    let Some(cb) = take_ref(&SHOULD_MARK) else {
+        return Decision::Skip;
+    };
+    // SAFETY: GIL held; `cb` is a new reference, `func` borrowed.
+    let marked = unsafe {
+        let r = guarded(|| ffi::PyObject_CallOneArg(cb, func));
+        let marked = if r.is_null() {
+            ffi::PyErr_WriteUnraisable(cb);
+            false
+        } else {
+            let t = ffi::PyObject_IsTrue(r);
+            ffi::Py_DECREF(r);
+            if t < 0 {
+                ffi::PyErr_WriteUnraisable(cb);
+            }
+            t > 0
+        };
+        ffi::Py_DECREF(cb);
+        marked
+    };
+    if marked {
+        Decision::Marked { nargs }
+    } else {
+        Decision::Skip
+    }
+}
+
+/// Builds the argument tuple and calls `on_call(func, args)`.
+///
+/// # Safety
+/// GIL held; `frame` fresh, its first `nargs` localsplus slots are the
+/// bound arguments (borrowed references).
+unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
+    let Some(cb) = take_ref(&ON_CALL) else {
+        return Action::Run;
+    };
+    // SAFETY: GIL held; slots are read within `nargs <= co_nlocalsplus`;
+    // each stored item gets its own reference; `cb` is a new reference.
+    unsafe {
+        let func = compat::frame_func(frame);
+        let locals = compat::frame_localsplus(frame);
+        let Ok(n) = ffi::Py_ssize_t::try_from(nargs) else {
+            ffi::Py_DECREF(cb);
+            return Action::Run;
+        };
+        let args = ffi::PyTuple_New(n);
+        if args.is_null() {
+            ffi::PyErr_Clear();
+            ffi::Py_DECREF(cb);
+            return Action::Run;
+        }
+        for i in 0..nargs {
+            let v = *locals.add(i);
+            if v.is_null() {
+                ffi::Py_DECREF(args);
+                ffi::Py_DECREF(cb);
+                return Action::Run;
+            }
+            ffi::Py_INCREF(v);
+            // `i < nargs`, which fits in Py_ssize_t (checked above).
+            ffi::PyTuple_SET_ITEM(args, i as ffi::Py_ssize_t, v);
+        }
+        let argv = [func, args];
+        let r = guarded(|| ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut()));
+        ffi::Py_DECREF(args);
+        if r.is_null() {
+            ffi::PyErr_WriteUnraisable(cb);
+            ffi::Py_DECREF(cb);
+            return Action::Run;
+        }
+        ffi::Py_DECREF(cb);
+        if r == ffi::Py_None() {
+            ffi::Py_DECREF(r);
+            return Action::Run;
+        }
+        if ffi::PyTuple_CheckExact(r) != 0 && ffi::PyTuple_GET_SIZE(r) == 1 {
+            let value = ffi::PyTuple_GET_ITEM(r, 0);
+            ffi::Py_INCREF(value);
+            ffi::Py_DECREF(r);
+            return Action::Hit(value);
+        }
+        Action::Miss(r)
+    }
+}
+
+/// Calls `on_return(token, result)`, reporting (not propagating) errors.
+///
+/// # Safety
+/// GIL held; `token` and `result` are live (borrowed), no exception set.
+unsafe fn report(token: *mut PyObject, result: *mut PyObject) {
+    let Some(cb) = take_ref(&ON_RETURN) else {
+        return;
+    };
+    // SAFETY: GIL held; `cb` is a new reference.
+    unsafe {
+        let argv = [token, result];
+        let r = guarded(|| ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut()));
+        if r.is_null() {
+            ffi::PyErr_WriteUnraisable(cb);
+        } else {
+            ffi::Py_DECREF(r);
+        }
+        ffi::Py_DECREF(cb);
+    }
+}
+
+/// A new reference to the callback in `slot`, if any (GIL held).
+#[inline]
+fn take_ref(slot: &std::sync::atomic::AtomicPtr<PyObject>) -> Option<*mut PyObject> {
+    let p = slot.load(Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: GIL held by every caller; slots only hold strong references,
+    // released (with the GIL) after being swapped out.
+    unsafe { ffi::Py_INCREF(p) };
+    Some(p)
+}
