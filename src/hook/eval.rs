@@ -91,9 +91,12 @@ pub unsafe extern "C" fn eval_frame(
         return unsafe { prev(tstate, frame, throwflag) };
     }
 
+    // The guard covers the callbacks and every deallocation we cause
+    // (a token's or result's `__del__` may be marked Python code).
     // SAFETY: GIL held; `frame`/`code` live.
-    let action = catch_unwind(AssertUnwindSafe(|| unsafe { decide(tstate, frame, code) }))
-        .unwrap_or(Action::Run);
+    let action =
+        guarded(|| catch_unwind(AssertUnwindSafe(|| unsafe { decide(tstate, frame, code) })))
+            .unwrap_or(Action::Run);
     match action {
         // SAFETY: as above.
         Action::Run => unsafe { prev(tstate, frame, throwflag) },
@@ -105,20 +108,23 @@ pub unsafe extern "C" fn eval_frame(
         Action::Miss(token) => {
             // SAFETY: running the frame with CPython's arguments.
             let result = unsafe { prev(tstate, frame, throwflag) };
-            if !result.is_null() {
-                // SAFETY: GIL held; `token` and `result` are live.
-                let _ = catch_unwind(AssertUnwindSafe(|| unsafe { report(token, result) }));
-            }
-            // SAFETY: `token` is the new reference returned by `on_call`.
-            // Deallocation may run Python code; CPython deallocators
-            // preserve a pending exception.
-            unsafe { ffi::Py_DECREF(token) };
+            guarded(|| {
+                if !result.is_null() {
+                    // SAFETY: GIL held; `token` and `result` are live.
+                    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { report(token, result) }));
+                }
+                // SAFETY: `token` is the new reference returned by `on_call`.
+                // Deallocation may run Python code; CPython deallocators
+                // preserve a pending exception.
+                unsafe { ffi::Py_DECREF(token) };
+            });
             result
         }
     }
 }
 
-/// Classifies the code object (cached) and consults `on_call`.
+/// Classifies the code object (cached) and consults `on_call`. Runs with
+/// the re-entry guard set.
 ///
 /// # Safety
 /// GIL held; `frame` is a fresh frame on `tstate` whose code is `code`.
@@ -200,7 +206,7 @@ unsafe fn classify(frame: *mut Frame, code: *mut PyObject) -> Decision {
     };
     // SAFETY: GIL held; `cb` is a new reference, `func` borrowed.
     let marked = unsafe {
-        let r = guarded(|| ffi::PyObject_CallOneArg(cb, func));
+        let r = ffi::PyObject_CallOneArg(cb, func);
         let marked = if r.is_null() {
             ffi::PyErr_WriteUnraisable(cb);
             false
@@ -258,7 +264,7 @@ unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
             ffi::PyTuple_SET_ITEM(args, i as ffi::Py_ssize_t, v);
         }
         let argv = [func, args];
-        let r = guarded(|| ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut()));
+        let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
         ffi::Py_DECREF(args);
         if r.is_null() {
             ffi::PyErr_WriteUnraisable(cb);
@@ -291,7 +297,7 @@ unsafe fn report(token: *mut PyObject, result: *mut PyObject) {
     // SAFETY: GIL held; `cb` is a new reference.
     unsafe {
         let argv = [token, result];
-        let r = guarded(|| ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut()));
+        let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
         if r.is_null() {
             ffi::PyErr_WriteUnraisable(cb);
         } else {
