@@ -248,12 +248,6 @@ extern "C" {
     ) -> *mut PyObject;
     #[cfg_attr(not(Py_3_12), link_name = "_PyEval_RequestCodeExtraIndex")]
     fn PyUnstable_Eval_RequestCodeExtraIndex(free: Option<ffi::freefunc>) -> Py_ssize_t;
-    #[cfg_attr(not(Py_3_12), link_name = "_PyCode_GetExtra")]
-    fn PyUnstable_Code_GetExtra(
-        code: *mut PyObject,
-        index: Py_ssize_t,
-        extra: *mut *mut c_void,
-    ) -> c_int;
     #[cfg_attr(not(Py_3_12), link_name = "_PyCode_SetExtra")]
     fn PyUnstable_Code_SetExtra(
         code: *mut PyObject,
@@ -300,22 +294,33 @@ pub unsafe fn request_code_extra_index() -> Py_ssize_t {
     unsafe { PyUnstable_Eval_RequestCodeExtraIndex(None) }
 }
 
-/// Reads slot `index` of `code`'s `co_extra` (NULL when never set).
+/// `_PyCodeObjectExtra` (private to `Objects/codeobject.c`, unchanged
+/// since 3.7): a size and an inline array of slots.
+#[repr(C)]
+struct RawCodeExtra {
+    ce_size: Py_ssize_t,
+    ce_extras: [*mut c_void; 1],
+}
+
+/// Reads slot `index` of `code`'s `co_extra` (0 when never set). This is
+/// `PyUnstable_Code_GetExtra` without the type check and the call: the eval
+/// function runs it for every frame.
 ///
 /// # Safety
-/// GIL held; `code` a live code object (borrowed); `index` obtained from
-/// [`request_code_extra_index`].
+/// GIL held; `code` a live code object (borrowed); `index >= 0` obtained
+/// from [`request_code_extra_index`].
 #[inline]
 pub unsafe fn code_get_extra(code: *mut PyObject, index: Py_ssize_t) -> usize {
-    let mut out: *mut c_void = std::ptr::null_mut();
-    // SAFETY: forwarded to caller; `out` is a valid out-pointer.
-    let rc = unsafe { PyUnstable_Code_GetExtra(code, index, &mut out) };
-    if rc != 0 {
-        // SAFETY: GIL held; the failure set an exception we do not want.
-        unsafe { ffi::PyErr_Clear() };
-        return 0;
+    // SAFETY: `code` is a live code object (caller), so `co_extra` is NULL
+    // or a live `_PyCodeObjectExtra` with `ce_size` slots.
+    unsafe {
+        let extra = (*code.cast::<RawCode>()).co_extra.cast::<RawCodeExtra>();
+        if extra.is_null() || index < 0 || index >= (*extra).ce_size {
+            return 0;
+        }
+        let slots = std::ptr::addr_of!((*extra).ce_extras).cast::<*mut c_void>();
+        *slots.offset(index) as usize
     }
-    out as usize
 }
 
 /// Stores `value` in slot `index` of `code`'s `co_extra`. Failure (memory)

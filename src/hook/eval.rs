@@ -11,7 +11,9 @@
 //! 1. not active, `throwflag`, not a fresh thread-owned frame → chain;
 //! 2. C stack nearly exhausted → `RecursionError` (frame skipped);
 //! 3. inside a callback on this thread (re-entry guard) → chain;
-//! 4. per-code decision from `co_extra` (classify once per generation);
+//! 4. per-code decision from `co_extra`: known unmarked → chain (the fast
+//!    path: one TLS lookup, one `_PyCode_GetExtra` call); unknown →
+//!    classify once per generation;
 //! 5. marked: `on_call(func, args)`; `None` → chain; `(value,)` → return
 //!    `value` without running the frame; other `token` → run the frame, then
 //!    `on_return(token, result)` if it returned normally.
@@ -27,17 +29,26 @@ use super::compat::{self, Frame};
 use super::mark::{self, Decision};
 use super::{stack, ACTIVE, EXTRA_INDEX, GENERATION, ON_CALL, ON_RETURN, SHOULD_MARK};
 
+/// Per-thread state, one thread-local so the fast path does one TLS lookup.
+struct PerThread {
+    /// True while this thread runs one of our callbacks (re-entry guard).
+    in_callback: Cell<bool>,
+    /// C-stack guard.
+    stack: stack::Limit,
+}
+
 thread_local! {
-    /// True while this thread runs one of our callbacks.
-    static IN_CALLBACK: Cell<bool> = const { Cell::new(false) };
+    static THREAD: PerThread = const {
+        PerThread { in_callback: Cell::new(false), stack: stack::Limit::new() }
+    };
 }
 
 /// Runs `f` with the re-entry guard set (restoring the previous value).
 #[inline]
 fn guarded<R>(f: impl FnOnce() -> R) -> R {
-    let was = IN_CALLBACK.with(|g| g.replace(true));
+    let was = THREAD.with(|t| t.in_callback.replace(true));
     let r = f();
-    IN_CALLBACK.with(|g| g.set(was));
+    THREAD.with(|t| t.in_callback.set(was));
     r
 }
 
@@ -73,33 +84,82 @@ pub unsafe extern "C" fn eval_frame(
         // SAFETY: as above.
         return unsafe { prev(tstate, frame, throwflag) };
     }
-    // SAFETY: fresh thread-owned frame on `tstate`.
-    if stack::near_limit() && unsafe { compat::can_skip(tstate, frame) } {
-        // SAFETY: GIL held; the frame is disposed of and not used again.
-        unsafe {
-            ffi::PyErr_SetString(
-                ffi::PyExc_RecursionError,
-                c"maximum recursion depth exceeded (C stack nearly exhausted under bytecache's frame hook)"
-                    .as_ptr(),
-            );
-            compat::skip_frame(tstate, frame);
-        }
-        return std::ptr::null_mut();
+    let (near_limit, in_callback) = THREAD.with(|t| (t.stack.near(), t.in_callback.get()));
+    if near_limit {
+        // SAFETY: fresh thread-owned frame on `tstate`.
+        return unsafe { recursion_error(prev, tstate, frame, throwflag) };
     }
-    if IN_CALLBACK.with(Cell::get) {
+    if in_callback {
         // SAFETY: as above.
         return unsafe { prev(tstate, frame, throwflag) };
     }
+    // Fast path: a code object already known not to be marked.
+    let generation = GENERATION.load(Ordering::Relaxed);
+    // SAFETY: GIL held; `code` live; the index was requested in `install`.
+    let raw = unsafe { compat::code_get_extra(code, EXTRA_INDEX.load(Ordering::Relaxed)) };
+    if raw == mark::skip_value(generation) {
+        // SAFETY: as above.
+        return unsafe { prev(tstate, frame, throwflag) };
+    }
+    // SAFETY: as above.
+    unsafe { intercept(prev, tstate, frame, code, mark::decode(raw, generation)) }
+}
 
+/// The C stack is nearly exhausted: raise `RecursionError` instead of
+/// running the frame (or run it when it cannot be disposed of here).
+///
+/// # Safety
+/// As [`eval_frame`], for a fresh thread-owned frame.
+#[cold]
+#[inline(never)]
+unsafe fn recursion_error(
+    prev: compat::EvalFn,
+    tstate: *mut PyThreadState,
+    frame: *mut Frame,
+    throwflag: c_int,
+) -> *mut PyObject {
+    // SAFETY: fresh thread-owned frame on `tstate` (caller).
+    if !unsafe { compat::can_skip(tstate, frame) } {
+        // SAFETY: chaining with CPython's arguments.
+        return unsafe { prev(tstate, frame, throwflag) };
+    }
+    // SAFETY: GIL held; the frame is disposed of and not used again.
+    unsafe {
+        ffi::PyErr_SetString(
+            ffi::PyExc_RecursionError,
+            c"maximum recursion depth exceeded (C stack nearly exhausted under bytecache's frame hook)"
+                .as_ptr(),
+        );
+        compat::skip_frame(tstate, frame);
+    }
+    std::ptr::null_mut()
+}
+
+/// A fresh frame of a marked or not yet classified code object, outside
+/// any callback: classify if needed, consult `on_call`, act on its answer.
+///
+/// # Safety
+/// As [`eval_frame`]; `frame` passed `is_fresh_frame`, `code` is its code.
+#[inline(never)]
+unsafe fn intercept(
+    prev: compat::EvalFn,
+    tstate: *mut PyThreadState,
+    frame: *mut Frame,
+    code: *mut PyObject,
+    cached: Option<Decision>,
+) -> *mut PyObject {
     // The guard covers the callbacks and every deallocation we cause
     // (a token's or result's `__del__` may be marked Python code).
     // SAFETY: GIL held; `frame`/`code` live.
-    let action =
-        guarded(|| catch_unwind(AssertUnwindSafe(|| unsafe { decide(tstate, frame, code) })))
-            .unwrap_or(Action::Run);
+    let action = guarded(|| {
+        catch_unwind(AssertUnwindSafe(|| unsafe {
+            decide(tstate, frame, code, cached)
+        }))
+    })
+    .unwrap_or(Action::Run);
     match action {
-        // SAFETY: as above.
-        Action::Run => unsafe { prev(tstate, frame, throwflag) },
+        // SAFETY: chaining with CPython's arguments (throwflag is 0 here).
+        Action::Run => unsafe { prev(tstate, frame, 0) },
         Action::Hit(value) => {
             // SAFETY: `decide` only returns Hit when `can_skip` held.
             unsafe { compat::skip_frame(tstate, frame) };
@@ -107,7 +167,7 @@ pub unsafe extern "C" fn eval_frame(
         }
         Action::Miss(token) => {
             // SAFETY: running the frame with CPython's arguments.
-            let result = unsafe { prev(tstate, frame, throwflag) };
+            let result = unsafe { prev(tstate, frame, 0) };
             guarded(|| {
                 if !result.is_null() {
                     // SAFETY: GIL held; `token` and `result` are live.
@@ -123,19 +183,22 @@ pub unsafe extern "C" fn eval_frame(
     }
 }
 
-/// Classifies the code object (cached) and consults `on_call`. Runs with
-/// the re-entry guard set.
+/// Classifies the code object (unless `cached`) and consults `on_call`.
+/// Runs with the re-entry guard set.
 ///
 /// # Safety
 /// GIL held; `frame` is a fresh frame on `tstate` whose code is `code`.
-unsafe fn decide(tstate: *mut PyThreadState, frame: *mut Frame, code: *mut PyObject) -> Action {
-    let index = EXTRA_INDEX.load(Ordering::Relaxed);
-    let generation = GENERATION.load(Ordering::Relaxed);
-    // SAFETY: GIL held; `code` live; `index` was requested in `install`.
-    let cached = unsafe { compat::code_get_extra(code, index) };
-    let decision = match mark::decode(cached, generation) {
+unsafe fn decide(
+    tstate: *mut PyThreadState,
+    frame: *mut Frame,
+    code: *mut PyObject,
+    cached: Option<Decision>,
+) -> Action {
+    let decision = match cached {
         Some(d) => d,
         None => {
+            let index = EXTRA_INDEX.load(Ordering::Relaxed);
+            let generation = GENERATION.load(Ordering::Relaxed);
             // SAFETY: as above.
             let d = unsafe { classify(frame, code) };
             // The callbacks may have been replaced while `should_mark` ran:

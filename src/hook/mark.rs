@@ -44,6 +44,13 @@ pub fn encode(decision: Decision, generation: u32) -> usize {
     PRESENT | tag | ((generation as usize) << GEN_SHIFT)
 }
 
+/// The stored value meaning "not marked" under `generation` (the fast path
+/// compares against it).
+#[inline]
+pub fn skip_value(generation: u32) -> usize {
+    PRESENT | ((generation as usize) << GEN_SHIFT)
+}
+
 /// Decodes a stored value; `None` when absent or from another generation.
 #[inline]
 pub fn decode(value: usize, generation: u32) -> Option<Decision> {
@@ -76,6 +83,7 @@ mod tests {
                 Some(Decision::Skip)
             );
         }
+        assert_eq!(encode(Decision::Skip, 9), skip_value(9));
         assert_eq!(decode(0, 1), None);
         assert_eq!(decode(encode(Decision::Skip, 1), 2), None);
     }

@@ -12,30 +12,34 @@ use std::cell::Cell;
 /// Headroom kept free for callbacks and C code between two Python frames.
 const MARGIN: usize = 512 * 1024;
 
-thread_local! {
-    /// Lowest stack address we allow, for this thread. 0: not computed yet;
-    /// 1: unknown (guard disabled for this thread).
-    static LIMIT: Cell<usize> = const { Cell::new(0) };
-}
+/// Per-thread stack limit, kept by the caller in its thread-local state
+/// (one TLS lookup per frame: in a cdylib each costs a `__tls_get_addr` call).
+pub struct Limit(Cell<usize>);
 
-/// True when the current thread's C stack is nearly exhausted.
-#[inline]
-pub fn near_limit() -> bool {
-    let marker = 0u8;
-    let sp = std::ptr::addr_of!(marker) as usize;
-    let limit = LIMIT.with(|l| {
-        let v = l.get();
-        if v != 0 {
-            return v;
+impl Limit {
+    /// Not computed yet.
+    pub const fn new() -> Self {
+        Limit(Cell::new(0))
+    }
+
+    /// True when the current thread's C stack is nearly exhausted.
+    #[inline(always)]
+    pub fn near(&self) -> bool {
+        let marker = 0u8;
+        let sp = std::ptr::addr_of!(marker) as usize;
+        let mut limit = self.0.get();
+        if limit == 0 {
+            // 1: unknown, the guard is off for this thread.
+            limit = compute_limit().unwrap_or(1);
+            self.0.set(limit);
         }
-        let v = compute_limit().unwrap_or(1);
-        l.set(v);
-        v
-    });
-    sp < limit
+        sp < limit
+    }
 }
 
 #[cfg(target_os = "linux")]
+#[cold]
+#[inline(never)]
 fn compute_limit() -> Option<usize> {
     // SAFETY: `attr` is initialised by pthread_getattr_np before use and
     // destroyed once; the out-pointers are valid locals.
