@@ -13,8 +13,14 @@ from __future__ import annotations
 
 import argparse
 import functools
+import importlib
+import shutil
+import subprocess
 import sys
+import sysconfig
+import tempfile
 import time
+from pathlib import Path
 
 from bytecache import _bytecache as B
 
@@ -33,6 +39,24 @@ def best(fn, repeat: int) -> float:
         fn()
         times.append(time.perf_counter() - t)
     return min(times)
+
+
+def build_forwarding_hook():
+    """Compile tests/other_hook.c (a C hook that only counts and forwards):
+    the PEP 523 floor on this machine. None without a compiler/headers."""
+    cc = shutil.which("cc") or shutil.which("gcc")
+    include = sysconfig.get_paths()["include"]
+    src = Path(__file__).resolve().parent.parent / "tests" / "other_hook.c"
+    if cc is None or not Path(include, "internal", "pycore_frame.h").exists():
+        return None
+    out = Path(tempfile.mkdtemp())
+    so = out / ("other_hook" + sysconfig.get_config_var("EXT_SUFFIX"))
+    r = subprocess.run([cc, "-shared", "-fPIC", "-O2", f"-I{include}", f"-I{include}/internal",
+                        str(src), "-o", str(so)], capture_output=True)
+    if r.returncode != 0:
+        return None
+    sys.path.insert(0, str(out))
+    return importlib.import_module("other_hook")
 
 
 def square(x: int) -> int:
@@ -57,6 +81,13 @@ def main() -> None:
     B.hook_uninstall()
     print(f"fib(25) no hook        {base * 1e9 / FIB_CALLS:7.1f} ns/call")
     print(f"fib(25) hook, unmarked {hooked * 1e9 / FIB_CALLS:7.1f} ns/call  ({hooked / base:.2f}x)")
+    floor = build_forwarding_hook()
+    if floor is not None:
+        floor.install()
+        fwd = best(lambda: fib(25), a.repeat)
+        floor.uninstall()
+        print(f"fib(25) C forward-only {fwd * 1e9 / FIB_CALLS:7.1f} ns/call  ({fwd / base:.2f}x,"
+              " the PEP 523 floor)")
 
     n = a.loops
     xs = [5] * n

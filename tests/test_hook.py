@@ -359,6 +359,58 @@ def test_deep_recursion_raises_not_crashes(tmp_path: Path, marked: bool) -> None
         assert result == depth or result == "RecursionError"
 
 
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="3.11 itself overflows the C stack on deep C recursion at a high limit")
+def test_deep_c_recursion_below_deep_python_recursion(tmp_path: Path) -> None:
+    # The hook gives Python frames their C-recursion units back (3.12+); C code
+    # deep down the stack must still hit RecursionError, not overflow.
+    out = ok(run(tmp_path, """
+        import json
+        sys.setrecursionlimit(10**6)
+        install()
+        B.hook_install(lambda f: False, on_call, on_return)
+        nested = []
+        for _ in range(100000):
+            nested = [nested]
+        def cmap(n):
+            return 0 if n == 0 else 1 + sum(map(cmap, [n - 1]))
+        def bottom():
+            for work in (lambda: repr(nested), lambda: json.dumps(nested),
+                         lambda: cmap(100000), lambda: nested == [nested]):
+                try:
+                    work()
+                except RecursionError:
+                    pass
+            return "ok"
+        def rec(n):
+            return bottom() if n == 0 else rec(n - 1)
+        for depth in [0, 1000, 5000, 10000, 13000, 14000, 14500, 15000, 15500, 16000, 17000]:
+            try:
+                rec(depth)
+            except RecursionError:
+                pass
+        print("alive")
+    """))
+    assert out == ["alive"]
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_recursion_within_default_limit_still_works(tmp_path: Path, marked: bool) -> None:
+    # 3.12 counts every non-inlined call against a C budget of 1500 (two
+    # units per call): without compensation this stopped at ~750 frames.
+    out = ok(run(tmp_path, f"""
+        install()
+        if not {marked}:
+            B.hook_install(lambda f: False, on_call, on_return)
+        def rec(n):
+            return 0 if n == 0 else 1 + rec(n - 1)
+        print(rec(950), rec(950))
+        sys.setrecursionlimit(8000)
+        print(rec(7000))
+    """))
+    assert out == ["950 950", "7000"]
+
+
 def test_failing_callbacks_do_not_change_output(tmp_path: Path) -> None:
     body = """
         def f(x):

@@ -455,6 +455,107 @@ pub unsafe fn code_name(code: *mut PyObject) -> *mut PyObject {
 }
 
 // ---------------------------------------------------------------------------
+// Running a frame through the previous eval function
+// ---------------------------------------------------------------------------
+
+/// Runs `frame` with the eval function we chain to.
+///
+/// 3.12+: any PEP 523 hook disables call inlining, and every non-inlined
+/// Python call costs two units of the C recursion budget (1500 in 3.12.1,
+/// 10000 in 3.13.0), so with a hook installed plain Python recursion stops
+/// at ~750 (3.12) or ~5000 (3.13) frames, below the default recursion limit
+/// on 3.12. For the duration of the frame we set the budget to
+/// `min(remaining + 2, LIMIT * share)`, where `share` is the free fraction
+/// of this thread's C stack: Python frames no longer drain it, and C code
+/// below never gets more units than CPython would grant for the stack that
+/// is actually left (CPython sizes LIMIT for a whole, empty stack). Python
+/// frames themselves are stopped by the stack guard in `stack.rs`.
+/// 3.11: a plain (tail) call; `share` is unused.
+///
+/// # Safety
+/// As for calling `prev` directly: GIL held, CPython's own arguments.
+#[inline(always)]
+pub unsafe fn chain(
+    prev: EvalFn,
+    tstate: *mut PyThreadState,
+    frame: *mut Frame,
+    throwflag: c_int,
+    share: u32,
+) -> *mut PyObject {
+    #[cfg(Py_3_12)]
+    {
+        let budget = c_recursion_remaining(tstate);
+        // LIMIT * share / 65536; both factors fit in 32 bits.
+        let cap = ((i64::from(C_RECURSION_LIMIT) * i64::from(share)) >> 16) as c_int;
+        // SAFETY: `tstate` is the live current thread state (caller); the
+        // counter is only touched by this thread. Every path through the
+        // evaluator leaves the counter as it found it, so restoring
+        // `saved` undoes exactly our adjustment.
+        unsafe {
+            let saved = *budget;
+            *budget = saved.saturating_add(C_UNITS_PER_CALL).min(cap);
+            let r = prev(tstate, frame, throwflag);
+            *budget = saved;
+            r
+        }
+    }
+    #[cfg(not(Py_3_12))]
+    {
+        let _ = share;
+        // SAFETY: forwarded.
+        unsafe { prev(tstate, frame, throwflag) }
+    }
+}
+
+/// Units of the C recursion budget one non-inlined Python call costs
+/// (`_Py_EnterRecursiveCallTstate` twice on the call path).
+#[cfg(Py_3_12)]
+const C_UNITS_PER_CALL: c_int = 2;
+
+/// A thread's initial C recursion budget, Linux release builds:
+/// `C_RECURSION_LIMIT` (3.12 `Include/cpython/pystate.h`) and
+/// `Py_C_RECURSION_LIMIT` (3.13).
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+const C_RECURSION_LIMIT: c_int = 1500;
+#[cfg(Py_3_13)]
+const C_RECURSION_LIMIT: c_int = 10000;
+
+/// `&tstate->c_recursion_remaining`.
+#[cfg(all(Py_3_12, not(Py_3_13)))]
+#[inline(always)]
+fn c_recursion_remaining(tstate: *mut PyThreadState) -> *mut c_int {
+    py312::c_recursion_remaining(tstate)
+}
+
+/// `struct _ts` (3.13 `Include/cpython/pystate.h`) up to the C budget.
+#[cfg(Py_3_13)]
+#[repr(C)]
+struct RawThreadState313 {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    eval_breaker: usize,
+    _status: u32,
+    _whence: c_int,
+    state: c_int,
+    py_recursion_remaining: c_int,
+    py_recursion_limit: c_int,
+    c_recursion_remaining: c_int,
+}
+
+#[cfg(Py_3_13)]
+const _: () = assert!(offset_of!(RawThreadState313, c_recursion_remaining) == 52);
+
+/// `&tstate->c_recursion_remaining`.
+#[cfg(Py_3_13)]
+#[inline(always)]
+fn c_recursion_remaining(tstate: *mut PyThreadState) -> *mut c_int {
+    let ts = tstate.cast::<RawThreadState313>();
+    // SAFETY: no dereference; a field address inside the thread state.
+    unsafe { std::ptr::addr_of_mut!((*ts).c_recursion_remaining) }
+}
+
+// ---------------------------------------------------------------------------
 // Skipping a frame (returning without running it)
 // ---------------------------------------------------------------------------
 
@@ -568,6 +669,14 @@ mod py312 {
         assert!(offset_of!(RawThreadState, datastack_limit) == 248);
         assert!(offset_of!(RawStackChunk, data) == 24);
     };
+
+    /// `&tstate->c_recursion_remaining`.
+    #[inline(always)]
+    pub fn c_recursion_remaining(tstate: *mut PyThreadState) -> *mut c_int {
+        let ts = tstate.cast::<RawThreadState>();
+        // SAFETY: no dereference; a field address inside the thread state.
+        unsafe { std::ptr::addr_of_mut!((*ts).c_recursion_remaining) }
+    }
 
     /// True when the frame is the top of the data stack and not the first
     /// slot of a chunk (popping a chunk would need `_PyObject_VirtualFree`;

@@ -34,12 +34,12 @@ struct PerThread {
     /// True while this thread runs one of our callbacks (re-entry guard).
     in_callback: Cell<bool>,
     /// C-stack guard.
-    stack: stack::Limit,
+    stack: stack::Stack,
 }
 
 thread_local! {
     static THREAD: PerThread = const {
-        PerThread { in_callback: Cell::new(false), stack: stack::Limit::new() }
+        PerThread { in_callback: Cell::new(false), stack: stack::Stack::new() }
     };
 }
 
@@ -73,25 +73,25 @@ pub unsafe extern "C" fn eval_frame(
     throwflag: c_int,
 ) -> *mut PyObject {
     let prev = super::previous();
+    let (room, in_callback) = THREAD.with(|t| (t.stack.room(), t.in_callback.get()));
     if throwflag != 0 || !ACTIVE.load(Ordering::Relaxed) {
         // SAFETY: chaining with CPython's own arguments.
-        return unsafe { prev(tstate, frame, throwflag) };
+        return unsafe { compat::chain(prev, tstate, frame, throwflag, room.share) };
     }
     // SAFETY: `frame` is live (CPython contract).
     let code = unsafe { compat::frame_code(frame) };
     // SAFETY: `code` is the frame's live code object.
     if code.is_null() || !unsafe { compat::is_fresh_frame(frame, code) } {
         // SAFETY: as above.
-        return unsafe { prev(tstate, frame, throwflag) };
+        return unsafe { compat::chain(prev, tstate, frame, throwflag, room.share) };
     }
-    let (near_limit, in_callback) = THREAD.with(|t| (t.stack.near(), t.in_callback.get()));
-    if near_limit {
+    if room.exhausted {
         // SAFETY: fresh thread-owned frame on `tstate`.
-        return unsafe { recursion_error(prev, tstate, frame, throwflag) };
+        return unsafe { recursion_error(prev, tstate, frame, room.share) };
     }
     if in_callback {
         // SAFETY: as above.
-        return unsafe { prev(tstate, frame, throwflag) };
+        return unsafe { compat::chain(prev, tstate, frame, 0, room.share) };
     }
     // Fast path: a code object already known not to be marked.
     let generation = GENERATION.load(Ordering::Relaxed);
@@ -99,10 +99,19 @@ pub unsafe extern "C" fn eval_frame(
     let raw = unsafe { compat::code_get_extra(code, EXTRA_INDEX.load(Ordering::Relaxed)) };
     if raw == mark::skip_value(generation) {
         // SAFETY: as above.
-        return unsafe { prev(tstate, frame, throwflag) };
+        return unsafe { compat::chain(prev, tstate, frame, 0, room.share) };
     }
     // SAFETY: as above.
-    unsafe { intercept(prev, tstate, frame, code, mark::decode(raw, generation)) }
+    unsafe {
+        intercept(
+            prev,
+            tstate,
+            frame,
+            code,
+            mark::decode(raw, generation),
+            room.share,
+        )
+    }
 }
 
 /// The C stack is nearly exhausted: raise `RecursionError` instead of
@@ -116,12 +125,12 @@ unsafe fn recursion_error(
     prev: compat::EvalFn,
     tstate: *mut PyThreadState,
     frame: *mut Frame,
-    throwflag: c_int,
+    share: u32,
 ) -> *mut PyObject {
     // SAFETY: fresh thread-owned frame on `tstate` (caller).
     if !unsafe { compat::can_skip(tstate, frame) } {
         // SAFETY: chaining with CPython's arguments.
-        return unsafe { prev(tstate, frame, throwflag) };
+        return unsafe { compat::chain(prev, tstate, frame, 0, share) };
     }
     // SAFETY: GIL held; the frame is disposed of and not used again.
     unsafe {
@@ -147,6 +156,7 @@ unsafe fn intercept(
     frame: *mut Frame,
     code: *mut PyObject,
     cached: Option<Decision>,
+    share: u32,
 ) -> *mut PyObject {
     // The guard covers the callbacks and every deallocation we cause
     // (a token's or result's `__del__` may be marked Python code).
@@ -159,7 +169,7 @@ unsafe fn intercept(
     .unwrap_or(Action::Run);
     match action {
         // SAFETY: chaining with CPython's arguments (throwflag is 0 here).
-        Action::Run => unsafe { prev(tstate, frame, 0) },
+        Action::Run => unsafe { compat::chain(prev, tstate, frame, 0, share) },
         Action::Hit(value) => {
             // SAFETY: `decide` only returns Hit when `can_skip` held.
             unsafe { compat::skip_frame(tstate, frame) };
@@ -167,7 +177,7 @@ unsafe fn intercept(
         }
         Action::Miss(token) => {
             // SAFETY: running the frame with CPython's arguments.
-            let result = unsafe { prev(tstate, frame, 0) };
+            let result = unsafe { compat::chain(prev, tstate, frame, 0, share) };
             guarded(|| {
                 if !result.is_null() {
                     // SAFETY: GIL held; `token` and `result` are live.
