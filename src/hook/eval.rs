@@ -160,10 +160,10 @@ unsafe fn intercept(
 ) -> *mut PyObject {
     // The guard covers the callbacks and every deallocation we cause
     // (a token's or result's `__del__` may be marked Python code).
-    // SAFETY: GIL held; `frame`/`code` live.
     let action = guarded(|| {
-        catch_unwind(AssertUnwindSafe(|| unsafe {
-            decide(tstate, frame, code, cached)
+        catch_unwind(AssertUnwindSafe(|| {
+            // SAFETY: GIL held; `frame`/`code` live (caller).
+            unsafe { decide(tstate, frame, code, cached) }
         }))
     })
     .unwrap_or(Action::Run);
