@@ -63,7 +63,7 @@ def square(x: int) -> int:
     return x * x
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def square_lru(x: int) -> int:
     return x * x
 

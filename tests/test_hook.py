@@ -16,7 +16,6 @@ import textwrap
 from pathlib import Path
 
 import pytest
-
 from bytecache import _bytecache
 
 PRELUDE = """
@@ -54,7 +53,8 @@ def install():
 
 def run(tmp_path: Path, body: str, *, prelude: bool = True, head: str = "",
         env: dict[str, str] | None = None,
-        files: dict[str, str] | None = None, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        files: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """Run ``body`` (dedented, after PRELUDE) as a script; fail on a crash."""
     for name, text in (files or {}).items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -285,8 +285,8 @@ def test_threads(tmp_path: Path) -> None:
         ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
         for t in ts: t.start()
         for t in ts: t.join()
-        expect = {sum(f for f in [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987][:n])
-                  for n in (15, 16, 17)}
+        fibs = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987]
+        expect = {sum(fibs[:n]) for n in (15, 16, 17)}
         print(len(results), set(results) == expect, STATS["hits"] > 0)
     """))
     assert out == ["1600 True True"]
@@ -651,7 +651,8 @@ def test_auto_modules_globs(tmp_path: Path) -> None:
         def local(x):
             print("local ran")
             return x
-        print(pipeline.steps.step(1), pipeline.steps.step(1), other.o(1), other.o(1), local(1), local(1))
+        step = pipeline.steps.step
+        print(step(1), step(1), other.o(1), other.o(1), local(1), local(1))
     """, prelude=False, files={
         "pipeline/__init__.py": "",
         "pipeline/steps.py": "def step(x):\n    print('step ran')\n    return x\n",

@@ -157,7 +157,8 @@ def _on_call(func: Any, args: tuple[Any, ...]) -> Any:
             target = make_target(func, cache_dir=config.cache_dir) if make_target else func
             cached = _targets[func] = (target, _arg_names(code))
         target, names = cached
-        hit, value = _core.begin(target, dict(zip(names, args)), min_seconds=config.min_seconds)
+        arguments = dict(zip(names, args, strict=True))
+        hit, value = _core.begin(target, arguments, min_seconds=config.min_seconds)
     except Exception as e:  # noqa: BLE001 - a cache failure must not change the program
         _warn_once_internal(e)
         return None
