@@ -432,6 +432,32 @@ def test_failing_callbacks_do_not_change_output(tmp_path: Path) -> None:
         assert "ZeroDivisionError" in proc.stderr
 
 
+def test_interrupt_in_callbacks_propagates(tmp_path: Path) -> None:
+    # An Exception in a callback is a memoizer bug (reported, ignored); a
+    # KeyboardInterrupt (Ctrl-C during a slow cache read) must still stop the
+    # program, raised from the intercepted call.
+    out = ok(run(tmp_path, """
+        def f(x):
+            print("f ran", x)
+            return x
+        def interrupt(*a):
+            raise KeyboardInterrupt
+        B.hook_install(should_mark, interrupt, on_return)
+        try:
+            f(1)
+        except KeyboardInterrupt:
+            print("interrupted before")
+        B.hook_install(should_mark, lambda fn, a: "token", interrupt)
+        try:
+            f(2)
+        except KeyboardInterrupt:
+            print("interrupted after")
+        B.hook_uninstall()
+        print(f(3))
+    """))
+    assert out == ["interrupted before", "f ran 2", "interrupted after", "f ran 3", "3"]
+
+
 def test_bad_return_values_are_tokens_or_ignored(tmp_path: Path) -> None:
     out = ok(run(tmp_path, """
         def f(x):

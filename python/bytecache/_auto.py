@@ -18,6 +18,7 @@ called in loops cost only the hook's base overhead.
 
 from __future__ import annotations
 
+import atexit
 import fnmatch
 import os
 import threading
@@ -53,6 +54,7 @@ class _Config:
 
 _config: _Config | None = None
 _warned_unavailable = False
+_atexit_registered = False
 # code object -> [calls seen, slow call seen]; cleared on enable().
 _probe: dict[Any, list[Any]] = {}
 # code objects found cheap: never marked again (until enable() is called again).
@@ -79,7 +81,7 @@ def enable(
     available, a ``RuntimeWarning`` is issued once and nothing is installed (the
     ``@bytecache.memoize`` decorator still works).
     """
-    global _config
+    global _config, _atexit_registered
     if _env_off():
         return
     if isinstance(modules, str):
@@ -95,6 +97,12 @@ def enable(
         except (AttributeError, RuntimeError, NotImplementedError) as e:
             _config = None
             _warn_unavailable(str(e))
+            return
+        if not _atexit_registered:
+            # Frames run during interpreter shutdown must not reach a
+            # half-finalized cache.
+            atexit.register(disable)
+            _atexit_registered = True
 
 
 def disable() -> None:

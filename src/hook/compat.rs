@@ -48,12 +48,28 @@ pub const LAYOUT: &str = "3.13";
 #[cfg(any(not(Py_3_11), Py_3_14))]
 pub const LAYOUT: &str = "unsupported";
 
-/// Whether this build knows the frame layout of the interpreter it was built for.
-pub const SUPPORT: Result<(), &str> = if cfg!(all(Py_3_11, not(Py_3_14))) {
-    Ok(())
-} else {
+/// Whether this build knows the frame layout of the interpreter it was built
+/// for: release, GIL-enabled CPython 3.11–3.13 (offsets, C recursion limits
+/// and the single-GIL assumption of our globals differ elsewhere).
+pub const SUPPORT: Result<(), &str> = if !cfg!(all(Py_3_11, not(Py_3_14))) {
     Err("the bytecache frame hook supports CPython 3.11, 3.12 and 3.13 only")
+} else if cfg!(Py_GIL_DISABLED) {
+    Err("the bytecache frame hook does not support free-threaded CPython builds")
+} else if cfg!(py_sys_config = "Py_DEBUG") {
+    Err("the bytecache frame hook does not support debug CPython builds")
+} else {
+    Ok(())
 };
+
+/// True when the calling thread runs the main interpreter (the hook's state
+/// is process-global; subinterpreters are refused).
+///
+/// # Safety
+/// The GIL must be held.
+pub unsafe fn in_main_interpreter() -> bool {
+    // SAFETY: GIL held (caller).
+    unsafe { ffi::PyInterpreterState_Get() == ffi::PyInterpreterState_Main() }
+}
 
 // ---------------------------------------------------------------------------
 // Layouts

@@ -60,6 +60,27 @@ enum Action {
     Hit(*mut PyObject),
     /// Run the frame, then report its result with this token (new reference).
     Miss(*mut PyObject),
+    /// A callback was interrupted (`KeyboardInterrupt`, `SystemExit`: not an
+    /// `Exception`); the exception is set: raise it from the call.
+    Interrupt,
+}
+
+/// After a callback failed: an `Exception` is a memoizer bug and is
+/// reported with `PyErr_WriteUnraisable` (returns false); anything else
+/// (`KeyboardInterrupt`, `SystemExit`) stays set for the caller to raise
+/// (returns true).
+///
+/// # Safety
+/// GIL held; an exception is set; `context` is live (borrowed).
+unsafe fn handle_callback_error(context: *mut PyObject) -> bool {
+    // SAFETY: forwarded.
+    unsafe {
+        if ffi::PyErr_ExceptionMatches(ffi::PyExc_Exception) == 0 {
+            return true;
+        }
+        ffi::PyErr_WriteUnraisable(context);
+    }
+    false
 }
 
 /// The PEP 523 eval function installed by `install`.
@@ -171,17 +192,47 @@ unsafe fn intercept(
         // SAFETY: chaining with CPython's arguments (throwflag is 0 here).
         Action::Run => unsafe { compat::chain(prev, tstate, frame, 0, share) },
         Action::Hit(value) => {
-            // SAFETY: `decide` only returns Hit when `can_skip` held.
+            // `decide` checked `can_skip` before `on_call`; the callback's
+            // own frames are popped (LIFO), so this holds again, but an
+            // unexpected data-stack state means: run the frame instead.
+            // SAFETY: GIL held; fresh frame on `tstate`.
+            if !unsafe { compat::can_skip(tstate, frame) } {
+                // SAFETY: `value` is a new reference we own.
+                unsafe { ffi::Py_DECREF(value) };
+                // SAFETY: chaining with CPython's arguments.
+                return unsafe { compat::chain(prev, tstate, frame, 0, share) };
+            }
+            // SAFETY: checked just above; the frame is not used again.
             unsafe { compat::skip_frame(tstate, frame) };
             value
         }
+        Action::Interrupt => {
+            // SAFETY: as for Hit; the exception stays set for the caller.
+            if !unsafe { compat::can_skip(tstate, frame) } {
+                // SAFETY: GIL held; run normally without the interrupt.
+                unsafe { ffi::PyErr_Clear() };
+                // SAFETY: chaining with CPython's arguments.
+                return unsafe { compat::chain(prev, tstate, frame, 0, share) };
+            }
+            // SAFETY: checked just above; the frame is not used again.
+            unsafe { compat::skip_frame(tstate, frame) };
+            std::ptr::null_mut()
+        }
         Action::Miss(token) => {
             // SAFETY: running the frame with CPython's arguments.
-            let result = unsafe { compat::chain(prev, tstate, frame, 0, share) };
+            let mut result = unsafe { compat::chain(prev, tstate, frame, 0, share) };
             guarded(|| {
                 if !result.is_null() {
-                    // SAFETY: GIL held; `token` and `result` are live.
-                    let _ = catch_unwind(AssertUnwindSafe(|| unsafe { report(token, result) }));
+                    let interrupted = catch_unwind(AssertUnwindSafe(|| {
+                        // SAFETY: GIL held; `token` and `result` are live.
+                        unsafe { report(token, result) }
+                    }))
+                    .unwrap_or(false);
+                    if interrupted {
+                        // SAFETY: we own `result`; the interrupt is set.
+                        unsafe { ffi::Py_DECREF(result) };
+                        result = std::ptr::null_mut();
+                    }
                 }
                 // SAFETY: `token` is the new reference returned by `on_call`.
                 // Deallocation may run Python code; CPython deallocators
@@ -340,9 +391,13 @@ unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
         let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
         ffi::Py_DECREF(args);
         if r.is_null() {
-            ffi::PyErr_WriteUnraisable(cb);
+            let interrupted = handle_callback_error(cb);
             ffi::Py_DECREF(cb);
-            return Action::Run;
+            return if interrupted {
+                Action::Interrupt
+            } else {
+                Action::Run
+            };
         }
         ffi::Py_DECREF(cb);
         if r == ffi::Py_None() {
@@ -359,24 +414,27 @@ unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
     }
 }
 
-/// Calls `on_return(token, result)`, reporting (not propagating) errors.
+/// Calls `on_return(token, result)`, reporting (not propagating) errors;
+/// true when it was interrupted (exception set, see `handle_callback_error`).
 ///
 /// # Safety
 /// GIL held; `token` and `result` are live (borrowed), no exception set.
-unsafe fn report(token: *mut PyObject, result: *mut PyObject) {
+unsafe fn report(token: *mut PyObject, result: *mut PyObject) -> bool {
     let Some(cb) = take_ref(&ON_RETURN) else {
-        return;
+        return false;
     };
     // SAFETY: GIL held; `cb` is a new reference.
     unsafe {
         let argv = [token, result];
         let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
-        if r.is_null() {
-            ffi::PyErr_WriteUnraisable(cb);
+        let interrupted = if r.is_null() {
+            handle_callback_error(cb)
         } else {
             ffi::Py_DECREF(r);
-        }
+            false
+        };
         ffi::Py_DECREF(cb);
+        interrupted
     }
 }
 

@@ -61,6 +61,12 @@ pub fn install(
             Python::version_str()
         )));
     }
+    // SAFETY: the GIL is held (`py`).
+    if !unsafe { compat::in_main_interpreter() } {
+        return Err(PyRuntimeError::new_err(
+            "the bytecache frame hook can only be installed in the main interpreter",
+        ));
+    }
     for (name, cb) in [
         ("should_mark", &should_mark),
         ("on_call", &on_call),
