@@ -114,6 +114,37 @@ def test_hit_skips_frame_and_binds_arguments(tmp_path: Path) -> None:
     ]
 
 
+def test_methods_and_parameter_kinds(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        SEEN = []
+        def spy(func, args):
+            SEEN.append((func.__name__, args))
+            return on_call(func, args)
+        class C:
+            def m(self, x):
+                return ("m", x)
+            @staticmethod
+            def s(x, /, y=2):
+                return ("s", x, y)
+            @classmethod
+            def c(cls, *, k):
+                return ("c", cls.__name__, k)
+        B.hook_install(should_mark, spy, on_return)
+        o = C()
+        print(o.m(1), C.s(1), C.c(k=3), C.m(o, 1), list(map(o.m, [1])))
+        for name, args in SEEN:
+            print(name, args[1:] if name == "m" else args)
+        print(STATS["hits"])
+    """))
+    assert out == [
+        "('m', 1) ('s', 1, 2) ('c', 'C', 3) ('m', 1) [('m', 1)]",
+        "m (1,)", "s (1, 2)", "c (\"<class '__main__.C'>\", 3)".replace('\"', "") if False else
+        "c (<class '__main__.C'>, 3)",
+        "m (1,)", "m (1,)",
+        "2",
+    ]
+
+
 def test_miss_that_raises_propagates_and_is_not_reported(tmp_path: Path) -> None:
     out = ok(run(tmp_path, """
         install()
