@@ -138,8 +138,7 @@ def test_methods_and_parameter_kinds(tmp_path: Path) -> None:
     """))
     assert out == [
         "('m', 1) ('s', 1, 2) ('c', 'C', 3) ('m', 1) [('m', 1)]",
-        "m (1,)", "s (1, 2)", "c (\"<class '__main__.C'>\", 3)".replace('\"', "") if False else
-        "c (<class '__main__.C'>, 3)",
+        "m (1,)", "s (1, 2)", "c (<class '__main__.C'>, 3)",
         "m (1,)", "m (1,)",
         "2",
     ]
