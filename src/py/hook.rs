@@ -6,9 +6,22 @@ use crate::hook;
 
 /// Install the PEP 523 hook with three callbacks (replaces earlier ones).
 ///
-/// `should_mark(func) -> bool` once per code object; `on_call(func, args)`
-/// returns `None` (run normally), `(value,)` (hit: return value, skip the
-/// frame) or a token (miss: run, then `on_return(token, result)` on success).
+/// * `should_mark(func) -> bool`: asked once per code object (cached in
+///   `co_extra` until the callbacks change or `hook_reset_marks()`), only for
+///   plain functions and lambdas (never generators, coroutines, async
+///   generators, module/class bodies, comprehensions or `exec` code).
+/// * `on_call(func, args)`: for each call of a marked function; `args` holds
+///   the bound parameters in `co_varnames` order (defaults and keywords
+///   applied), then the `*args` tuple and the `**kwargs` dict; closure cells
+///   are not included. Returns `None` (run normally), an exact 1-tuple
+///   `(value,)` (hit: return `value`, the body does not run) or any other
+///   object as a token (miss: run, then `on_return(token, result)` if the call
+///   returned; nothing if it raised). A token must not be an exact 1-tuple.
+///
+/// Callbacks run with the hook disabled on their thread. An `Exception` they
+/// raise is reported through `sys.unraisablehook` and the call runs normally;
+/// `KeyboardInterrupt`/`SystemExit` is raised from the intercepted call.
+/// Raises `RuntimeError` on interpreters the hook does not support.
 #[pyfunction]
 fn hook_install(
     py: Python<'_>,
