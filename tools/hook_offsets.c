@@ -21,6 +21,7 @@ int main(void){
   P(PyCodeObject, co_name); P(PyCodeObject, co_extra); P(PyCodeObject, co_code_adaptive);
 #if PY_MINOR_VERSION>=12
   P(PyCodeObject, co_framesize);
+  P(PyThreadState, c_recursion_remaining);
   P(PyThreadState, datastack_chunk); P(PyThreadState, datastack_top); P(PyThreadState, datastack_limit);
   P(_PyStackChunk, data);
 #endif
