@@ -3,6 +3,7 @@ use pyo3::prelude::*;
 
 mod buffer;
 pub mod errors;
+pub mod hook;
 pub mod store;
 
 #[pymodule]
@@ -11,5 +12,6 @@ fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     errors::register(m)?;
     crate::identity::register(m)?;
     store::register(m)?;
+    hook::register(m)?;
     Ok(())
 }

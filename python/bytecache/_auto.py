@@ -1,0 +1,265 @@
+"""Decorator-free memoization: ``bytecache.enable()`` through a PEP 523 frame hook.
+
+The Rust hook (``_bytecache.hook_install``) asks :func:`_should_mark` once per
+code object whether its functions are memoized, and for every call of a marked
+function passes the bound arguments to :func:`_on_call`, which delegates to the
+core API (``bytecache._core.begin``):
+
+* ``None`` from ``_on_call``: run the call normally;
+* ``(value,)``: a hit, the frame is skipped and ``value`` returned;
+* any other object (a token): run the frame, then ``_on_return(token, result)``
+  if it returned normally. A call that raised just drops the token; ``_Token``
+  aborts the pending miss when it is collected.
+
+Cost-aware: a function whose first :data:`_PROBE_CALLS` calls all took less
+than ``min_seconds`` stops being keyed (its code is unmarked), so cheap helpers
+called in loops cost only the hook's base overhead.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fnmatch
+import os
+import threading
+import time
+import warnings
+import weakref
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from bytecache import _bytecache
+
+__all__ = ["enable", "disable", "disabled", "is_enabled"]
+
+#: Calls observed before deciding that a function is too cheap to memoize.
+_PROBE_CALLS = 5
+
+_CO_VARARGS = 0x04
+_CO_VARKEYWORDS = 0x08
+
+_lock = threading.RLock()
+_local = threading.local()
+
+
+class _Config:
+    __slots__ = ("patterns", "min_seconds", "cache_dir")
+
+    def __init__(self, patterns: tuple[str, ...], min_seconds: float, cache_dir: str | None):
+        self.patterns = patterns
+        self.min_seconds = min_seconds
+        self.cache_dir = cache_dir
+
+
+_config: _Config | None = None
+_warned_unavailable = False
+_atexit_registered = False
+# code object -> [calls seen, slow call seen]; cleared on enable().
+_probe: dict[Any, list[Any]] = {}
+# code objects found cheap: never marked again (until enable() is called again).
+_cheap: set[Any] = set()
+# function -> (core target, argument names)
+_targets: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def enable(
+    modules: Iterable[str] | str | None = None,
+    *,
+    min_seconds: float = 0.1,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Memoize calls of the functions defined in ``modules`` without decorators.
+
+    ``modules`` are module names or ``fnmatch`` globs (``"pipeline.*"``) matched
+    against ``func.__module__`` and ``func.__globals__["__name__"]``; the default
+    is ``__main__`` (the running script or the notebook's namespace). Calls that
+    take less than ``min_seconds`` are not stored. ``BYTECACHE=off`` in the
+    environment makes this a no-op. On an interpreter where the frame hook is not
+    available, a ``RuntimeWarning`` is issued once and nothing is installed (the
+    ``@bytecache.memoize`` decorator still works).
+    """
+    global _config, _atexit_registered
+    if _env_off():
+        return
+    if isinstance(modules, str):
+        modules = [modules]
+    patterns = tuple(modules) if modules is not None else ("__main__",)
+    with _lock:
+        _config = _Config(patterns, float(min_seconds), os.fspath(cache_dir) if cache_dir else None)
+        _probe.clear()
+        _cheap.clear()
+        _targets.clear()
+        try:
+            _bytecache.hook_install(_should_mark, _on_call, _on_return)
+        except (AttributeError, RuntimeError, NotImplementedError) as e:
+            _config = None
+            _warn_unavailable(str(e))
+            return
+        if not _atexit_registered:
+            # Frames run during interpreter shutdown must not reach a
+            # half-finalized cache.
+            atexit.register(disable)
+            _atexit_registered = True
+
+
+def disable() -> None:
+    """Stop memoizing decorator-free calls and remove the frame hook."""
+    global _config
+    with _lock:
+        _config = None
+        uninstall = getattr(_bytecache, "hook_uninstall", None)
+        if uninstall is not None:
+            uninstall()
+
+
+def is_enabled() -> bool:
+    """True while :func:`enable` is in effect."""
+    installed = getattr(_bytecache, "hook_installed", None)
+    return _config is not None and installed is not None and installed()
+
+
+@contextmanager
+def disabled() -> Iterator[None]:
+    """Run every call normally inside the block (this thread only)."""
+    _local.disabled = getattr(_local, "disabled", 0) + 1
+    try:
+        yield
+    finally:
+        _local.disabled -= 1
+
+
+# --- callbacks (called by the hook with its re-entry guard set) -------------
+
+
+def _should_mark(func: Any) -> bool:
+    config = _config
+    if config is None:
+        return False
+    code = getattr(func, "__code__", None)
+    if code is None or code in _cheap:
+        return False
+    module = getattr(func, "__module__", None)
+    gname = getattr(func, "__globals__", {}).get("__name__")
+    if _is_internal(module) or _is_internal(gname):
+        return False
+    return any(_matches(name, config.patterns) for name in (module, gname))
+
+
+def _on_call(func: Any, args: tuple[Any, ...]) -> Any:
+    config = _config
+    if config is None or getattr(_local, "disabled", 0):
+        return None
+    code = func.__code__
+    probe = _probe.get(code)
+    if probe is None:
+        probe = _probe[code] = [0, False]
+    try:
+        from bytecache import _core
+
+        cached = _targets.get(func)
+        if cached is None:
+            make_target = getattr(_core, "target_for", None)
+            target = make_target(func, cache_dir=config.cache_dir) if make_target else func
+            cached = _targets[func] = (target, _arg_names(code))
+        target, names = cached
+        arguments = dict(zip(names, args, strict=True))
+        hit, value = _core.begin(target, arguments, min_seconds=config.min_seconds)
+    except Exception as e:  # noqa: BLE001 - a cache failure must not change the program
+        _warn_once_internal(e)
+        return None
+    if hit:
+        probe[1] = True  # it was stored, so it was slow once
+        return (value,)
+    if value is None:
+        return None
+    return _Token(value, code, probe)
+
+
+def _on_return(token: Any, result: Any) -> None:
+    if type(token) is _Token:
+        token.finish(result)
+
+
+class _Token:
+    """A pending miss. ``finish`` commits it; if the call raised, the hook drops
+    the token and ``__del__`` aborts the miss."""
+
+    __slots__ = ("miss", "code", "probe", "started")
+
+    def __init__(self, miss: Any, code: Any, probe: list[Any]) -> None:
+        self.miss = miss
+        self.code = code
+        self.probe = probe
+        self.started = time.perf_counter()
+
+    def finish(self, result: Any) -> None:
+        miss, self.miss = self.miss, None
+        elapsed = time.perf_counter() - self.started
+        config = _config
+        if config is not None and not self.probe[1]:
+            self.probe[0] += 1
+            if elapsed >= config.min_seconds:
+                self.probe[1] = True
+            elif self.probe[0] >= _PROBE_CALLS:
+                _cheap.add(self.code)
+                _bytecache.hook_reset_marks()
+        if miss is not None:
+            miss.commit(result)
+
+    def __del__(self) -> None:
+        miss = self.miss
+        if miss is not None:
+            self.miss = None
+            abort = getattr(miss, "abort", None)
+            if abort is not None:
+                abort()
+
+
+# --- helpers -----------------------------------------------------------------
+
+
+def _arg_names(code: Any) -> tuple[str, ...]:
+    n = code.co_argcount + code.co_kwonlyargcount
+    n += bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)
+    return tuple(code.co_varnames[:n])
+
+
+def _matches(name: Any, patterns: tuple[str, ...]) -> bool:
+    if not isinstance(name, str):
+        return False
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in patterns)
+
+
+def _is_internal(name: Any) -> bool:
+    return isinstance(name, str) and (name == "bytecache" or name.startswith("bytecache."))
+
+
+def _env_off() -> bool:
+    return os.environ.get("BYTECACHE", "").strip().lower() in ("off", "0", "false", "no")
+
+
+_warned_internal: set[str] = set()
+
+
+def _warn_once_internal(e: BaseException) -> None:
+    kind = type(e).__name__
+    if kind in _warned_internal:
+        return
+    _warned_internal.add(kind)
+    warnings.warn(f"bytecache: call not memoized ({kind}: {e})", RuntimeWarning, stacklevel=2)
+
+
+def _warn_unavailable(reason: str) -> None:
+    global _warned_unavailable
+    if _warned_unavailable:
+        return
+    _warned_unavailable = True
+    warnings.warn(
+        f"bytecache.enable() is not available on this interpreter ({reason}); "
+        "use the @bytecache.memoize decorator instead",
+        RuntimeWarning,
+        stacklevel=3,
+    )

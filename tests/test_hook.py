@@ -1,0 +1,761 @@
+"""The PEP 523 frame hook (``_bytecache.hook_*``) and ``bytecache._auto``.
+
+Every case runs a small script in a fresh interpreter: a hook bug is a crash,
+and a crash must fail one test, not the run. The scripts use an in-memory
+policy (``PRELUDE``) through the low-level ``hook_install``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import sysconfig
+import textwrap
+from pathlib import Path
+
+import pytest
+from bytecache import _bytecache
+
+PRELUDE = """
+import sys
+from bytecache import _bytecache as B
+
+CACHE = {}
+STATS = {"asked": [], "calls": 0, "hits": 0, "returns": 0}
+
+def should_mark(f):
+    STATS["asked"].append(f.__code__.co_name)
+    return f.__module__ == "__main__"
+
+def on_call(f, args):
+    STATS["calls"] += 1
+    cells = tuple(c.cell_contents for c in (f.__closure__ or ()))
+    key = (f.__code__, cells, args)
+    try:
+        hash(key)
+    except TypeError:
+        key = (f.__code__, cells, repr(args))
+    if key in CACHE:
+        STATS["hits"] += 1
+        return (CACHE[key],)
+    return key
+
+def on_return(token, value):
+    STATS["returns"] += 1
+    CACHE[token] = value
+
+def install():
+    B.hook_install(should_mark, on_call, on_return)
+"""
+
+
+def run(tmp_path: Path, body: str, *, prelude: bool = True, head: str = "",
+        env: dict[str, str] | None = None,
+        files: dict[str, str] | None = None,
+        timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``body`` (dedented, after PRELUDE) as a script; fail on a crash."""
+    for name, text in (files or {}).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(textwrap.dedent(text))
+    script = tmp_path / "main.py"
+    script.write_text((PRELUDE if prelude else "") + textwrap.dedent(head) + textwrap.dedent(body))
+    full_env = dict(os.environ)
+    full_env.pop("BYTECACHE", None)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          cwd=tmp_path, env=full_env, timeout=timeout)
+    assert proc.returncode >= 0, f"crashed with signal {-proc.returncode}\n{proc.stderr}"
+    return proc
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> list[str]:
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split("\n")[:-1]
+
+
+def test_api_exists() -> None:
+    assert not _bytecache.hook_installed()
+    for name in ("hook_install", "hook_uninstall", "hook_installed", "hook_reset_marks"):
+        assert callable(getattr(_bytecache, name))
+
+
+def test_hit_skips_frame_and_binds_arguments(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        RAN = []
+        def f(a, b=10, *rest, c, d=4, **kw):
+            RAN.append(a)
+            return (a, b, rest, c, d, sorted(kw.items()))
+        SEEN = []
+        def spy(func, args):
+            SEEN.append(args)
+            return on_call(func, args)
+        B.hook_install(should_mark, spy, on_return)
+        print(B.hook_installed())
+        print(f(1, c=3))
+        print(f(1, 10, c=3, d=4))   # same binding: hit
+        print(f(a=1, c=3))          # same binding: hit
+        print(f(1, 2, 7, 8, c=3, z=9))
+        print(len(RAN), STATS["hits"], STATS["returns"])
+        print(SEEN[0], SEEN[-1])
+        B.hook_uninstall()
+        print(B.hook_installed(), f(1, c=3), len(RAN))
+    """))
+    assert out == [
+        "True",
+        "(1, 10, (), 3, 4, [])",
+        "(1, 10, (), 3, 4, [])",
+        "(1, 10, (), 3, 4, [])",
+        "(1, 2, (7, 8), 3, 4, [('z', 9)])",
+        "2 2 2",
+        "(1, 10, 3, 4, (), {}) (1, 2, 3, 4, (7, 8), {'z': 9})",
+        "False (1, 10, (), 3, 4, []) 3",
+    ]
+
+
+def test_methods_and_parameter_kinds(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        SEEN = []
+        def spy(func, args):
+            SEEN.append((func.__name__, args))
+            return on_call(func, args)
+        class C:
+            def m(self, x):
+                return ("m", x)
+            @staticmethod
+            def s(x, /, y=2):
+                return ("s", x, y)
+            @classmethod
+            def c(cls, *, k):
+                return ("c", cls.__name__, k)
+        B.hook_install(should_mark, spy, on_return)
+        o = C()
+        print(o.m(1), C.s(1), C.c(k=3), C.m(o, 1), list(map(o.m, [1])))
+        for name, args in SEEN:
+            print(name, args[1:] if name == "m" else args)
+        print(STATS["hits"])
+    """))
+    assert out == [
+        "('m', 1) ('s', 1, 2) ('c', 'C', 3) ('m', 1) [('m', 1)]",
+        "m (1,)", "s (1, 2)", "c (<class '__main__.C'>, 3)",
+        "m (1,)", "m (1,)",
+        "2",
+    ]
+
+
+def test_miss_that_raises_propagates_and_is_not_reported(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        install()
+        def boom(x):
+            raise ValueError(x)
+        for _ in range(2):
+            try:
+                boom(1)
+            except ValueError as e:
+                print("caught", e.args)
+        print(STATS["calls"], STATS["returns"], STATS["hits"])
+    """))
+    assert out == ["caught (1,)", "caught (1,)", "2 0 0"]
+
+
+def test_unmarked_module_untouched(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        import helper
+        install()
+        print(helper.h(2), helper.h(2), helper.RAN)
+        def g(x):
+            return helper.h(x)
+        print(g(3), g(3), helper.RAN)
+        print("h" in STATS["asked"], STATS["asked"].count("g"))
+    """, files={"helper.py": """
+        RAN = []
+        def h(x):
+            RAN.append(x)
+            return x * 2
+    """}))
+    assert out == ["4 4 [2, 2]", "6 6 [2, 2, 3]", "True 1"]
+
+
+def test_generators_coroutines_and_class_bodies_never_intercepted(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        import asyncio
+        install()
+        def gen(n):
+            yield from range(n)
+        async def coro(n):
+            return n + 1
+        async def agen(n):
+            for i in range(n):
+                yield i
+        async def collect(n):
+            return [i async for i in agen(n)]
+        print(list(gen(3)), list(gen(3)))
+        print(asyncio.run(coro(1)), asyncio.run(coro(1)))
+        print(asyncio.run(collect(2)), asyncio.run(collect(2)))
+        for _ in range(2):
+            class K:
+                X = print("class body ran")
+        exec("print('exec ran')")
+        exec("print('exec ran')")
+        print([x * 2 for x in range(3)], [x * 2 for x in range(3)])
+        forbidden = {"gen", "coro", "agen", "K", "<module>", "<listcomp>", "<genexpr>"}
+        print(sorted(forbidden & set(STATS["asked"])))
+        print(STATS["asked"].count("collect"))
+    """))
+    assert out == [
+        "[0, 1, 2] [0, 1, 2]",
+        "2 2",
+        "[0, 1] [0, 1]",
+        "class body ran",
+        "class body ran",
+        "exec ran",
+        "exec ran",
+        "[0, 2, 4] [0, 2, 4]",
+        "[]",
+        "0",
+    ]
+
+
+def test_lambda_is_marked(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        install()
+        sq = lambda x: print("ran") or x * x
+        print(sq(3), sq(3), STATS["hits"])
+    """))
+    assert out == ["ran", "9 9 1"]
+
+
+def test_closures_share_code_but_not_results(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        install()
+        def make(n):
+            def add(x):
+                return x + n
+            return add
+        ARGS = []
+        def spy(func, args):
+            if func.__name__ == "add":
+                ARGS.append(args)
+            return on_call(func, args)
+        B.hook_install(should_mark, spy, on_return)
+        a1, a2 = make(1), make(100)
+        print(a1(5), a2(5), a1(5), a2(5))
+        print(set(ARGS))
+        def counter():
+            total = 0
+            def bump(k):
+                nonlocal total
+                total += k
+                return total
+            return bump
+        b = counter()
+        print(b(1), b(1), b(1))
+    """))
+    # The cells are not in `args`; the policy keys on them (a1/a2 differ).
+    assert out[0] == "6 105 6 105"
+    assert out[1] == "{(5,)}"
+    # `bump` mutates its cell: the policy sees different cell contents each time.
+    assert out[2] == "1 2 3"
+
+
+def test_reentry_from_marked_hash_and_eq(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        install()
+        class Key:
+            def __init__(self, v):
+                self.v = v
+            def __hash__(self):
+                return hash_helper(self.v)
+            def __eq__(self, other):
+                return isinstance(other, Key) and eq_helper(self.v, other.v)
+        def hash_helper(v):
+            return 1  # every Key collides: __eq__ runs during lookup
+        def eq_helper(a, b):
+            return a == b
+        def f(k):
+            print("ran", k.v)
+            return k.v * 2
+        print(f(Key(1)), f(Key(1)), f(Key(2)), f(Key(2)))
+        print(STATS["hits"])
+    """))
+    assert out == ["ran 1", "ran 2", "2 2 4 4", "2"]
+
+
+def test_callbacks_may_replace_or_uninstall_themselves(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        def f(x):
+            return x + 1
+        def one_shot(func, args):
+            B.hook_uninstall()
+            return (42,)
+        B.hook_install(should_mark, one_shot, on_return)
+        print(f(1), f(1), B.hook_installed())
+        def swap(func, args):
+            install()
+            return None
+        B.hook_install(should_mark, swap, on_return)
+        print(f(2), f(2), f(2), STATS["hits"])
+    """))
+    assert out == ["42 2 False", "3 3 3 1"]
+
+
+def test_threads(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        import threading
+        install()
+        def fib(n):
+            return n if n < 2 else fib(n - 1) + fib(n - 2)
+        def work(n):
+            return sum(fib(i) for i in range(n))
+        results = []
+        def worker(k):
+            for _ in range(200):
+                results.append(work(15 + k % 3))
+        ts = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+        for t in ts: t.start()
+        for t in ts: t.join()
+        fibs = [0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987]
+        expect = {sum(fibs[:n]) for n in (15, 16, 17)}
+        print(len(results), set(results) == expect, STATS["hits"] > 0)
+    """))
+    assert out == ["1600 True True"]
+
+
+@pytest.mark.parametrize("api", ["settrace", "setprofile"])
+def test_tracing_sees_misses_not_hits(tmp_path: Path, api: str) -> None:
+    out = ok(run(tmp_path, f"""
+        EVENTS = []
+        def tracer(frame, event, arg):
+            if event == "call" and frame.f_code.co_name == "target":
+                EVENTS.append(frame.f_locals.get("x"))
+            return None
+        def target(x):
+            return x * 3
+        install()
+        sys.{api}(tracer)
+        print(target(1), target(1), target(2), target(1))
+        sys.{api}(None)
+        print(EVENTS, STATS["hits"])
+    """))
+    assert out == ["3 3 6 3", "[1, 2] 2"]
+
+
+def test_tracer_installed_first(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        EVENTS = []
+        def tracer(frame, event, arg):
+            if event == "call":
+                EVENTS.append(frame.f_code.co_name)
+            return tracer
+        sys.settrace(tracer)
+        def target(x):
+            return x * 3
+        install()
+        print(target(1), target(1))
+        sys.settrace(None)
+        print(EVENTS.count("target"))
+    """))
+    assert out == ["3 3", "1"]
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_deep_recursion_raises_not_crashes(tmp_path: Path, marked: bool) -> None:
+    proc = run(tmp_path, f"""
+        import threading
+        sys.setrecursionlimit(10**6)
+        install()
+        def rec(n):
+            return 0 if n == 0 else 1 + rec(n - 1)
+        if not {marked}:
+            B.hook_install(lambda f: False, on_call, on_return)
+        def probe(depth):
+            try:
+                print(depth, rec(depth))
+            except RecursionError:
+                print(depth, "RecursionError")
+        probe(100)
+        probe(10**5)
+        probe(5 * 10**5)
+        t = threading.Thread(target=probe, args=(10**5,))
+        t.start(); t.join()
+        print("alive")
+    """)
+    out = ok(proc)
+    assert out[0] == "100 100"
+    assert out[-1] == "alive"
+    for line in out[1:-1]:
+        depth, result = line.split()
+        assert result == depth or result == "RecursionError"
+
+
+@pytest.mark.skipif(sys.version_info < (3, 12),
+                    reason="3.11 itself overflows the C stack on deep C recursion at a high limit")
+def test_deep_c_recursion_below_deep_python_recursion(tmp_path: Path) -> None:
+    # The hook gives Python frames their C-recursion units back (3.12+); C code
+    # deep down the stack must still hit RecursionError, not overflow.
+    out = ok(run(tmp_path, """
+        import json
+        sys.setrecursionlimit(10**6)
+        install()
+        B.hook_install(lambda f: False, on_call, on_return)
+        nested = []
+        for _ in range(100000):
+            nested = [nested]
+        def cmap(n):
+            return 0 if n == 0 else 1 + sum(map(cmap, [n - 1]))
+        def bottom():
+            for work in (lambda: repr(nested), lambda: json.dumps(nested),
+                         lambda: cmap(100000), lambda: nested == [nested]):
+                try:
+                    work()
+                except RecursionError:
+                    pass
+            return "ok"
+        def rec(n):
+            return bottom() if n == 0 else rec(n - 1)
+        for depth in [0, 1000, 5000, 10000, 13000, 14000, 14500, 15000, 15500, 16000, 17000]:
+            try:
+                rec(depth)
+            except RecursionError:
+                pass
+        print("alive")
+    """))
+    assert out == ["alive"]
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_recursion_within_default_limit_still_works(tmp_path: Path, marked: bool) -> None:
+    # 3.12 counts every non-inlined call against a C budget of 1500 (two
+    # units per call): without compensation this stopped at ~750 frames.
+    out = ok(run(tmp_path, f"""
+        install()
+        if not {marked}:
+            B.hook_install(lambda f: False, on_call, on_return)
+        def rec(n):
+            return 0 if n == 0 else 1 + rec(n - 1)
+        print(rec(950), rec(950))
+        sys.setrecursionlimit(8000)
+        print(rec(7000))
+    """))
+    assert out == ["950 950", "7000"]
+
+
+def test_failing_callbacks_do_not_change_output(tmp_path: Path) -> None:
+    body = """
+        def f(x):
+            print("f", x)
+            return x + 1
+        def g(x):
+            return f(x) * 2
+        print(g(1), g(1), f(5))
+    """
+    baseline = ok(run(tmp_path, body))
+    for broken in ("should_mark", "on_call", "on_return"):
+        proc = run(tmp_path, body, head=f"""
+            def bad(*a):
+                raise ZeroDivisionError("bug in {broken}")
+            {broken} = bad
+            install()
+        """)
+        assert ok(proc) == baseline
+        assert "ZeroDivisionError" in proc.stderr
+
+
+def test_interrupt_in_callbacks_propagates(tmp_path: Path) -> None:
+    # An Exception in a callback is a memoizer bug (reported, ignored); a
+    # KeyboardInterrupt (Ctrl-C during a slow cache read) must still stop the
+    # program, raised from the intercepted call.
+    out = ok(run(tmp_path, """
+        def f(x):
+            print("f ran", x)
+            return x
+        def interrupt(*a):
+            raise KeyboardInterrupt
+        B.hook_install(should_mark, interrupt, on_return)
+        try:
+            f(1)
+        except KeyboardInterrupt:
+            print("interrupted before")
+        B.hook_install(should_mark, lambda fn, a: "token", interrupt)
+        try:
+            f(2)
+        except KeyboardInterrupt:
+            print("interrupted after")
+        B.hook_uninstall()
+        print(f(3))
+    """))
+    assert out == ["interrupted before", "f ran 2", "interrupted after", "f ran 3", "3"]
+
+
+def test_bad_return_values_are_tokens_or_ignored(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        def f(x):
+            return x + 1
+        TOKENS = []
+        for r in [(), (1, 2), [5], 0, "s"]:
+            B.hook_install(should_mark, lambda fn, a, r=r: r, lambda t, v: TOKENS.append((t, v)))
+            print(f(1))
+        print(TOKENS)
+    """))
+    assert out == ["2"] * 5 + ["[((), 2), ((1, 2), 2), ([5], 2), (0, 2), ('s', 2)]"]
+
+
+def test_hit_releases_arguments(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        import gc, weakref
+        class Obj:
+            def __hash__(self): return 7
+            def __eq__(self, o): return isinstance(o, Obj)
+        def f(o, *rest, **kw):
+            return 1
+        install()
+        a = Obj()
+        f(a)
+        def drop(func, args):
+            return (99,)
+        B.hook_install(should_mark, drop, on_return)
+        b = Obj()
+        r = weakref.ref(b)
+        print(f(b, 1, 2, k=3))
+        del b
+        print(r() is None)
+        B.hook_uninstall()
+        rc = sys.getrefcount(Obj)
+        for _ in range(1000):
+            B.hook_install(should_mark, drop, on_return)
+            f(Obj(), [1], x=Obj())
+            B.hook_uninstall()
+        print(sys.getrefcount(Obj) - rc)
+    """))
+    assert out == ["99", "True", "0"]
+
+
+def test_reset_marks_and_reinstall_ask_again(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        def f(x):
+            return x
+        install()
+        f(1); f(2)
+        print(STATS["asked"].count("f"))
+        B.hook_reset_marks()
+        f(3)
+        print(STATS["asked"].count("f"))
+        install()
+        f(4)
+        print(STATS["asked"].count("f"))
+        B.hook_install(lambda fn: False, on_call, on_return)
+        before = STATS["calls"]
+        f(5)
+        print(STATS["calls"] - before)
+    """))
+    assert out == ["1", "2", "3", "0"]
+
+
+def test_install_rejects_non_callables() -> None:
+    with pytest.raises(TypeError):
+        _bytecache.hook_install(1, 2, 3)
+    assert not _bytecache.hook_installed()
+
+
+# --- chaining with another PEP 523 user -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_hook(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    include = sysconfig.get_paths()["include"]
+    if cc is None or not Path(include, "internal", "pycore_frame.h").exists():
+        pytest.skip("needs a C compiler and CPython's internal headers")
+    out = tmp_path_factory.mktemp("other_hook")
+    so = out / ("other_hook" + sysconfig.get_config_var("EXT_SUFFIX"))
+    src = Path(__file__).with_name("other_hook.c")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", f"-I{include}", f"-I{include}/internal",
+                    str(src), "-o", str(so)], check=True)
+    return out
+
+
+def test_chain_other_hook_below(tmp_path: Path, other_hook: Path) -> None:
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_hook)!r})
+        import other_hook as O
+        O.install()
+        O.watch("f")
+        def f(x):
+            return x + 1
+        install()
+        base = O.count()
+        f(1)
+        print(O.count() - base)   # miss: our hook chains, the other sees the frame
+        base = O.count()
+        f(1)
+        print(O.count() - base)   # hit: frame skipped
+        B.hook_uninstall()
+        print(O.current_is_other())
+        O.uninstall()
+        print(O.current_is_default())
+    """))
+    assert out == ["1", "0", "True", "True"]
+
+
+def test_chain_other_hook_above(tmp_path: Path, other_hook: Path) -> None:
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_hook)!r})
+        import other_hook as O
+        def f(x):
+            print("ran", x)
+            return x + 1
+        install()
+        O.install()              # on top of us, chains to us
+        print(f(1), f(1), STATS["hits"])
+        B.hook_uninstall()       # cannot unlink: stays as a pass-through
+        print(B.hook_installed(), O.current_is_other(), f(1), STATS["calls"])
+        install()
+        print(f(2), f(2), STATS["hits"])
+        O.uninstall()            # restores our hook
+        print(f(2), STATS["hits"])
+        B.hook_uninstall()
+        print(O.current_is_default())
+    """))
+    assert out == [
+        "ran 1", "2 2 1",
+        "ran 1", "False True 2 2",
+        "ran 2", "3 3 2",
+        "3 3",
+        "True",
+    ]
+
+
+def test_uninstall_restores_default(tmp_path: Path, other_hook: Path) -> None:
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_hook)!r})
+        import other_hook as O
+        print(O.current_is_default())
+        install(); install()
+        print(O.current_is_default())
+        B.hook_uninstall(); B.hook_uninstall()
+        print(O.current_is_default())
+    """))
+    assert out == ["True", "False", "True"]
+
+
+# --- bytecache._auto ----------------------------------------------------------
+
+FAKE_CORE = """
+import sys, types
+core = types.ModuleType("bytecache._core")
+STORE = {}
+LOG = []
+class Miss:
+    def __init__(self, key):
+        self.key = key
+    def commit(self, result):
+        LOG.append(("commit", self.key[0]))
+        STORE[self.key] = result
+    def abort(self):
+        LOG.append(("abort", self.key[0]))
+def begin(func, arguments, *, min_seconds):
+    key = (func.__qualname__, repr(sorted(arguments.items())))
+    if key in STORE:
+        return True, STORE[key]
+    return False, Miss(key)
+core.begin = begin
+sys.modules["bytecache._core"] = core
+import bytecache
+bytecache._core = core
+from bytecache import _auto
+"""
+
+
+def test_auto_enable_marks_main(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, head=FAKE_CORE, body="""
+        import helper
+        def f(a, *args, k=1, **kw):
+            print("f ran")
+            return a + sum(args) + k + sum(kw.values())
+        def boom(x):
+            raise KeyError(x)
+        _auto.enable(min_seconds=0)
+        print(_auto.is_enabled(), f(1, 2, k=3, z=4), f(1, 2, k=3, z=4), helper.h(1), helper.h(1))
+        try:
+            boom(1)
+        except KeyError:
+            pass
+        with _auto.disabled():
+            print(f(1, 2, k=3, z=4))
+        print(LOG)
+        _auto.disable()
+        print(_auto.is_enabled(), f(1, 2, k=3, z=4))
+    """, prelude=False, files={"helper.py": """
+        def h(x):
+            print("h ran")
+            return x
+    """}))
+    assert out == [
+        "f ran", "h ran", "h ran",
+        "True 10 10 1 1",
+        "f ran", "10",
+        "[('commit', 'f'), ('abort', 'boom')]",
+        "f ran", "False 10",
+    ]
+
+
+def test_auto_modules_globs(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, head=FAKE_CORE, body="""
+        import pipeline.steps, other
+        _auto.enable(["pipeline", "pipeline.*"], min_seconds=0)
+        def local(x):
+            print("local ran")
+            return x
+        step = pipeline.steps.step
+        print(step(1), step(1), other.o(1), other.o(1), local(1), local(1))
+    """, prelude=False, files={
+        "pipeline/__init__.py": "",
+        "pipeline/steps.py": "def step(x):\n    print('step ran')\n    return x\n",
+        "other.py": "def o(x):\n    print('other ran')\n    return x\n",
+    }))
+    assert out == ["step ran", "other ran", "other ran", "local ran", "local ran", "1 1 1 1 1 1"]
+
+
+def test_auto_cheap_functions_stop_being_keyed(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, head=FAKE_CORE, body="""
+        import time
+        def cheap(x):
+            return x
+        def slow(x):
+            time.sleep(0.02)
+            return x
+        _auto.enable(min_seconds=0.01)
+        for i in range(20):
+            cheap(i)
+        keyed = len([k for k in STORE if k[0] == "cheap"])
+        print(keyed)
+        for i in range(8):
+            slow(i)
+        print(len([k for k in STORE if k[0] == "slow"]))
+    """, prelude=False))
+    assert out == ["5", "8"]
+
+
+def test_auto_env_off(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, head=FAKE_CORE, body="""
+        _auto.enable()
+        print(_auto.is_enabled(), B.hook_installed())
+    """.replace("B.", "bytecache._bytecache."), prelude=False, env={"BYTECACHE": "off"}))
+    assert out == ["False False"]
+
+
+def test_auto_unavailable_warns_once(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, head=FAKE_CORE, body="""
+        import warnings
+        def refuse(*a):
+            raise RuntimeError("unsupported interpreter")
+        bytecache._bytecache.hook_install = refuse
+        with warnings.catch_warnings(record=True) as w:
+            warnings.simplefilter("always")
+            _auto.enable()
+            _auto.enable()
+        print([str(x.category.__name__) for x in w], _auto.is_enabled())
+        print("unsupported interpreter" in str(w[0].message))
+    """, prelude=False))
+    assert out == ["['RuntimeWarning'] False", "True"]
