@@ -25,6 +25,21 @@ from bytecache._memoize import clear, memoize
 
 __version__: str = _bytecache.__version__
 
+
+def enable(modules=None, *, min_seconds=0.1, cache_dir=None):  # noqa: ANN001, ANN201
+    """Memoize calls of functions defined in `modules` (default: `__main__`)
+    without decorators, through a PEP 523 frame hook. See `bytecache._auto`."""
+    from bytecache import _auto
+
+    _auto.enable(modules, min_seconds=min_seconds, cache_dir=cache_dir)
+
+
+def disable():  # noqa: ANN201
+    """Remove the frame hook installed by `enable` (restores the previous one)."""
+    from bytecache import _auto
+
+    _auto.disable()
+
 __all__ = [
     "BytecacheError",
     "BytecacheWarning",
@@ -34,7 +49,9 @@ __all__ = [
     "UnsafeCacheDirError",
     "clear",
     "configure",
+    "disable",
     "disabled",
+    "enable",
     "explain",
     "memoize",
     "stats",

@@ -13,7 +13,7 @@ _stores: dict[str, object] = {}
 _warned: set[str] = set()
 
 
-class BytecacheWarning(UserWarning):
+class BytecacheWarning(RuntimeWarning):
     """Memoization was skipped for a call; the call ran normally."""
 
 

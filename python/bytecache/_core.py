@@ -49,11 +49,11 @@ TOTAL = Counters()
 
 
 # BYTECACHE=off in the environment at start-up turns memoization off.
-_OFF = os.environ.get("BYTECACHE", "").lower() in ("off", "0", "false")
+OFF = os.environ.get("BYTECACHE", "").strip().lower() in ("off", "0", "false", "no")
 
 
-def _disabled() -> bool:
-    return _OFF or getattr(_local, "disabled", 0) > 0
+def is_disabled() -> bool:
+    return OFF or getattr(_local, "disabled", 0) > 0
 
 
 class disabled:
@@ -303,7 +303,7 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
           ) -> tuple[bool, Any]:
     """(True, value) on a hit; (False, Miss) to compute and commit; (False, None)
     when this call is not memoized (disabled, unhashable, cache unavailable)."""
-    if _disabled():
+    if is_disabled():
         return False, None
     try:
         key = _bytecache.call_key(target.func, arguments, target.ignore)
