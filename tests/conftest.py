@@ -41,10 +41,13 @@ class Runner:
             for k, v in os.environ.items()
             if not k.startswith(("BYTECACHE", "PYTHONHASHSEED", "XDG_"))
         }
+        support = str(Path(__file__).parent / "support")
         env.update(
             BYTECACHE_DIR=str(self.cache),
             HOME=str(self.home),
             PYTHONDONTWRITEBYTECODE="1",
+            PYTHONUNBUFFERED="1",
+            PYTHONPATH=os.pathsep.join(filter(None, [support, env.get("PYTHONPATH")])),
         )
         env.update(extra)
         return env

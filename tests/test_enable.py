@@ -11,11 +11,11 @@ bytecache.enable(min_seconds=0)
 import helper
 
 def load(n, scale=2):
-    print("RAN load")
+    ran("load")
     return [i * scale for i in range(n)]
 
 def total(n):
-    print("RAN total")
+    ran("total")
     return sum(load(n)) + helper.h(n)
 
 print(total(4))
@@ -23,7 +23,7 @@ print(total(4))
 
 
 def test_script_rerun_hits_without_decorators(runner: Runner) -> None:
-    runner.write("helper.py", "def h(x):\n    print('RAN h')\n    return x\n")
+    runner.write("helper.py", "def h(x):\n    ran('h')\n    return x\n")
     first = runner.out(PIPELINE)
     assert first == ["RAN", "total", "RAN", "load", "RAN", "h", "16"]
     # Second process: the outermost call hits; nothing below it runs.
@@ -31,17 +31,17 @@ def test_script_rerun_hits_without_decorators(runner: Runner) -> None:
 
 
 def test_unmarked_module_is_not_memoized_but_its_edits_count(runner: Runner) -> None:
-    runner.write("helper.py", "def h(x):\n    print('RAN h')\n    return x\n")
+    runner.write("helper.py", "def h(x):\n    ran('h')\n    return x\n")
     runner.run(PIPELINE)
-    runner.write("helper.py", "def h(x):\n    print('RAN h')\n    return x + 100\n")
+    runner.write("helper.py", "def h(x):\n    ran('h')\n    return x + 100\n")
     # helper is not marked (h is never memoized itself) but total reaches it.
     assert runner.out(PIPELINE) == ["RAN", "total", "RAN", "h", "116"]
 
 
 def test_modules_globs(runner: Runner) -> None:
     runner.write("pipeline/__init__.py", "")
-    runner.write("pipeline/steps.py", "def step(x):\n    print('RAN step')\n    return x * 3\n")
-    runner.write("other.py", "def g(x):\n    print('RAN g')\n    return x\n")
+    runner.write("pipeline/steps.py", "def step(x):\n    ran('step')\n    return x * 3\n")
+    runner.write("other.py", "def g(x):\n    ran('g')\n    return x\n")
     script = """
 import bytecache
 bytecache.enable(modules=["pipeline.*"], min_seconds=0)
@@ -75,11 +75,11 @@ import time, bytecache
 bytecache.enable()
 
 def fast(x):
-    print("RAN fast")
+    ran("fast")
     return x
 
 def slow(x):
-    print("RAN slow")
+    ran("slow")
     time.sleep(0.15)
     return x
 
@@ -103,7 +103,7 @@ import bytecache
 bytecache.enable(min_seconds=0)
 
 def f(x):
-    print("RAN")
+    ran()
     return x
 
 f(1)
@@ -121,7 +121,7 @@ from bytecache import _bytecache
 bytecache.enable(min_seconds=0)
 
 def f(x):
-    print("RAN")
+    ran()
     return x
 
 f(1); f(1)
@@ -143,7 +143,7 @@ bytecache.enable(); bytecache.enable()
 
 @bytecache.memoize
 def f(x):
-    print("RAN")
+    ran()
     return x
 f(1); f(1)
 """)
@@ -159,7 +159,7 @@ bytecache.enable(min_seconds=0)
 
 def make(k):
     def add(x):
-        print("RAN", k)
+        ran(k)
         return x + k
     return add
 
@@ -185,7 +185,7 @@ class Model:
     def __init__(self, k):
         self.k = k
     def predict(self, key):
-        print("RAN")
+        ran()
         return key.v * self.k
 
 m = Model(3)

@@ -30,7 +30,7 @@ def case(name: str, v1: str | dict[str, str], v2: str | dict[str, str], expect: 
 TARGET = """
 @bytecache.memoize
 def target(n):
-    print("RAN")
+    ran()
     return {body}
 
 print(target(5))
@@ -46,27 +46,27 @@ case("constant", t("n + 1"), t("n + 2"), "recompute")
 case("operator", t("n + 1"), t("n - 1"), "recompute")
 case("comment_and_blank_lines", t("n + 1"), "# a comment\n\n" + t("n + 1  # why"), "reuse")
 case("docstring_added", t("n + 1"),
-     t("n + 1").replace('print("RAN")', '"""Adds one."""\n    print("RAN")'), "reuse")
+     t("n + 1").replace('ran()', '"""Adds one."""\n    ran()'), "reuse")
 case("reformatted", t("n + 1"), t("(\n        n\n        + 1\n    )"), "reuse")
 case("moved_down", t("n + 1"), HEADER + "\n" * 30 + TARGET.format(body="n + 1"), "reuse")
 case("local_renamed",
-     HEADER + '@bytecache.memoize\ndef target(n):\n    print("RAN")\n    tmp = n * 3\n'
+     HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    tmp = n * 3\n'
      "    return tmp\nprint(target(5))\n",
-     HEADER + '@bytecache.memoize\ndef target(n):\n    print("RAN")\n    triple = n * 3\n'
+     HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    triple = n * 3\n'
      "    return triple\nprint(target(5))\n", "reuse")
 case("parameter_renamed_matters_for_keywords",
-     HEADER + '@bytecache.memoize\ndef target(n):\n    print("RAN")\n    return n\n'
+     HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    return n\n'
      "print(target(5))\n",
-     HEADER + '@bytecache.memoize\ndef target(m):\n    print("RAN")\n    return m\n'
+     HEADER + '@bytecache.memoize\ndef target(m):\n    ran()\n    return m\n'
      "print(target(5))\n", "recompute")
-case("default_value", HEADER + '@bytecache.memoize\ndef target(n, k=1):\n    print("RAN")\n'
+case("default_value", HEADER + '@bytecache.memoize\ndef target(n, k=1):\n    ran()\n'
      "    return n * k\nprint(target(5))\n",
-     HEADER + '@bytecache.memoize\ndef target(n, k=2):\n    print("RAN")\n'
+     HEADER + '@bytecache.memoize\ndef target(n, k=2):\n    ran()\n'
      "    return n * k\nprint(target(5))\n", "recompute")
 case("default_from_global", HEADER + 'K = 1\n@bytecache.memoize\ndef target(n, k=K):\n'
-     '    print("RAN")\n    return n * k\nprint(target(5))\n',
+     '    ran()\n    return n * k\nprint(target(5))\n',
      HEADER + 'K = 3\n@bytecache.memoize\ndef target(n, k=K):\n'
-     '    print("RAN")\n    return n * k\nprint(target(5))\n', "recompute")
+     '    ran()\n    return n * k\nprint(target(5))\n', "recompute")
 
 # -- globals ----------------------------------------------------------------
 case("global_int", t("n * K", "K = 2\n"), t("n * K", "K = 3\n"), "recompute")
@@ -301,7 +301,7 @@ N = 0
 def f(x):
     global N
     N += 1
-    print("RAN")
+    ran()
     return x
 
 f(1); f(1)
@@ -317,7 +317,7 @@ import bytecache
 
 @bytecache.memoize
 def f(xs):
-    print("RAN")
+    ran()
     xs.append(1)
     return len(xs)
 
@@ -334,7 +334,7 @@ import bytecache
 
 @bytecache.memoize
 def f(x):
-    print("RAN")
+    ran()
     with open("out.txt", "w") as fh:
         fh.write(str(x))
     return x
@@ -355,7 +355,7 @@ def inner():
 
 @bytecache.memoize
 def outer(tag):
-    print("RAN outer")
+    ran("outer")
     return inner() * 10
 
 inner()           # stored first: outer's miss below gets it from the cache
@@ -372,7 +372,7 @@ import os, bytecache
 
 @bytecache.memoize
 def f():
-    print("RAN")
+    ran()
     return os.environ.get("MODE", "a")
 
 print(f())
@@ -395,7 +395,7 @@ class Worker:
 
 @bytecache.memoize
 def f(x):
-    print("RAN")
+    ran()
     return Worker(2).run(x)
 
 print(f(3), f(3))

@@ -16,7 +16,7 @@ import bytecache
 
 @bytecache.memoize
 def slow(n, scale=2):
-    print("RAN")
+    ran()
     return [n * scale, {"n": n}]
 
 print(slow(21))
@@ -47,7 +47,7 @@ import bytecache
 
 @bytecache.memoize
 def ident(x):
-    print("RAN")
+    ran()
     return repr(x)
 
 for v in (1, 1.0, True, "1", b"1", (1,), [1], {1}, frozenset([1])):
@@ -62,7 +62,7 @@ import bytecache
 
 @bytecache.memoize(ignore=("verbose",))
 def f(x, verbose=False):
-    print("RAN")
+    ran()
     return x
 
 f(1, verbose=True); f(1, verbose=False)
@@ -89,7 +89,7 @@ import time, bytecache
 
 @bytecache.memoize(min_seconds=0.2)
 def f(x):
-    print("RAN")
+    ran()
     if x == "slow":
         time.sleep(0.3)
     return x
@@ -108,7 +108,7 @@ import bytecache
 
 @bytecache.memoize(cache_dir={str(other)!r})
 def f(x):
-    print("RAN")
+    ran()
     return x
 
 f(1)
@@ -155,19 +155,19 @@ class Model:
 
     @bytecache.memoize
     def predict(self, x):
-        print("RAN predict")
+        ran("predict")
         return x * self.k
 
     @staticmethod
     @bytecache.memoize
     def double(x):
-        print("RAN double")
+        ran("double")
         return 2 * x
 
     @bytecache.memoize
     @classmethod
     def make(cls, k):
-        print("RAN make")
+        ran("make")
         return cls.__name__ + str(k)
 
 print(Model(3).predict(2), Model(4).predict(2), Model.double(5), Model.make(1))
@@ -185,7 +185,7 @@ import asyncio, bytecache
 
 @bytecache.memoize
 async def fetch(x):
-    print("RAN")
+    ran()
     await asyncio.sleep(0)
     return {"x": x}
 
@@ -216,7 +216,7 @@ import bytecache
 
 @bytecache.memoize
 def f(x):
-    print("RAN")
+    ran()
     raise ValueError(x)
 
 for _ in range(2):
@@ -251,7 +251,7 @@ warnings.simplefilter("always")
 
 @bytecache.memoize
 def f(lock, x):
-    print("RAN")
+    ran()
     return x
 
 lock = threading.Lock()
@@ -268,7 +268,7 @@ import threading, bytecache
 
 @bytecache.memoize
 def f(x):
-    print("RAN")
+    ran()
     return threading.Lock()
 
 f(1); f(1)
@@ -347,3 +347,52 @@ import bytecache
 print(sorted(m for m in {heavy!r} if m in sys.modules and m not in before))
 """)
     assert out == ["[]"]
+
+
+def test_output_printed_by_a_stored_call_is_replayed_on_a_hit(runner: Runner) -> None:
+    script = """
+import sys, bytecache
+
+@bytecache.memoize
+def noisy(x):
+    print("working on", x)
+    print("careful", file=sys.stderr)
+    print("done")
+    return x
+
+noisy(1)
+"""
+    first = runner.run(script)
+    second = runner.run(script)
+    assert first.stdout == second.stdout == "working on 1\ndone\n"
+    assert first.stderr == second.stderr == "careful\n"
+
+
+def test_replayed_output_of_an_inner_hit_is_recorded_by_the_outer_miss(runner: Runner) -> None:
+    runner.run("""
+import bytecache
+
+@bytecache.memoize
+def inner():
+    print("inner")
+    return 1
+
+inner()
+""")
+    script = """
+import bytecache
+
+@bytecache.memoize
+def inner():
+    print("inner")
+    return 1
+
+@bytecache.memoize
+def outer(tag):
+    print("outer")
+    return inner() + 1
+
+outer("a")
+"""
+    assert runner.run(script).stdout == "outer\ninner\n"
+    assert runner.run(script).stdout == "outer\ninner\n"

@@ -77,14 +77,69 @@ _hook_installed = False
 
 
 class Recorder:
-    """Files read, directories listed and the first file written during a miss."""
+    """Files read, directories listed, the first file written and the output
+    printed during a miss."""
 
-    __slots__ = ("files", "dirs", "wrote")
+    __slots__ = ("files", "dirs", "wrote", "output")
 
     def __init__(self) -> None:
         self.files: dict[str, None] = {}
         self.dirs: dict[str, None] = {}
         self.wrote: str | None = None
+        self.output: list[tuple[int, str]] = []
+
+
+# --- output printed during a miss, replayed on a hit -------------------------
+
+
+class _Tee:
+    """Stands in for sys.stdout / sys.stderr while a miss runs: what this
+    thread's misses print is recorded, and everything passes through."""
+
+    def __init__(self, stream: Any, index: int) -> None:
+        self._stream = stream
+        self._index = index
+
+    def write(self, text: str) -> int:
+        recs = getattr(_local, "recorders", None)
+        if recs and isinstance(text, str):
+            for r in recs:
+                r.output.append((self._index, text))
+        return self._stream.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+_tee_users = 0
+
+
+def _tee_on() -> None:
+    global _tee_users
+    with _stats_lock:
+        _tee_users += 1
+        if _tee_users == 1:
+            if not isinstance(sys.stdout, _Tee) and sys.stdout is not None:
+                sys.stdout = _Tee(sys.stdout, 0)
+            if not isinstance(sys.stderr, _Tee) and sys.stderr is not None:
+                sys.stderr = _Tee(sys.stderr, 1)
+
+
+def _tee_off() -> None:
+    global _tee_users
+    with _stats_lock:
+        _tee_users -= 1
+        if _tee_users == 0:
+            # Restore only what is still ours (the user may have replaced it).
+            if isinstance(sys.stdout, _Tee):
+                sys.stdout = sys.stdout._stream
+            if isinstance(sys.stderr, _Tee):
+                sys.stderr = sys.stderr._stream
+
+
+def _replay(output: list[tuple[int, str]] | None) -> None:
+    for index, text in output or ():
+        (sys.stdout if index == 0 else sys.stderr).write(text)
 
 
 def _recorders() -> list[Recorder]:
@@ -236,6 +291,7 @@ class Miss:
         self.min_seconds = min_seconds
         self.recorder = Recorder()
         _recorders().append(self.recorder)
+        _tee_on()
         self.started = time.perf_counter()
 
     def _stop(self) -> float:
@@ -243,6 +299,7 @@ class Miss:
         recs = _recorders()
         if self.recorder in recs:
             recs.remove(self.recorder)
+            _tee_off()
         return elapsed
 
     def abort(self) -> None:
@@ -269,7 +326,8 @@ class Miss:
 
         buffers: list[pickle.PickleBuffer] = []
         try:
-            payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+            payload = pickle.dumps((result, self.recorder.output or None), protocol=5,
+                                   buffer_callback=buffers.append)
         except Exception as e:  # noqa: BLE001 - any pickling failure means "don't store"
             _uncacheable(t, f"result of `{name}` cannot be pickled ({e}); not cached")
             return
@@ -332,8 +390,9 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
             deps = parse_deps(deps_raw)
             stale = deps_valid(deps) if deps else None
             if stale is None:
-                value = pickle.loads(payload, buffers=buffers)
+                value, output = pickle.loads(payload, buffers=buffers)
                 _inherit(deps)
+                _replay(output)
                 with _stats_lock:
                     target.counters.hits += 1
                     target.counters.saved_seconds += seconds
