@@ -12,7 +12,7 @@ ruff check python tests demo benches
 python -m mypy.stubtest bytecache._bytecache
 echo "== cargo test"
 cargo test -q --release 2>&1 | tail -n 30
-for v in ${BYTECACHE_TEST_PYTHONS:-3.11}; do
+for v in ${BYTECACHE_TEST_PYTHONS:-3.11 3.12 3.13}; do
     echo "== pytest on Python $v"
     . ci/env.sh "$v"
     python -m pytest -q -p no:cacheprovider tests

@@ -48,6 +48,11 @@ case("comment_and_blank_lines", t("n + 1"), "# a comment\n\n" + t("n + 1  # why"
 case("docstring_added", t("n + 1"),
      t("n + 1").replace('ran()', '"""Adds one."""\n    ran()'), "reuse")
 case("reformatted", t("n + 1"), t("(\n        n\n        + 1\n    )"), "reuse")
+case("two_locals_split_across_lines",
+     HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    a, b = n, 2\n'
+     "    return [a, b]\nprint(target(5))\n",
+     HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    a, b = n, 2\n'
+     "    return [a,\n            b]\nprint(target(5))\n", "reuse")
 case("moved_down", t("n + 1"), HEADER + "\n" * 30 + TARGET.format(body="n + 1"), "reuse")
 case("local_renamed",
      HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    tmp = n * 3\n'

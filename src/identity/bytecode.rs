@@ -19,6 +19,12 @@ pub struct OpTable {
     pub store_global: u8,
     pub delete_global: u8,
     pub import_name: u8,
+    /// 3.13 fuses two local loads/stores into one instruction only when they
+    /// sit on the same source line: (fused, first, second), expanded back so
+    /// that line breaks do not change the fingerprint.
+    pub fused: Vec<(u8, u8, u8)>,
+    /// Placeholders kept only to carry line events.
+    pub nop: Option<u8>,
 }
 
 static TABLE: PyOnceLock<OpTable> = PyOnceLock::new();
@@ -52,10 +58,25 @@ fn build(py: Python<'_>) -> PyResult<OpTable> {
         store_global: required("STORE_GLOBAL")?,
         delete_global: required("DELETE_GLOBAL")?,
         import_name: required("IMPORT_NAME")?,
+        fused: Vec::new(),
+        nop: op("NOP")?,
     };
+    for (fused, first, second) in [
+        ("LOAD_FAST_LOAD_FAST", "LOAD_FAST", "LOAD_FAST"),
+        ("STORE_FAST_LOAD_FAST", "STORE_FAST", "LOAD_FAST"),
+        ("STORE_FAST_STORE_FAST", "STORE_FAST", "STORE_FAST"),
+    ] {
+        if let (Some(f), Some(a), Some(b)) = (op(fused)?, op(first)?, op(second)?) {
+            t.fused.push((f, a, b));
+        }
+    }
     for (list, flags) in [("hasconst", &mut t.has_const), ("hasname", &mut t.has_name)] {
         for v in opcode.getattr(list)?.cast_into::<PyList>()?.iter() {
-            flags[usize::from(v.extract::<u8>()?)] = true;
+            // 3.12+ lists pseudo-instructions (>= 256) too; they never appear
+            // in `co_code`.
+            if let Ok(op) = v.extract::<u8>() {
+                flags[usize::from(op)] = true;
+            }
         }
     }
     let minor: u8 = py.version_info().minor;
@@ -78,20 +99,33 @@ pub struct Instr {
 }
 
 /// Iterates the instructions of de-specialized `co_code`, skipping inline
-/// cache entries and folding `EXTENDED_ARG` prefixes into the argument.
+/// cache entries and `NOP`s, folding `EXTENDED_ARG` prefixes into the
+/// argument and expanding fused local loads/stores into their two halves.
 pub fn instructions<'a>(code: &'a [u8], t: &'a OpTable) -> impl Iterator<Item = Instr> + 'a {
     let mut ext: u32 = 0;
-    code.chunks_exact(2).filter_map(move |unit| {
+    code.chunks_exact(2).flat_map(move |unit| {
         let (op, arg) = (unit[0], u32::from(unit[1]));
-        if op == t.cache {
-            return None;
+        if op == t.cache || Some(op) == t.nop {
+            return Vec::new();
         }
         if op == t.extended_arg {
             ext = (ext | arg) << 8;
-            return None;
+            return Vec::new();
         }
         let full = ext | arg;
         ext = 0;
-        Some(Instr { op, arg: full })
+        match t.fused.iter().find(|(f, _, _)| *f == op) {
+            Some(&(_, first, second)) => vec![
+                Instr {
+                    op: first,
+                    arg: full >> 4,
+                },
+                Instr {
+                    op: second,
+                    arg: full & 15,
+                },
+            ],
+            None => vec![Instr { op, arg: full }],
+        }
     })
 }
