@@ -660,6 +660,12 @@ def begin(func, arguments, *, min_seconds):
         return True, STORE[key]
     return False, Miss(key)
 core.begin = begin
+class _CoreDisabled:
+    def __enter__(self):
+        LOG.append("core disabled")
+    def __exit__(self, *exc):
+        LOG.append("core enabled")
+core.disabled = _CoreDisabled
 sys.modules["bytecache._core"] = core
 import bytecache
 bytecache._core = core
@@ -695,7 +701,7 @@ def test_auto_enable_marks_main(tmp_path: Path) -> None:
         "f ran", "h ran", "h ran",
         "True 10 10 1 1",
         "f ran", "10",
-        "[('commit', 'f'), ('abort', 'boom')]",
+        "[('commit', 'f'), ('abort', 'boom'), 'core disabled', 'core enabled']",
         "f ran", "False 10",
     ]
 

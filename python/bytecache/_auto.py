@@ -123,10 +123,23 @@ def is_enabled() -> bool:
 
 @contextmanager
 def disabled() -> Iterator[None]:
-    """Run every call normally inside the block (this thread only)."""
+    """Run every call normally inside the block (this thread only): calls are
+    neither intercepted by the hook nor, when the core provides its own
+    ``disabled``, memoized by the decorator."""
+    core_disabled = None
+    try:
+        from bytecache import _core
+
+        core_disabled = getattr(_core, "disabled", None)
+    except ImportError:
+        pass
     _local.disabled = getattr(_local, "disabled", 0) + 1
     try:
-        yield
+        if core_disabled is None:
+            yield
+        else:
+            with core_disabled():
+                yield
     finally:
         _local.disabled -= 1
 
