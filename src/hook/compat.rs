@@ -71,6 +71,52 @@ pub unsafe fn in_main_interpreter() -> bool {
     unsafe { ffi::PyInterpreterState_Get() == ffi::PyInterpreterState_Main() }
 }
 
+/// `struct _ts` (3.11 `Include/cpython/pystate.h`) up to the recursion limit.
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+#[repr(C)]
+struct RawThreadState311 {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    _initialized: c_int,
+    _static: c_int,
+    recursion_remaining: c_int,
+    recursion_limit: c_int,
+}
+
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+const _: () = {
+    assert!(offset_of!(RawThreadState311, recursion_remaining) == 32);
+    assert!(offset_of!(RawThreadState311, recursion_limit) == 36);
+};
+
+/// How many Python frames (3.11: also C recursion levels) this thread has
+/// entered: `recursion_limit - recursion_remaining`.
+///
+/// # Safety
+/// `tstate` is the live current thread state.
+#[inline(always)]
+pub unsafe fn python_depth(tstate: *mut PyThreadState) -> c_int {
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
+    let ts = tstate.cast::<RawThreadState311>();
+    #[cfg(all(Py_3_12, not(Py_3_13)))]
+    let ts = tstate.cast::<py312::RawThreadState>();
+    #[cfg(Py_3_13)]
+    let ts = tstate.cast::<RawThreadState313>();
+    // SAFETY: live thread state (caller); plain int fields.
+    unsafe {
+        #[cfg(not(Py_3_12))]
+        let depth = (*ts)
+            .recursion_limit
+            .wrapping_sub((*ts).recursion_remaining);
+        #[cfg(Py_3_12)]
+        let depth = (*ts)
+            .py_recursion_limit
+            .wrapping_sub((*ts).py_recursion_remaining);
+        depth
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Layouts
 // ---------------------------------------------------------------------------
@@ -560,7 +606,11 @@ struct RawThreadState313 {
 }
 
 #[cfg(Py_3_13)]
-const _: () = assert!(offset_of!(RawThreadState313, c_recursion_remaining) == 52);
+const _: () = {
+    assert!(offset_of!(RawThreadState313, py_recursion_remaining) == 44);
+    assert!(offset_of!(RawThreadState313, py_recursion_limit) == 48);
+    assert!(offset_of!(RawThreadState313, c_recursion_remaining) == 52);
+};
 
 /// `&tstate->c_recursion_remaining`.
 #[cfg(Py_3_13)]
@@ -631,13 +681,13 @@ mod py312 {
 
     /// `struct _ts` (3.12 `Include/cpython/pystate.h`) up to `datastack_limit`.
     #[repr(C)]
-    struct RawThreadState {
+    pub(super) struct RawThreadState {
         prev: *mut c_void,
         next: *mut c_void,
         interp: *mut c_void,
         _status: c_uint,
-        py_recursion_remaining: c_int,
-        py_recursion_limit: c_int,
+        pub(super) py_recursion_remaining: c_int,
+        pub(super) py_recursion_limit: c_int,
         c_recursion_remaining: c_int,
         recursion_headroom: c_int,
         tracing: c_int,
@@ -679,6 +729,8 @@ mod py312 {
     }
 
     const _: () = {
+        assert!(offset_of!(RawThreadState, py_recursion_remaining) == 28);
+        assert!(offset_of!(RawThreadState, py_recursion_limit) == 32);
         assert!(offset_of!(RawThreadState, c_recursion_remaining) == 36);
         assert!(offset_of!(RawThreadState, datastack_chunk) == 232);
         assert!(offset_of!(RawThreadState, datastack_top) == 240);
