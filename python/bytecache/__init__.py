@@ -1,5 +1,58 @@
-"""bytecache: safe, code-change-aware persistent memoization."""
+"""bytecache: safe, code-change-aware persistent memoization.
+
+    import bytecache
+
+    @bytecache.memoize
+    def load(path, scale=2): ...
+
+A result is reused only when a fresh run would compute the same thing: same
+code (and everything it reaches), same globals, defaults and closure cells,
+same argument contents, same data files read.
+"""
 
 from bytecache import _bytecache
+from bytecache._bytecache import (
+    BytecacheError,
+    CorruptCacheError,
+    StorageError,
+    UnhashableError,
+    UnsafeCacheDirError,
+)
+from bytecache._config import BytecacheWarning, configure
+from bytecache._core import disabled, stats
+from bytecache._explain import explain
+from bytecache._memoize import clear, memoize
 
-__version__ = _bytecache.__version__
+__version__: str = _bytecache.__version__
+
+
+def enable(modules=None, *, min_seconds=0.1, cache_dir=None):  # noqa: ANN001, ANN201
+    """Memoize calls of functions defined in `modules` (default: `__main__`)
+    without decorators, through a PEP 523 frame hook. See `bytecache._auto`."""
+    from bytecache import _auto
+
+    _auto.enable(modules, min_seconds=min_seconds, cache_dir=cache_dir)
+
+
+def disable():  # noqa: ANN201
+    """Remove the frame hook installed by `enable` (restores the previous one)."""
+    from bytecache import _auto
+
+    _auto.disable()
+
+__all__ = [
+    "BytecacheError",
+    "BytecacheWarning",
+    "CorruptCacheError",
+    "StorageError",
+    "UnhashableError",
+    "UnsafeCacheDirError",
+    "clear",
+    "configure",
+    "disable",
+    "disabled",
+    "enable",
+    "explain",
+    "memoize",
+    "stats",
+]

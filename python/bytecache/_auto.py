@@ -23,15 +23,14 @@ import fnmatch
 import os
 import threading
 import time
-import warnings
 import weakref
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
-from bytecache import _bytecache
+from bytecache import _bytecache, _core
+from bytecache._config import warn_once
 
-__all__ = ["enable", "disable", "disabled", "is_enabled"]
+__all__ = ["enable", "disable", "is_enabled"]
 
 #: Calls observed before deciding that a function is too cheap to memoize.
 _PROBE_CALLS = 5
@@ -40,7 +39,6 @@ _CO_VARARGS = 0x04
 _CO_VARKEYWORDS = 0x08
 
 _lock = threading.RLock()
-_local = threading.local()
 
 
 class _Config:
@@ -53,7 +51,6 @@ class _Config:
 
 
 _config: _Config | None = None
-_warned_unavailable = False
 _atexit_registered = False
 # code object -> [calls seen, slow call seen]; cleared on enable().
 _probe: dict[Any, list[Any]] = {}
@@ -82,7 +79,7 @@ def enable(
     ``@bytecache.memoize`` decorator still works).
     """
     global _config, _atexit_registered
-    if _env_off():
+    if _core.OFF:
         return
     if isinstance(modules, str):
         modules = [modules]
@@ -121,29 +118,6 @@ def is_enabled() -> bool:
     return _config is not None and installed is not None and installed()
 
 
-@contextmanager
-def disabled() -> Iterator[None]:
-    """Run every call normally inside the block (this thread only): calls are
-    neither intercepted by the hook nor, when the core provides its own
-    ``disabled``, memoized by the decorator."""
-    core_disabled = None
-    try:
-        from bytecache import _core
-
-        core_disabled = getattr(_core, "disabled", None)
-    except ImportError:
-        pass
-    _local.disabled = getattr(_local, "disabled", 0) + 1
-    try:
-        if core_disabled is None:
-            yield
-        else:
-            with core_disabled():
-                yield
-    finally:
-        _local.disabled -= 1
-
-
 # --- callbacks (called by the hook with its re-entry guard set) -------------
 
 
@@ -163,21 +137,14 @@ def _should_mark(func: Any) -> bool:
 
 def _on_call(func: Any, args: tuple[Any, ...]) -> Any:
     config = _config
-    if config is None or getattr(_local, "disabled", 0):
+    if config is None or _core.is_disabled():
         return None
     code = func.__code__
     probe = _probe.get(code)
     if probe is None:
         probe = _probe[code] = [0, False]
     try:
-        from bytecache import _core
-
-        cached = _targets.get(func)
-        if cached is None:
-            make_target = getattr(_core, "target_for", None)
-            target = make_target(func, cache_dir=config.cache_dir) if make_target else func
-            cached = _targets[func] = (target, _arg_names(code))
-        target, names = cached
+        target, names = _target_and_names(func)
         arguments = dict(zip(names, args, strict=True))
         hit, value = _core.begin(target, arguments, min_seconds=config.min_seconds)
     except Exception as e:  # noqa: BLE001 - a cache failure must not change the program
@@ -234,6 +201,21 @@ class _Token:
 # --- helpers -----------------------------------------------------------------
 
 
+def _target_and_names(func: Any) -> tuple[_core.Target, tuple[str, ...]]:
+    cached = _targets.get(func)
+    if cached is None:
+        config = _config
+        cache_dir = config.cache_dir if config is not None else None
+        target = _core.Target(func, cache_dir=cache_dir)
+        cached = _targets[func] = (target, _arg_names(func.__code__))
+    return cached
+
+
+def target_for(func: Any) -> _core.Target:
+    """The core target of a decorator-free function (for `explain`)."""
+    return _target_and_names(func)[0]
+
+
 def _arg_names(code: Any) -> tuple[str, ...]:
     n = code.co_argcount + code.co_kwonlyargcount
     n += bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)
@@ -250,29 +232,14 @@ def _is_internal(name: Any) -> bool:
     return isinstance(name, str) and (name == "bytecache" or name.startswith("bytecache."))
 
 
-def _env_off() -> bool:
-    return os.environ.get("BYTECACHE", "").strip().lower() in ("off", "0", "false", "no")
-
-
-_warned_internal: set[str] = set()
-
-
 def _warn_once_internal(e: BaseException) -> None:
-    kind = type(e).__name__
-    if kind in _warned_internal:
-        return
-    _warned_internal.add(kind)
-    warnings.warn(f"bytecache: call not memoized ({kind}: {e})", RuntimeWarning, stacklevel=2)
+    warn_once(f"bytecache: call not memoized ({type(e).__name__}: {e})",
+              key=f"auto:{type(e).__name__}")
 
 
 def _warn_unavailable(reason: str) -> None:
-    global _warned_unavailable
-    if _warned_unavailable:
-        return
-    _warned_unavailable = True
-    warnings.warn(
+    warn_once(
         f"bytecache.enable() is not available on this interpreter ({reason}); "
         "use the @bytecache.memoize decorator instead",
-        RuntimeWarning,
-        stacklevel=3,
+        key="auto:unavailable",
     )

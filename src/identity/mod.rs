@@ -1,1 +1,132 @@
-//! Identity: content hashes of values and fingerprints of functions.
+//! Identity: content hashes of values and fingerprints of functions, the two
+//! halves of a memoized call's key.
+mod buffer;
+mod bytecode;
+mod code;
+mod digest;
+mod hash;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+
+use crate::py::errors::UnhashableError;
+use digest::{Hasher, Tag};
+use hash::{Dep, HashError, Walker};
+
+/// Bumped whenever the meaning of a digest changes, so old entries miss.
+const KEY_VERSION: u64 = 1;
+
+fn to_py(e: HashError) -> PyErr {
+    match e {
+        HashError::Unhashable(msg) => UnhashableError::new_err(msg),
+        HashError::Python(e) => e,
+    }
+}
+
+fn finish<'py>(py: Python<'py>, h: &Hasher) -> Bound<'py, PyBytes> {
+    PyBytes::new(py, &h.finish().to_le_bytes())
+}
+
+/// The 16-byte content hash of a value; for a function, its fingerprint
+/// (code and everything it can reach).
+#[pyfunction]
+fn hash_value<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let py = obj.py();
+    let mut h = Hasher::new();
+    let mut w = Walker::new(py)?;
+    w.value(obj, &mut h).map_err(to_py)?;
+    w.finish(&mut h).map_err(to_py)?;
+    Ok(finish(py, &h))
+}
+
+/// The key of a call: the function's fingerprint plus the content of every
+/// bound argument (defaults applied by the caller), minus those named in
+/// `ignore`. Raises `UnhashableError` naming the argument that cannot be
+/// hashed; an argument is never dropped silently.
+///
+/// With `record=True` returns `(key, record)` where the record lists
+/// `(kind, name, display, digest)` for every function, global and argument
+/// the key covers: what `explain` compares to say why a call missed.
+#[pyfunction]
+#[pyo3(signature = (func, arguments, ignore, record=false))]
+fn call_key<'py>(
+    func: &Bound<'py, PyAny>,
+    arguments: &Bound<'py, PyDict>,
+    ignore: Vec<String>,
+    record: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = func.py();
+    let mut w = Walker::new(py)?;
+    if record {
+        w.record = Some(Vec::new());
+    }
+    let mut h = Hasher::new();
+    h.tag(Tag::Key);
+    h.u64(KEY_VERSION);
+    let v = py.version_info();
+    h.u64(u64::from(v.major) << 8 | u64::from(v.minor));
+    w.value(func, &mut h).map_err(to_py)?;
+    for (name, value) in arguments.iter() {
+        let name: String = name.extract()?;
+        if ignore.contains(&name) {
+            continue;
+        }
+        h.tag(Tag::Argument);
+        h.str(&name);
+        let mut sub = Hasher::new();
+        w.value(&value, &mut sub).map_err(|e| match e {
+            HashError::Unhashable(msg) => {
+                UnhashableError::new_err(format!("argument `{name}`: {msg}"))
+            }
+            HashError::Python(e) => e,
+        })?;
+        let d = sub.finish();
+        h.digest(d);
+        if let Some(r) = w.record.as_mut() {
+            r.push(Dep {
+                kind: "argument",
+                name,
+                display: None,
+                digest: d,
+            });
+        }
+    }
+    w.finish(&mut h).map_err(to_py)?;
+    let key = finish(py, &h);
+    match w.record.take() {
+        None => Ok(key.into_any()),
+        Some(deps) => {
+            let items = deps
+                .into_iter()
+                .map(|d| (d.kind, d.name, d.display, format!("{:032x}", d.digest)))
+                .collect::<Vec<_>>();
+            Ok((key, items).into_pyobject(py)?.into_any())
+        }
+    }
+}
+
+/// The 16-byte content hash of a file (read in chunks, without the GIL).
+#[pyfunction]
+fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyBytes>> {
+    let digest = py.detach(|| -> std::io::Result<u128> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&path)?;
+        let mut h = xxhash_rust::xxh3::Xxh3::new();
+        let mut buf = vec![0u8; 1 << 20];
+        loop {
+            let n = f.read(&mut buf)?;
+            if n == 0 {
+                return Ok(h.digest128());
+            }
+            h.update(&buf[..n]);
+        }
+    })?;
+    Ok(PyBytes::new(py, &digest.to_le_bytes()))
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(hash_value, m)?)?;
+    m.add_function(wrap_pyfunction!(call_key, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    Ok(())
+}

@@ -1,1 +1,1161 @@
-//! Pure-Rust result store (no pyo3). Memory-mapped rkyv archives.
+//! Pure-Rust result store (no pyo3): memory-mapped, checksummed and
+//! authenticated records behind a shared lock-free hash index.
+//!
+//! # Layout of a store directory (mode 0700)
+//! ```text
+//! lock          writer lock (flock); readers never take it
+//! index         hash index, mapped MAP_SHARED by every process (index.rs)
+//! data/<id>     data files: "small" segments (append-only logs of records
+//!               without buffers, <= segment_bytes/4 each) and one dedicated
+//!               file per entry with out-of-band buffers (id has bit 31 set),
+//!               buffers page-aligned so they can be mapped MAP_PRIVATE
+//! claims/<key>  per-key compute claims (flock)
+//! quarantine/   records/files that failed a check, moved aside
+//! ```
+//! Record format: see `format.rs`. A record is immutable once written: it is
+//! written first, then published by one seqlocked slot update in the index.
+//! Readers take no lock, never wait on a writer for more than the few
+//! nanoseconds of a slot update, and fully verify every record they follow
+//! (magic, version, ABI, bounds, keyed MAC over header + meta + payload,
+//! checked rkyv access, key), so a stale, torn or garbage slot or record is a
+//! miss, never a wrong value. A record that fails a check is moved to
+//! `quarantine/` and its slot dropped.
+//!
+//! # Writers
+//! One writer at a time per store directory: an in-process mutex plus an
+//! exclusive `flock` on `lock`. While mutating, the writer sets a dirty flag
+//! in the index header; a later writer finding it set (the previous one died)
+//! repairs slots left mid-update and recounts totals.
+//!
+//! # Durability policy
+//! * `Durability::Fast` (default): nothing is fsynced on put, get or remove.
+//!   A killed process loses nothing that was committed (the page cache holds
+//!   it). After an OS crash or power loss, recent entries may be lost, and
+//!   any record whose bytes did not all reach the disk fails its MAC and is
+//!   reported as a miss (then quarantined) -- never returned torn. If the
+//!   index header itself is damaged, the store is reset (old files
+//!   quarantined). Index rebuilds (growth) are always fsynced before the
+//!   atomic rename, as they are rare.
+//! * `Durability::Full`: `fdatasync` the record before publishing it and
+//!   `msync` the index after; new files also fsync their directory. Costs
+//!   one to three disk flushes per put (milliseconds on most disks).
+//!
+//! # Security policy
+//! The directory must be owned by the current user and not writable by
+//! group/others (`UnsafePermissions` otherwise); it is created 0700 and files
+//! 0600. Every record carries a keyed BLAKE3 MAC (secret outside the cache
+//! dir, see `auth.rs`) over its header, metadata (incl. each buffer's
+//! XXH3-128) and payload, verified on every `get` before anything is
+//! returned. Buffers (raw bytes, they cannot run code) are checksummed on
+//! `get` only up to `Options::verify_buffers_up_to` bytes (default 1 MiB) so
+//! large results stay zero-copy and O(1); larger buffers are checked by
+//! `verify()`.
+//!
+//! # Eviction
+//! `max_bytes` (default 10 GiB, env `BYTECACHE_MAX_BYTES`) counts record
+//! bytes of live entries. When a put exceeds it, entries are evicted down to
+//! 90% by GreedyDual-Size-Frequency: priority = L + (hits+1) * cost / size,
+//! with cost = compute time (µs) + 1, L the clock at the last access, and the
+//! clock raised to each evicted priority. Small segments whose live bytes
+//! fall below half their disk use are compacted during eviction and `gc()`.
+mod auth;
+mod format;
+mod index;
+mod lock;
+mod mmap;
+
+use std::collections::HashMap;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+pub use auth::default_secret_path;
+pub use lock::ClaimLock;
+pub use memmap2::MmapMut;
+
+use format::Decoded;
+use index::{
+    Index, OpenError, Slot, H_ACTIVE_OFF, H_ACTIVE_SEG, H_BYTES, H_CLOCK, H_DIRTY, H_EPOCH,
+};
+use index::{H_LIVE, H_NEXT_SEG, H_SUPERSEDED, H_TOMBS, LIVE, TOMB};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
+
+/// A 128-bit key computed by the caller (hash of function identity + args).
+pub type Key = [u8; 16];
+
+const BIG_BIT: u32 = 1 << 31;
+const REC_ALIGN: u64 = 64;
+const MAX_CACHED_FILES: usize = 256;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("I/O error on {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("refusing {path}: {reason}")]
+    UnsafePermissions { path: PathBuf, reason: String },
+    #[error("corrupt {path}: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// No fsync (default). Survives process kills; an OS crash can lose
+    /// recent entries but never exposes a torn one.
+    #[default]
+    Fast,
+    /// fdatasync each record before publishing it, msync the index after.
+    Full,
+}
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub max_bytes: u64,
+    pub durability: Durability,
+    /// Where the MAC secret lives; `None` = `default_secret_path()`.
+    pub secret_path: Option<PathBuf>,
+    /// Size of a small-record segment file (records up to a quarter of it
+    /// go to segments, larger ones and entries with buffers to own files).
+    pub segment_bytes: u64,
+    /// `get` checksums buffers whose total size is at most this.
+    pub verify_buffers_up_to: u64,
+}
+
+pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
+
+impl Default for Options {
+    fn default() -> Options {
+        let max_bytes = std::env::var("BYTECACHE_MAX_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(DEFAULT_MAX_BYTES);
+        Options {
+            max_bytes,
+            durability: Durability::Fast,
+            secret_path: None,
+            segment_bytes: 64 << 20,
+            verify_buffers_up_to: 1 << 20,
+        }
+    }
+}
+
+/// What `put` stores.
+pub struct NewEntry<'a> {
+    pub group: [u8; 16],
+    pub payload: &'a [u8],
+    pub buffers: &'a [&'a [u8]],
+    pub deps: &'a [u8],
+    pub compute_ns: u64,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntryMeta {
+    pub key: Key,
+    pub group: [u8; 16],
+    /// Bytes the entry occupies on disk (counted against `max_bytes`).
+    pub size: u64,
+    pub payload_len: u64,
+    pub buffers_len: u64,
+    pub compute_ns: u64,
+    pub created_ns: u64,
+    pub last_used_secs: u64,
+    pub hits: u64,
+}
+
+struct DataFile {
+    file: File,
+    map: mmap::ReadMap,
+}
+
+/// A verified entry, zero-copy over the mapped data file. Stays valid after
+/// the entry is removed or evicted (the mapping keeps the file alive).
+pub struct EntryView {
+    data: Arc<DataFile>,
+    start: usize,
+    dec: Decoded,
+    pub meta: EntryMeta,
+}
+
+impl EntryView {
+    fn rec(&self) -> &[u8] {
+        &self.data.map.bytes()[self.start..]
+    }
+    pub fn payload(&self) -> &[u8] {
+        &self.rec()[self.dec.payload.clone()]
+    }
+    pub fn deps(&self) -> &[u8] {
+        &self.rec()[self.dec.deps.clone()]
+    }
+    pub fn buffers(&self) -> Vec<&[u8]> {
+        self.dec
+            .buffers
+            .iter()
+            .map(|(r, _)| &self.rec()[r.clone()])
+            .collect()
+    }
+    pub fn buffer_count(&self) -> usize {
+        self.dec.buffers.len()
+    }
+    /// Buffer `i` as a fresh private copy-on-write mapping: writable, and
+    /// writes never reach the store. `None` if `i` is out of range.
+    pub fn buffer_private(&self, i: usize) -> Option<io::Result<MmapMut>> {
+        let (r, _) = self.dec.buffers.get(i)?;
+        Some(mmap::private_copy(
+            &self.data.file,
+            (self.start + r.start) as u64,
+            r.len(),
+        ))
+    }
+}
+
+/// Outcome of [`Store::claim`].
+#[derive(Debug)]
+pub enum Claim {
+    /// Caller must compute and `put`; others wait until the lock drops.
+    Compute(ClaimLock),
+    /// Someone else stored the entry meanwhile.
+    Ready,
+    /// Waited `timeout` in vain; compute without a claim.
+    TimedOut,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub entries: u64,
+    pub bytes: u64,
+    pub hits: u64,
+    pub max_bytes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub checked: u64,
+    /// Keys whose record failed a check (now quarantined), with the reason.
+    pub bad: Vec<(Key, String)>,
+}
+
+/// A published slot and the mapped file its record lives in.
+struct Located {
+    ix: Arc<Index>,
+    i: usize,
+    slot: Slot,
+    seq: u64,
+    df: Arc<DataFile>,
+}
+
+struct ReadState {
+    index: Arc<Index>,
+    files: HashMap<u32, Arc<DataFile>>,
+    epoch: u64,
+}
+
+struct WriterState {
+    /// Cached write handle of the active small segment.
+    active: Option<(u32, File)>,
+}
+
+pub struct Store {
+    dir: PathBuf,
+    opts: Options,
+    mac: auth::MacKey,
+    lock_file: File,
+    writer: Mutex<WriterState>,
+    state: RwLock<ReadState>,
+}
+
+fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| StorageError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn check_owner_mode(path: &Path, meta: &fs::Metadata, forbidden: u32) -> Result<()> {
+    let uid = lock::euid();
+    let reason = if meta.uid() != uid {
+        format!("owned by uid {} but we are uid {uid}", meta.uid())
+    } else if meta.mode() & forbidden != 0 {
+        format!(
+            "mode {:o} gives access to group/others",
+            meta.mode() & 0o777
+        )
+    } else {
+        return Ok(());
+    };
+    Err(StorageError::UnsafePermissions {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
+fn ensure_dir(path: &Path) -> Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(path)
+        .map_err(io_at(path))?;
+    let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
+    if !meta.is_dir() {
+        return Err(StorageError::UnsafePermissions {
+            path: path.into(),
+            reason: "not a directory".into(),
+        });
+    }
+    check_owner_mode(path, &meta, 0o022)
+}
+
+fn open_rw(path: &Path, create: bool) -> io::Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+        .open(path)
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+}
+
+fn lock_mutex<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn key_hex(k: &[u8]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    pub fn open(dir: impl AsRef<Path>, opts: Options) -> Result<Store> {
+        let dir = dir.as_ref().to_path_buf();
+        if opts.segment_bytes < 4096 || opts.segment_bytes > u64::from(u32::MAX) {
+            return Err(StorageError::InvalidArgument(
+                "segment_bytes must be in 4 KiB..4 GiB".into(),
+            ));
+        }
+        ensure_dir(&dir)?;
+        for sub in ["data", "claims", "quarantine"] {
+            ensure_dir(&dir.join(sub))?;
+        }
+        let secret_path = match &opts.secret_path {
+            Some(p) => p.clone(),
+            None => default_secret_path().ok_or_else(|| {
+                StorageError::InvalidArgument("no HOME/XDG_CONFIG_HOME for the secret".into())
+            })?,
+        };
+        let mac = auth::MacKey::new(&auth::load_or_create_secret(&secret_path)?);
+        let lock_path = dir.join("lock");
+        let lock_file = lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?;
+        check_owner_mode(
+            &lock_path,
+            &lock_file.metadata().map_err(io_at(&lock_path))?,
+            0o022,
+        )?;
+        let index = {
+            let _l = lock::Exclusive::acquire(&lock_file).map_err(io_at(&lock_path))?;
+            let ix = open_index_locked(&dir)?;
+            recover(&ix);
+            ix
+        };
+        let epoch = index.h(H_EPOCH).load(Relaxed);
+        Ok(Store {
+            dir,
+            opts,
+            mac,
+            lock_file,
+            writer: Mutex::new(WriterState { active: None }),
+            state: RwLock::new(ReadState {
+                index: Arc::new(index),
+                files: HashMap::new(),
+                epoch,
+            }),
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    fn small_max(&self) -> u64 {
+        (self.opts.segment_bytes / 4).min(256 << 10)
+    }
+
+    fn data_path(&self, seg: u32) -> PathBuf {
+        self.dir.join("data").join(format!("{seg:08x}"))
+    }
+
+    // ----- read side -------------------------------------------------------
+
+    /// The current index (reopened if a writer replaced it) for readers.
+    fn current(&self) -> Result<Arc<Index>> {
+        self.current_with(false)
+    }
+
+    /// `have_lock`: the caller already holds the writer flock.
+    fn current_with(&self, have_lock: bool) -> Result<Arc<Index>> {
+        {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if st.index.h(H_SUPERSEDED).load(Acquire) == 0
+                && st.index.h(H_EPOCH).load(Relaxed) == st.epoch
+            {
+                return Ok(st.index.clone());
+            }
+        }
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if st.index.h(H_SUPERSEDED).load(Acquire) != 0 {
+            let path = self.dir.join("index");
+            let reopened = open_rw(&path, false)
+                .ok()
+                .and_then(|f| Index::open(&f).ok());
+            st.index = Arc::new(match reopened {
+                Some(ix) => ix,
+                None if have_lock => open_index_locked(&self.dir)?,
+                None => {
+                    let _l = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&path))?;
+                    open_index_locked(&self.dir)?
+                }
+            });
+            st.files.clear();
+        }
+        let epoch = st.index.h(H_EPOCH).load(Relaxed);
+        if epoch != st.epoch {
+            st.files.clear();
+            st.epoch = epoch;
+        }
+        Ok(st.index.clone())
+    }
+
+    /// The mapped data file `seg`, `Ok(None)` if it does not exist.
+    fn data_file(&self, seg: u32) -> Result<Option<Arc<DataFile>>> {
+        if let Some(f) = self
+            .state
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .files
+            .get(&seg)
+        {
+            return Ok(Some(f.clone()));
+        }
+        let path = self.data_path(seg);
+        let file = match OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
+            .open(&path)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_at(&path)(e)),
+        };
+        check_owner_mode(&path, &file.metadata().map_err(io_at(&path))?, 0o022)?;
+        let map = mmap::ReadMap::map(&file).map_err(io_at(&path))?;
+        let df = Arc::new(DataFile { file, map });
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        if st.files.len() >= MAX_CACHED_FILES {
+            st.files.clear();
+        }
+        st.files.insert(seg, df.clone());
+        Ok(Some(df))
+    }
+
+    /// Follows the index to `key`'s record bytes.
+    fn locate(&self, key: &Key) -> Result<Option<Located>> {
+        let mut missing = None;
+        loop {
+            let ix = self.current()?;
+            let Some((i, slot, seq)) = ix.lookup(key) else {
+                return Ok(None);
+            };
+            if let Some(df) = self.data_file(slot.seg)? {
+                return Ok(Some(Located {
+                    ix,
+                    i,
+                    slot,
+                    seq,
+                    df,
+                }));
+            }
+            // The file went away: a writer moved the record (retry) or it was
+            // deleted behind our back (drop the slot).
+            if missing == Some(slot) {
+                self.quarantine(key, &slot, None, "data file missing");
+                return Ok(None);
+            }
+            missing = Some(slot);
+        }
+    }
+
+    fn check_record<'d>(
+        &self,
+        key: &Key,
+        slot: &Slot,
+        df: &'d DataFile,
+        full: bool,
+    ) -> Result<(Decoded, &'d [u8]), &'static str> {
+        let rec = record_bytes(df, slot).ok_or("record beyond the end of its file")?;
+        let dec = format::decode(rec, key, &self.mac)?;
+        if full || dec.buffer_bytes() <= self.opts.verify_buffers_up_to {
+            dec.check_buffers(rec)?;
+        }
+        Ok((dec, rec))
+    }
+
+    /// Looks `key` up; verifies the record; counts a hit. Corrupt = miss.
+    pub fn get(&self, key: &Key) -> Result<Option<EntryView>> {
+        let Some(Located {
+            ix,
+            i,
+            slot,
+            seq,
+            df,
+        }) = self.locate(key)?
+        else {
+            return Ok(None);
+        };
+        let dec = match self.check_record(key, &slot, &df, false) {
+            Ok((dec, _)) => dec,
+            Err(reason) => {
+                self.quarantine(key, &slot, Some(&df), reason);
+                return Ok(None);
+            }
+        };
+        let now_secs = now_ns() / 1_000_000_000;
+        ix.touch(i, seq, now_secs);
+        let (hits, last_used_secs, _) = ix.usage(i);
+        let meta = EntryMeta {
+            key: *key,
+            group: dec.group,
+            size: slot.len,
+            payload_len: dec.payload.len() as u64,
+            buffers_len: dec.buffer_bytes(),
+            compute_ns: dec.compute_ns,
+            created_ns: dec.created_ns,
+            last_used_secs,
+            hits,
+        };
+        Ok(Some(EntryView {
+            data: df,
+            start: slot.offset as usize,
+            dec,
+            meta,
+        }))
+    }
+
+    /// Whether `key` has a published slot (no verification, no hit).
+    pub fn contains(&self, key: &Key) -> Result<bool> {
+        Ok(self.current()?.lookup(key).is_some())
+    }
+
+    // ----- write side ------------------------------------------------------
+
+    fn writer(&self) -> Result<Writer<'_>> {
+        let ws = lock_mutex(&self.writer);
+        let lock_path = self.dir.join("lock");
+        let flock = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&lock_path))?;
+        // Make sure we write into the index file that is in place now.
+        let mut ix = self.current_with(true)?;
+        let path = self.dir.join("index");
+        let on_disk = fs::metadata(&path).map(|m| m.ino()).ok();
+        if on_disk != Some(ix.ino) {
+            let fresh = Arc::new(open_index_locked(&self.dir)?);
+            // Tell every process still mapping the old file to reopen.
+            ix.h(H_SUPERSEDED).store(1, Release);
+            let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+            st.index = fresh.clone();
+            st.files.clear();
+            ix = fresh;
+        }
+        recover(&ix);
+        ix.h(H_DIRTY).store(1, Release);
+        Ok(Writer {
+            store: self,
+            ix,
+            ws,
+            _flock: flock,
+        })
+    }
+
+    /// Stores an entry (replacing any entry under `key`). Entries larger than
+    /// `max_bytes` are not stored.
+    pub fn put(&self, key: &Key, entry: &NewEntry<'_>) -> Result<()> {
+        let enc = format::encode(key, entry, now_ns(), &self.mac);
+        if enc.total_len > self.opts.max_bytes {
+            return Ok(());
+        }
+        let mut w = self.writer()?;
+        let small = entry.buffers.is_empty() && enc.total_len <= self.small_max();
+        let (seg, offset) = if small {
+            w.append_small(&enc.head)?
+        } else {
+            w.write_big(&enc)?
+        };
+        let slot = Slot {
+            key: *key,
+            state: LIVE,
+            seg,
+            compute_us: entry.compute_ns / 1000,
+            offset,
+            len: enc.total_len,
+        };
+        w.publish(&slot)?;
+        if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
+            w.evict(self.opts.max_bytes / 10 * 9)?;
+            w.sweep()?;
+        }
+        w.finish()
+    }
+
+    /// Removes `key`; whether it was present.
+    pub fn remove(&self, key: &Key) -> Result<bool> {
+        let w = self.writer()?;
+        let found = w.ix.lookup(key);
+        if let Some((i, slot, _)) = found {
+            w.drop_slot(i, &slot)?;
+        }
+        w.finish()?;
+        Ok(found.is_some())
+    }
+
+    /// Removes every entry, or those of one group; how many.
+    pub fn clear(&self, group: Option<&[u8; 16]>) -> Result<u64> {
+        let mut w = self.writer()?;
+        let mut n = 0;
+        for i in 0..w.ix.cap() {
+            let Some((slot, _)) = w.ix.read(i) else {
+                continue;
+            };
+            if slot.state != LIVE {
+                continue;
+            }
+            if let Some(g) = group {
+                let df = self.data_file(slot.seg)?;
+                let ours = df.is_some_and(|df| {
+                    self.check_record(&slot.key, &slot, &df, false)
+                        .is_ok_and(|(d, _)| d.group == *g)
+                });
+                if !ours {
+                    continue;
+                }
+            }
+            w.drop_slot(i, &slot)?;
+            n += 1;
+        }
+        w.sweep()?;
+        w.finish()?;
+        Ok(n)
+    }
+
+    pub fn stats(&self) -> Result<Stats> {
+        let ix = self.current()?;
+        let hits = (0..ix.cap())
+            .filter(|&i| ix.read(i).is_some_and(|(s, _)| s.state == LIVE))
+            .map(|i| ix.usage(i).0)
+            .sum();
+        Ok(Stats {
+            entries: ix.h(H_LIVE).load(Relaxed),
+            bytes: ix.h(H_BYTES).load(Relaxed),
+            hits,
+            max_bytes: self.opts.max_bytes,
+        })
+    }
+
+    /// Metadata of every readable entry (records failing their MAC skipped).
+    pub fn list(&self) -> Result<Vec<EntryMeta>> {
+        let ix = self.current()?;
+        let mut out = Vec::new();
+        for i in 0..ix.cap() {
+            let Some((slot, _)) = ix.read(i) else {
+                continue;
+            };
+            if slot.state != LIVE {
+                continue;
+            }
+            let Some(df) = self.data_file(slot.seg)? else {
+                continue;
+            };
+            let Ok((dec, _)) = self.check_record(&slot.key, &slot, &df, false) else {
+                continue;
+            };
+            let (hits, last_used_secs, _) = ix.usage(i);
+            out.push(EntryMeta {
+                key: slot.key,
+                group: dec.group,
+                size: slot.len,
+                payload_len: dec.payload.len() as u64,
+                buffers_len: dec.buffer_bytes(),
+                compute_ns: dec.compute_ns,
+                created_ns: dec.created_ns,
+                last_used_secs,
+                hits,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Enforces `max_bytes` now, compacts segments, deletes orphan files;
+    /// returns how many entries were evicted.
+    pub fn gc(&self) -> Result<u64> {
+        let mut w = self.writer()?;
+        recount(&w.ix);
+        let n = w.evict(self.opts.max_bytes)?;
+        w.sweep()?;
+        w.finish()?;
+        Ok(n)
+    }
+
+    /// Checks every record completely (MAC and all buffer checksums);
+    /// quarantines the bad ones.
+    pub fn verify(&self) -> Result<VerifyReport> {
+        let ix = self.current()?;
+        let mut report = VerifyReport::default();
+        for i in 0..ix.cap() {
+            let Some((slot, _)) = ix.read(i) else {
+                continue;
+            };
+            if slot.state != LIVE {
+                continue;
+            }
+            report.checked += 1;
+            let df = self.data_file(slot.seg)?;
+            let res = match &df {
+                Some(df) => self.check_record(&slot.key, &slot, df, true).map(|_| ()),
+                None => Err("data file missing"),
+            };
+            if let Err(reason) = res {
+                self.quarantine(&slot.key, &slot, df.as_deref(), reason);
+                report.bad.push((slot.key, reason.to_string()));
+            }
+        }
+        Ok(report)
+    }
+
+    /// Coordinates a miss between threads and processes: the first caller
+    /// gets `Claim::Compute`; the others poll (bounded by `timeout`) until the
+    /// entry appears (`Ready`) or the claim is released without one (then
+    /// one of them gets `Compute`).
+    pub fn claim(&self, key: &Key, timeout: Duration) -> Result<Claim> {
+        let path = self.dir.join("claims").join(key_hex(key));
+        let start = Instant::now();
+        let mut nap = Duration::from_micros(100);
+        loop {
+            if self.contains(key)? {
+                return Ok(Claim::Ready);
+            }
+            if let Some(guard) = ClaimLock::try_acquire(&path).map_err(io_at(&path))? {
+                // The previous holder may have stored it just before releasing.
+                if self.contains(key)? {
+                    return Ok(Claim::Ready);
+                }
+                return Ok(Claim::Compute(guard));
+            }
+            let left = timeout.saturating_sub(start.elapsed());
+            if left.is_zero() {
+                return Ok(Claim::TimedOut);
+            }
+            std::thread::sleep(nap.min(left));
+            nap = (nap * 2).min(Duration::from_millis(5));
+        }
+    }
+
+    /// Drops `key`'s slot if it still is `slot`, and moves the bad bytes to
+    /// `quarantine/`. Best effort: a failure here only leaves a miss.
+    fn quarantine(&self, key: &Key, slot: &Slot, df: Option<&DataFile>, reason: &str) {
+        let Ok(w) = self.writer() else { return };
+        if let Some((i, now, _)) = w.ix.lookup(key) {
+            if now == *slot {
+                let q = self
+                    .dir
+                    .join("quarantine")
+                    .join(format!("{}.{}", key_hex(key), now_ns()));
+                if slot.seg & BIG_BIT != 0 {
+                    let _ = fs::rename(self.data_path(slot.seg), &q);
+                } else if let Some(bytes) = df.and_then(|d| record_bytes(d, slot)) {
+                    let _ = fs::write(&q, bytes);
+                }
+                let _ = fs::write(q.with_extension("reason"), reason);
+                let _ = w.drop_slot(i, slot);
+            }
+        }
+        let _ = w.finish();
+    }
+}
+
+/// The bytes `slot` names in `df`, if they lie inside the file.
+fn record_bytes<'d>(df: &'d DataFile, slot: &Slot) -> Option<&'d [u8]> {
+    let o = usize::try_from(slot.offset).ok()?;
+    let l = usize::try_from(slot.len).ok()?;
+    df.map.bytes().get(o..o.checked_add(l)?)
+}
+
+/// Opens `dir/index`, creating it (or replacing an invalid one, whose data
+/// is quarantined) as needed. Caller holds the writer lock.
+fn open_index_locked(dir: &Path) -> Result<Index> {
+    let path = dir.join("index");
+    match open_rw(&path, false) {
+        Ok(f) => {
+            check_owner_mode(&path, &f.metadata().map_err(io_at(&path))?, 0o022)?;
+            match Index::open(&f) {
+                Ok(ix) => return Ok(ix),
+                Err(OpenError::Io(e)) => return Err(io_at(&path)(e)),
+                Err(OpenError::Invalid(_)) => {
+                    let q = dir.join("quarantine").join(format!("store.{}", now_ns()));
+                    ensure_dir(&q)?;
+                    fs::rename(&path, q.join("index")).map_err(io_at(&path))?;
+                    let data = dir.join("data");
+                    fs::rename(&data, q.join("data")).map_err(io_at(&data))?;
+                    ensure_dir(&data)?;
+                }
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_at(&path)(e)),
+    }
+    let tmp = dir.join("index.tmp");
+    let f = open_rw(&tmp, true).map_err(io_at(&tmp))?;
+    let ix = Index::init(&f, index::MIN_CAP).map_err(io_at(&tmp))?;
+    f.sync_all().map_err(io_at(&tmp))?;
+    fs::rename(&tmp, &path).map_err(io_at(&path))?;
+    Ok(ix)
+}
+
+/// If the previous writer died mid-update: repair torn slots, recount.
+fn recover(ix: &Index) {
+    if ix.h(H_DIRTY).load(Acquire) == 0 {
+        return;
+    }
+    for i in 0..ix.cap() {
+        if ix.torn(i) {
+            ix.repair(i);
+        }
+    }
+    recount(ix);
+    ix.h(H_DIRTY).store(0, Release);
+}
+
+fn recount(ix: &Index) {
+    let (mut live, mut tombs, mut bytes) = (0, 0, 0);
+    for i in 0..ix.cap() {
+        match ix.read(i) {
+            Some((s, _)) if s.state == LIVE => {
+                live += 1;
+                bytes += s.len;
+            }
+            Some((s, _)) if s.state == TOMB => tombs += 1,
+            _ => {}
+        }
+    }
+    ix.h(H_LIVE).store(live, Relaxed);
+    ix.h(H_TOMBS).store(tombs, Relaxed);
+    ix.h(H_BYTES).store(bytes, Relaxed);
+}
+
+/// Holder of the writer lock (in-process mutex + flock), with the index
+/// flagged dirty until `finish`.
+struct Writer<'s> {
+    store: &'s Store,
+    ix: Arc<Index>,
+    ws: MutexGuard<'s, WriterState>,
+    _flock: lock::Exclusive<'s>,
+}
+
+impl Writer<'_> {
+    fn new_seg_id(&self) -> u32 {
+        let id = self.ix.h(H_NEXT_SEG).fetch_add(1, Relaxed) as u32;
+        id & !BIG_BIT
+    }
+
+    fn create_data_file(&self, big: bool) -> Result<(u32, File, PathBuf)> {
+        loop {
+            let id = self.new_seg_id() | if big { BIG_BIT } else { 0 };
+            let path = self.store.data_path(id);
+            match OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(&path)
+            {
+                Ok(f) => return Ok((id, f, path)),
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(io_at(&path)(e)),
+            }
+        }
+    }
+
+    fn sync_new_file(&self, f: &File, path: &Path) -> Result<()> {
+        if self.store.opts.durability == Durability::Full {
+            f.sync_data().map_err(io_at(path))?;
+            let d = self.store.dir.join("data");
+            File::open(&d)
+                .and_then(|d| d.sync_all())
+                .map_err(io_at(&d))?;
+        }
+        Ok(())
+    }
+
+    /// Appends a record to the active small segment; returns (seg, offset).
+    fn append_small(&mut self, rec: &[u8]) -> Result<(u32, u64)> {
+        let seg_bytes = self.store.opts.segment_bytes;
+        let mut seg = self.ix.h(H_ACTIVE_SEG).load(Relaxed) as u32;
+        let mut off = self.ix.h(H_ACTIVE_OFF).load(Relaxed);
+        if self.ws.active.as_ref().map(|a| a.0) != Some(seg) {
+            self.ws.active = None;
+            if seg != 0 {
+                match open_rw(&self.store.data_path(seg), false) {
+                    Ok(f) => self.ws.active = Some((seg, f)),
+                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(io_at(&self.store.data_path(seg))(e)),
+                }
+            }
+        }
+        if self.ws.active.is_none() || off.saturating_add(rec.len() as u64) > seg_bytes {
+            let (id, f, path) = self.create_data_file(false)?;
+            f.set_len(seg_bytes).map_err(io_at(&path))?;
+            self.sync_new_file(&f, &path)?;
+            self.ix.h(H_ACTIVE_SEG).store(u64::from(id), Relaxed);
+            self.ix.h(H_ACTIVE_OFF).store(0, Relaxed);
+            self.ws.active = Some((id, f));
+            (seg, off) = (id, 0);
+        }
+        let path = self.store.data_path(seg);
+        let f = match &self.ws.active {
+            Some((_, f)) => f,
+            None => return Err(io_at(&path)(io::Error::other("no active segment"))),
+        };
+        f.write_all_at(rec, off).map_err(io_at(&path))?;
+        if self.store.opts.durability == Durability::Full {
+            f.sync_data().map_err(io_at(&path))?;
+        }
+        let next = format::align_up(off + rec.len() as u64, REC_ALIGN);
+        self.ix.h(H_ACTIVE_OFF).store(next, Relaxed);
+        Ok((seg, off))
+    }
+
+    /// Writes a record with buffers into its own file.
+    fn write_big(&self, enc: &format::Encoded<'_>) -> Result<(u32, u64)> {
+        let (id, f, path) = self.create_data_file(true)?;
+        let res = (|| {
+            f.write_all_at(&enc.head, 0)?;
+            for (off, b) in &enc.buffers {
+                f.write_all_at(b, *off)?;
+            }
+            f.set_len(enc.total_len)
+        })();
+        if let Err(e) = res {
+            let _ = fs::remove_file(&path);
+            return Err(io_at(&path)(e));
+        }
+        self.sync_new_file(&f, &path)?;
+        Ok((id, 0))
+    }
+
+    fn publish(&mut self, slot: &Slot) -> Result<()> {
+        let (live, tombs) = (
+            self.ix.h(H_LIVE).load(Relaxed),
+            self.ix.h(H_TOMBS).load(Relaxed),
+        );
+        if live
+            .saturating_add(tombs)
+            .saturating_add(1)
+            .saturating_mul(4)
+            > self.ix.cap() as u64 * 3
+        {
+            self.rebuild()?;
+        }
+        let ix = &self.ix;
+        let Some((i, old)) = ix.find_insert(&slot.key) else {
+            return Err(StorageError::Corrupt {
+                path: self.store.dir.join("index"),
+                reason: "index full".into(),
+            });
+        };
+        let was_tomb = old.is_none() && ix.read(i).is_some_and(|(s, _)| s.state == TOMB);
+        let clock = f64::from_bits(ix.h(H_CLOCK).load(Relaxed)) as f32;
+        ix.write(i, slot, now_ns() / 1_000_000_000, clock);
+        ix.h(H_BYTES).fetch_add(slot.len, Relaxed);
+        match old {
+            Some(old) => {
+                ix.h(H_BYTES)
+                    .fetch_sub(old.len.min(ix.h(H_BYTES).load(Relaxed)), Relaxed);
+                self.unlink_if_big(&old)?;
+            }
+            None => {
+                ix.h(H_LIVE).fetch_add(1, Relaxed);
+                if was_tomb {
+                    ix.h(H_TOMBS).fetch_sub(1, Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn unlink_if_big(&self, slot: &Slot) -> Result<()> {
+        if slot.seg & BIG_BIT != 0 {
+            let path = self.store.data_path(slot.seg);
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_at(&path)(e)),
+            }
+            self.ix.h(H_EPOCH).fetch_add(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn drop_slot(&self, i: usize, slot: &Slot) -> Result<()> {
+        self.ix.kill(i, slot);
+        let ix = &self.ix;
+        ix.h(H_LIVE)
+            .fetch_sub(1.min(ix.h(H_LIVE).load(Relaxed)), Relaxed);
+        ix.h(H_TOMBS).fetch_add(1, Relaxed);
+        ix.h(H_BYTES)
+            .fetch_sub(slot.len.min(ix.h(H_BYTES).load(Relaxed)), Relaxed);
+        self.unlink_if_big(slot)
+    }
+
+    /// Rewrites the index at a capacity with load <= 1/2, without tombstones,
+    /// then atomically renames it into place.
+    fn rebuild(&mut self) -> Result<()> {
+        let old = self.ix.clone();
+        recount(&old);
+        let live = old.h(H_LIVE).load(Relaxed);
+        let cap = ((live + 1) * 2).next_power_of_two().max(index::MIN_CAP);
+        let tmp = self.store.dir.join("index.tmp");
+        let f = open_rw(&tmp, true).map_err(io_at(&tmp))?;
+        let new = Index::init(&f, cap).map_err(io_at(&tmp))?;
+        for w in index::H_DYNAMIC.into_iter().chain([H_CLOCK]) {
+            new.h(w).store(old.h(w).load(Relaxed), Relaxed);
+        }
+        new.h(H_TOMBS).store(0, Relaxed);
+        new.h(H_DIRTY).store(1, Relaxed);
+        for i in 0..old.cap() {
+            let Some((s, _)) = old.read(i) else { continue };
+            if s.state != LIVE {
+                continue;
+            }
+            if let Some((j, _)) = new.find_insert(&s.key) {
+                new.write(j, &s, 0, 0.0);
+                new.copy_usage(j, &old, i);
+            }
+        }
+        f.sync_all().map_err(io_at(&tmp))?;
+        let path = self.store.dir.join("index");
+        fs::rename(&tmp, &path).map_err(io_at(&path))?;
+        old.h(H_SUPERSEDED).store(1, Release);
+        let new = Arc::new(new);
+        let mut st = self.store.state.write().unwrap_or_else(|p| p.into_inner());
+        st.index = new.clone();
+        self.ix = new;
+        Ok(())
+    }
+
+    /// GreedyDual-Size-Frequency eviction down to `target` bytes.
+    fn evict(&mut self, target: u64) -> Result<u64> {
+        let ix = self.ix.clone();
+        if ix.h(H_BYTES).load(Relaxed) <= target {
+            return Ok(0);
+        }
+        let mut cands: Vec<(f64, usize, Slot)> = (0..ix.cap())
+            .filter_map(|i| {
+                let (s, _) = ix.read(i).filter(|(s, _)| s.state == LIVE)?;
+                let (hits, _, base) = ix.usage(i);
+                let prio =
+                    base + (hits as f64 + 1.0) * (s.compute_us as f64 + 1.0) / s.len.max(1) as f64;
+                Some((prio, i, s))
+            })
+            .collect();
+        cands.sort_by(|a, b| a.0.total_cmp(&b.0));
+        let mut clock = f64::from_bits(ix.h(H_CLOCK).load(Relaxed));
+        let mut n = 0;
+        for (prio, i, s) in cands {
+            if ix.h(H_BYTES).load(Relaxed) <= target {
+                break;
+            }
+            self.drop_slot(i, &s)?;
+            clock = clock.max(prio);
+            n += 1;
+        }
+        ix.h(H_CLOCK).store(clock.to_bits(), Relaxed);
+        Ok(n)
+    }
+
+    /// Compacts small segments that are mostly dead; deletes data files no
+    /// slot refers to (dead segments, leftovers of crashed writers).
+    fn sweep(&mut self) -> Result<()> {
+        let ix = self.ix.clone();
+        let active = ix.h(H_ACTIVE_SEG).load(Relaxed) as u32;
+        let mut live: HashMap<u32, (u64, Vec<usize>)> = HashMap::new();
+        for i in 0..ix.cap() {
+            if let Some((s, _)) = ix.read(i).filter(|(s, _)| s.state == LIVE) {
+                let e = live.entry(s.seg).or_default();
+                e.0 += s.len;
+                e.1.push(i);
+            }
+        }
+        let dir = self.store.dir.join("data");
+        // Snapshot the listing first: compaction below may create segments.
+        let entries = fs::read_dir(&dir)
+            .and_then(|d| d.collect::<io::Result<Vec<_>>>())
+            .map_err(io_at(&dir))?;
+        for ent in entries {
+            let Some(id) = ent
+                .file_name()
+                .to_str()
+                .and_then(|n| u32::from_str_radix(n, 16).ok())
+            else {
+                continue;
+            };
+            if id == active {
+                continue;
+            }
+            let used = ent.metadata().map_err(io_at(&ent.path()))?.blocks() * 512;
+            match live.get(&id) {
+                None => {}
+                Some((bytes, _)) if id & BIG_BIT != 0 || bytes * 2 >= used => continue,
+                Some((_, slots)) => {
+                    let Some(df) = self.store.data_file(id)? else {
+                        continue;
+                    };
+                    for &i in slots {
+                        let Some((s, _)) = ix.read(i) else { continue };
+                        let Some(rec) = record_bytes(&df, &s) else {
+                            continue;
+                        };
+                        let (seg, offset) = self.append_small(rec)?;
+                        let (hits, last, base) = ix.usage(i);
+                        ix.write(i, &Slot { seg, offset, ..s }, last, base as f32);
+                        ix.set_hits(i, hits);
+                    }
+                }
+            }
+            let path = ent.path();
+            fs::remove_file(&path).map_err(io_at(&path))?;
+            ix.h(H_EPOCH).fetch_add(1, Relaxed);
+        }
+        Ok(())
+    }
+
+    fn finish(self) -> Result<()> {
+        self.ix.h(H_DIRTY).store(0, Release);
+        if self.store.opts.durability == Durability::Full {
+            self.ix
+                .flush()
+                .map_err(io_at(&self.store.dir.join("index")))?;
+        }
+        Ok(())
+    }
+}

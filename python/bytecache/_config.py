@@ -1,0 +1,74 @@
+"""Where the cache lives and the one store per directory."""
+
+from __future__ import annotations
+
+import _thread
+import os
+
+from bytecache import _bytecache
+
+_lock = _thread.allocate_lock()
+_configured: dict[str, object] = {}
+_stores: dict[str, object] = {}
+_warned: set[str] = set()
+
+
+class BytecacheWarning(RuntimeWarning):
+    """Memoization was skipped for a call; the call ran normally."""
+
+
+def warn_once(message: str, *, key: str | None = None) -> None:
+    """One warning per distinct problem, never on the hit path."""
+    k = key if key is not None else message
+    with _lock:
+        if k in _warned:
+            return
+        _warned.add(k)
+    import warnings
+
+    warnings.warn(message, BytecacheWarning, stacklevel=4)
+
+
+def configure(*, cache_dir: str | os.PathLike[str] | None = None,
+              max_bytes: int | None = None) -> None:
+    """Set the default cache directory and size bound for this process."""
+    with _lock:
+        if cache_dir is not None:
+            _configured["cache_dir"] = os.fspath(cache_dir)
+        if max_bytes is not None:
+            _configured["max_bytes"] = int(max_bytes)
+
+
+def cache_dir(explicit: str | os.PathLike[str] | None = None) -> str:
+    """explicit > configure(cache_dir=) > $BYTECACHE_DIR > $XDG_CACHE_HOME/bytecache
+    > ~/.cache/bytecache."""
+    if explicit is not None:
+        return os.fspath(explicit)
+    configured = _configured.get("cache_dir")
+    if configured is not None:
+        return str(configured)
+    env = os.environ.get("BYTECACHE_DIR")
+    if env:
+        return env
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = xdg if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "bytecache")
+
+
+def store(directory: str) -> _bytecache.Store:
+    """The open store for `directory` (opened once per process)."""
+    key = directory
+    s = _stores.get(key)
+    if s is not None:
+        return s
+    with _lock:
+        s = _stores.get(key)
+        if s is None:
+            max_bytes = _configured.get("max_bytes")
+            s = _bytecache.Store(key, max_bytes=max_bytes)
+            _stores[key] = s
+    return s
+
+
+def open_stores() -> list[object]:
+    return list(_stores.values())

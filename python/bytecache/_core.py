@@ -1,0 +1,364 @@
+"""One memoized call, whoever intercepts it (the decorator or the frame hook).
+
+    hit, value = begin(func, arguments, ...)
+    if not hit:
+        value = <run the body>        # on exception: value.abort() if value
+        if value_token: token.commit(result)
+
+A stored result is reused only when the key (function fingerprint + argument
+contents) matches and every data file the original run read is unchanged. A
+call is not stored when it wrote files, mutated its arguments or the globals
+it reads, or when its result cannot be pickled. Any failure of the cache
+itself means: run the function normally, warn once.
+"""
+
+from __future__ import annotations
+
+import _thread
+import os
+import sys
+import time
+
+from bytecache import _bytecache, _config
+from bytecache._config import warn_once
+
+TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
+
+if TYPE_CHECKING:
+    from typing import Any
+
+_local = _thread._local()
+_stats_lock = _thread.allocate_lock()
+
+
+class Counters:
+    __slots__ = ("hits", "misses", "stored", "uncacheable", "saved_seconds")
+
+    def __init__(self) -> None:
+        self.hits = 0
+        self.misses = 0
+        self.stored = 0
+        self.uncacheable = 0
+        self.saved_seconds = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}
+
+
+TOTAL = Counters()
+
+
+# BYTECACHE=off in the environment at start-up turns memoization off.
+OFF = os.environ.get("BYTECACHE", "").strip().lower() in ("off", "0", "false", "no")
+
+
+def is_disabled() -> bool:
+    return OFF or getattr(_local, "disabled", 0) > 0
+
+
+class disabled:
+    """`with bytecache.disabled():` runs every call normally (this thread)."""
+
+    def __enter__(self) -> disabled:
+        _local.disabled = getattr(_local, "disabled", 0) + 1
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        _local.disabled -= 1
+
+
+# --- data files read during a miss (sys.addaudithook) ----------------------
+
+_SKIP_PREFIXES = tuple(
+    {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
+)
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+_hook_installed = False
+
+
+class Recorder:
+    """Files read, directories listed and the first file written during a miss."""
+
+    __slots__ = ("files", "dirs", "wrote")
+
+    def __init__(self) -> None:
+        self.files: dict[str, None] = {}
+        self.dirs: dict[str, None] = {}
+        self.wrote: str | None = None
+
+
+def _recorders() -> list[Recorder]:
+    r = getattr(_local, "recorders", None)
+    if r is None:
+        r = _local.recorders = []
+    return r
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event not in ("open", "os.listdir", "os.scandir"):
+        return
+    recs = getattr(_local, "recorders", None)
+    if not recs or getattr(_local, "internal", False):
+        return
+    path = args[0] if args else None
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, str):
+        return
+    if event == "open":
+        mode, flags = args[1], args[2]
+        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(
+            flags & _WRITE_FLAGS
+        )
+        real = os.path.realpath(path)
+        if writes:
+            for r in recs:
+                r.wrote = r.wrote or real
+            return
+        if real.startswith(_SKIP_PREFIXES) or real.endswith(".pyc"):
+            return  # the interpreter and installed libraries (keyed by version)
+        for r in recs:
+            r.files[real] = None
+    else:
+        real = os.path.realpath(path or ".")
+        for r in recs:
+            r.dirs[real] = None
+
+
+def _install_audit_hook() -> None:
+    global _hook_installed
+    if not _hook_installed:
+        sys.addaudithook(_audit)  # cannot be removed; idle unless recording
+        _hook_installed = True
+
+
+def _file_state(path: str) -> list[Any] | None:
+    try:
+        st = os.stat(path)
+        digest = _bytecache.hash_file(path).hex()
+    except OSError:
+        return None
+    return [path, st.st_size, st.st_mtime_ns, digest]
+
+
+def _dir_state(path: str) -> list[Any] | None:
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        return None
+    return [path, _bytecache.hash_value(tuple(names)).hex()]
+
+
+def _shown(path: str) -> str:
+    rel = os.path.relpath(path)
+    return path if rel.startswith("..") else rel
+
+
+def deps_valid(deps: dict[str, Any]) -> str | None:
+    """None when every recorded file and directory is unchanged, else why not."""
+    for path, size, mtime_ns, digest in deps.get("files", ()):
+        try:
+            st = os.stat(path)
+        except OSError:
+            return f"file {_shown(path)} is gone"
+        if st.st_size == size and st.st_mtime_ns == mtime_ns:
+            continue
+        # Touched or rewritten: the content decides.
+        now = _file_state(path)
+        if now is None or now[3] != digest:
+            return f"file {_shown(path)} changed"
+    for path, digest in deps.get("dirs", ()):
+        now = _dir_state(path)
+        if now is None or now[1] != digest:
+            return f"directory {_shown(path)} changed"
+    return None
+
+
+_NO_FILES = b'{"files": [], "dirs": []}'
+
+
+def parse_deps(raw: bytes) -> dict[str, Any]:
+    """The files and directories an entry depends on (its first line)."""
+    line = bytes(raw).partition(b"\n")[0]
+    if not line or line == _NO_FILES:
+        return {}
+    import json
+
+    return json.loads(line)
+
+
+def parse_record(raw: bytes) -> list[list[Any]]:
+    """The functions, globals and arguments an entry's key covered."""
+    import json
+
+    rest = bytes(raw).partition(b"\n")[2]
+    return json.loads(rest) if rest else []
+
+
+def _inherit(deps: dict[str, Any]) -> None:
+    """A hit inside an outer miss: the outer result depends on the same files."""
+    for r in _recorders():
+        for f in deps.get("files", ()):
+            r.files[f[0]] = None
+        for d in deps.get("dirs", ()):
+            r.dirs[d[0]] = None
+
+
+# --- begin / commit ----------------------------------------------------------
+
+
+class Target:
+    """What a memoized function needs to know about itself."""
+
+    __slots__ = ("func", "group", "counters", "ignore", "cache_dir")
+
+    def __init__(self, func: Any, *, ignore: tuple[str, ...] = (),
+                 cache_dir: str | None = None) -> None:
+        self.func = func
+        name = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", "") or "")
+        self.group: bytes = _bytecache.hash_value(name)
+        self.counters = Counters()
+        self.ignore = list(ignore)
+        self.cache_dir = cache_dir
+
+
+class Miss:
+    """A call being computed; `commit` stores its result."""
+
+    __slots__ = ("target", "arguments", "key", "store", "started", "min_seconds", "recorder")
+
+    def __init__(self, target: Target, arguments: dict[str, Any], key: bytes, store: Any,
+                 min_seconds: float) -> None:
+        self.target = target
+        self.arguments = arguments
+        self.key = key
+        self.store = store
+        self.min_seconds = min_seconds
+        self.recorder = Recorder()
+        _recorders().append(self.recorder)
+        self.started = time.perf_counter()
+
+    def _stop(self) -> float:
+        elapsed = time.perf_counter() - self.started
+        recs = _recorders()
+        if self.recorder in recs:
+            recs.remove(self.recorder)
+        return elapsed
+
+    def abort(self) -> None:
+        self._stop()
+
+    def commit(self, result: Any) -> None:
+        elapsed = self._stop()
+        t = self.target
+        if elapsed < self.min_seconds:
+            return
+        name = getattr(t.func, "__qualname__", "?")
+        if self.recorder.wrote:
+            _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
+            return
+        try:
+            after, record = _bytecache.call_key(t.func, self.arguments, t.ignore, record=True)
+        except _bytecache.UnhashableError:
+            after, record = None, []
+        if after != self.key:
+            _uncacheable(t, f"`{name}` mutated its arguments or the globals it reads; not cached")
+            return
+        import json
+        import pickle
+
+        buffers: list[pickle.PickleBuffer] = []
+        try:
+            payload = pickle.dumps(result, protocol=5, buffer_callback=buffers.append)
+        except Exception as e:  # noqa: BLE001 - any pickling failure means "don't store"
+            _uncacheable(t, f"result of `{name}` cannot be pickled ({e}); not cached")
+            return
+        files = [s for s in map(_file_state, self.recorder.files) if s is not None]
+        dirs = [s for s in map(_dir_state, self.recorder.dirs) if s is not None]
+        if len(files) != len(self.recorder.files) or len(dirs) != len(self.recorder.dirs):
+            return  # a file it read is already gone: nothing to validate against
+        deps = (json.dumps({"files": files, "dirs": dirs}) + "\n" + json.dumps(record)).encode()
+        _local.internal = True  # the store's own files are not the call's
+        try:
+            self.store.put(self.key, t.group, payload, [b.raw() for b in buffers], deps, elapsed)
+        except Exception as e:  # noqa: BLE001 - a full disk or read-only dir must not break the call
+            warn_once(f"bytecache could not store a result ({e}); continuing without caching",
+                      key=f"put:{type(e).__name__}")
+            return
+        finally:
+            _local.internal = False
+        with _stats_lock:
+            t.counters.stored += 1
+            TOTAL.stored += 1
+
+
+def _uncacheable(t: Target, message: str) -> None:
+    with _stats_lock:
+        t.counters.uncacheable += 1
+        TOTAL.uncacheable += 1
+    warn_once(message)
+
+
+def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
+          ) -> tuple[bool, Any]:
+    """(True, value) on a hit; (False, Miss) to compute and commit; (False, None)
+    when this call is not memoized (disabled, unhashable, cache unavailable)."""
+    if is_disabled():
+        return False, None
+    try:
+        key = _bytecache.call_key(target.func, arguments, target.ignore)
+    except _bytecache.UnhashableError as e:
+        _uncacheable(target, f"not memoized: {e}")
+        return False, None
+    directory = _config.cache_dir(target.cache_dir)
+    try:
+        store = _config.store(directory)
+    except Exception as e:  # noqa: BLE001 - unusable cache dir: run normally
+        warn_once(f"bytecache cannot use {directory} ({e}); calls run uncached",
+                  key=f"open:{directory}")
+        return False, None
+    _install_audit_hook()
+    try:
+        entry = store.get(key)
+    except Exception as e:  # noqa: BLE001 - a corrupt entry is a miss
+        warn_once(f"bytecache could not read an entry ({e}); recomputing",
+                  key=f"get:{type(e).__name__}")
+        entry = None
+    if entry is not None:
+        import pickle
+
+        payload, buffers, deps_raw, seconds = entry
+        try:
+            deps = parse_deps(deps_raw)
+            stale = deps_valid(deps) if deps else None
+            if stale is None:
+                value = pickle.loads(payload, buffers=buffers)
+                _inherit(deps)
+                with _stats_lock:
+                    target.counters.hits += 1
+                    target.counters.saved_seconds += seconds
+                    TOTAL.hits += 1
+                    TOTAL.saved_seconds += seconds
+                return True, value
+        except Exception as e:  # noqa: BLE001 - unreadable entry: recompute
+            warn_once(f"bytecache could not load a stored result ({e}); recomputing",
+                      key=f"load:{type(e).__name__}")
+    with _stats_lock:
+        target.counters.misses += 1
+        TOTAL.misses += 1
+    return False, Miss(target, arguments, key, store, min_seconds)
+
+
+def stats(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
+    """This process's hits, misses and time saved, plus the store's size."""
+    out: dict[str, Any] = TOTAL.as_dict()
+    directory = _config.cache_dir(cache_dir)
+    out["cache_dir"] = directory
+    if os.path.isdir(directory):
+        try:
+            s = _config.store(directory).stats()
+            out["entries"] = s["entries"]
+            out["bytes"] = s["bytes"]
+        except Exception as e:  # noqa: BLE001
+            out["error"] = str(e)
+    return out

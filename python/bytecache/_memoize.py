@@ -1,0 +1,157 @@
+"""`@bytecache.memoize`: persistent memoization of one function."""
+
+from __future__ import annotations
+
+import os
+
+from bytecache import _config, _core
+
+TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
+
+if TYPE_CHECKING:
+    import inspect
+    from typing import Any
+
+
+def _binder(sig: inspect.Signature) -> Any:
+    """A function (args, kwargs) -> {name: value} with defaults applied.
+
+    Plain positional calls of functions without *args/**kwargs/keyword-only
+    parameters take a fast path; everything else goes through
+    `Signature.bind`, so both give the same dict for the same call.
+    """
+    import inspect
+
+    params = list(sig.parameters.values())
+    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
+    names = tuple(p.name for p in params)
+    defaults = tuple(p.default for p in params)
+    empty = inspect.Parameter.empty
+
+    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+    if not simple:
+        return slow
+
+    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        n = len(args)
+        if kwargs or n > len(names) or any(d is empty for d in defaults[n:]):
+            return slow(args, kwargs)
+        out = dict(zip(names, args, strict=False))
+        for name, default in zip(names[n:], defaults[n:], strict=True):
+            out[name] = default
+        return out
+
+    return fast
+
+
+def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seconds: float) -> Any:
+    import functools
+    import inspect
+
+    if isinstance(func, (staticmethod, classmethod)):
+        inner = _wrap(func.__func__, cache_dir=cache_dir, ignore=ignore, min_seconds=min_seconds)
+        return type(func)(inner)
+    if not callable(func) or not hasattr(func, "__code__"):
+        raise TypeError(f"bytecache.memoize needs a Python function, not {type(func).__name__}")
+    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+        raise TypeError(
+            f"bytecache.memoize cannot memoize generator function `{func.__qualname__}`: "
+            "its result is consumed lazily; memoize a function that returns a list instead"
+        )
+    sig = inspect.signature(func)
+    bind = _binder(sig)
+    unknown = set(ignore) - set(sig.parameters)
+    if unknown:
+        raise TypeError(f"ignore= names no parameter of `{func.__qualname__}`: {sorted(unknown)}")
+    target = _core.Target(func, ignore=ignore, cache_dir=cache_dir)
+
+    if inspect.iscoroutinefunction(func):
+
+        @functools.wraps(func)
+        async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
+            if hit:
+                return token
+            try:
+                result = await func(*args, **kwargs)
+            except BaseException:
+                if token is not None:
+                    token.abort()
+                raise
+            if token is not None:
+                token.commit(result)
+            return result
+
+        wrapper: Any = async_wrapper
+    else:
+
+        @functools.wraps(func)
+        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
+            if hit:
+                return token
+            try:
+                result = func(*args, **kwargs)
+            except BaseException:
+                if token is not None:
+                    token.abort()
+                raise
+            if token is not None:
+                token.commit(result)
+            return result
+
+        wrapper = sync_wrapper
+
+    def cache_info() -> dict[str, Any]:
+        """Hits, misses and time saved for this function in this process."""
+        return target.counters.as_dict()
+
+    def cache_clear() -> int:
+        """Drop this function's stored results (all versions)."""
+        return clear_group(target)
+
+    wrapper.cache_info = cache_info
+    wrapper.cache_clear = cache_clear
+    wrapper.__bytecache_target__ = target
+    return wrapper
+
+
+def clear_group(target: _core.Target) -> int:
+    return int(_config.store(_config.cache_dir(target.cache_dir)).clear(target.group))
+
+
+def memoize(
+    func: Any = None,
+    /,
+    *,
+    cache_dir: str | os.PathLike[str] | None = None,
+    ignore: tuple[str, ...] | list[str] = (),
+    min_seconds: float = 0.0,
+) -> Any:
+    """Memoize `func` to disk, keyed by its fingerprint and its arguments.
+
+    Use bare (`@memoize`) or with options:
+      cache_dir:   where results live (default: see `bytecache.configure`).
+      ignore:      parameter names left out of the key (e.g. ``("verbose",)``).
+      min_seconds: store a result only when computing it took this long.
+    """
+    directory = os.fspath(cache_dir) if cache_dir is not None else None
+
+    def decorate(f: Any) -> Any:
+        return _wrap(f, cache_dir=directory, ignore=tuple(ignore), min_seconds=float(min_seconds))
+
+    return decorate if func is None else decorate(func)
+
+
+def clear(func: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> int:
+    """Drop every stored result, or those of one memoized function."""
+    if func is not None:
+        target = getattr(func, "__bytecache_target__", None)
+        if target is None:
+            raise TypeError("bytecache.clear(func) needs a function decorated with memoize")
+        return clear_group(target)
+    return int(_config.store(_config.cache_dir(cache_dir)).clear(None))

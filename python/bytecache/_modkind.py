@@ -1,0 +1,108 @@
+"""Where a module comes from: the standard library, an installed distribution,
+or the user's own code. Library code is keyed by version, never walked; the
+user's code is fingerprinted. Called from the Rust identity layer."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+import sysconfig
+
+_PY = "python-{}.{}.{}".format(*sys.version_info[:3])
+_kinds: dict[str, str | None] = {}
+_dist_of: dict[str, list[str]] | None = None
+
+
+def _dirs(*names: str) -> tuple[str, ...]:
+    paths = sysconfig.get_paths()
+    return tuple(os.path.realpath(paths[n]) + os.sep for n in names if n in paths)
+
+
+_STDLIB = _dirs("stdlib", "platstdlib")
+_SITE = _dirs("purelib", "platlib")
+
+
+def _distribution_version(top: str) -> str:
+    global _dist_of
+    from importlib import metadata
+
+    if _dist_of is None:
+        _dist_of = metadata.packages_distributions()
+    dists = _dist_of.get(top) or [top]
+    for d in dists:
+        try:
+            return f"{d}=={metadata.version(d)}"
+        except metadata.PackageNotFoundError:
+            continue
+    return f"{top}==unknown"
+
+
+def _classify(name: str) -> str | None:
+    if name in sys.builtin_module_names or name == "builtins":
+        return _PY
+    if name == "bytecache" or name.startswith("bytecache."):
+        # Our own wrappers are keyed by version; what they wrap is walked.
+        return "bytecache==" + _own_version()
+    module = sys.modules.get(name)
+    path = getattr(module, "__file__", None) if module is not None else None
+    if module is None:
+        spec = None
+        try:
+            spec = importlib.util.find_spec(name)
+        except (ImportError, ValueError):
+            pass
+        path = spec.origin if spec is not None else None
+    if not path:
+        # Namespace packages and synthetic modules (exec'd code, notebook
+        # cells) belong to the user: walk them.
+        return None
+    real = os.path.realpath(path)
+    if real.startswith(_SITE) or os.sep + "site-packages" + os.sep in real:
+        return _distribution_version(name.partition(".")[0])
+    if real.startswith(_STDLIB):
+        return _PY
+    return None
+
+
+def _own_version() -> str:
+    from bytecache import _bytecache
+
+    return _bytecache.__version__
+
+
+def classify(name: str) -> str | None:
+    """None for the user's code; else the library and its version."""
+    try:
+        return _kinds[name]
+    except KeyError:
+        kind = _kinds[name] = _classify(name)
+        return kind
+
+
+def imported(globals_: dict, level: int, name: str) -> object:
+    """The module an `import` inside a function body would bind: the module
+    object if loaded, else a description that changes when it would."""
+    if level:
+        try:
+            name = importlib.util.resolve_name("." * level + name, globals_.get("__package__"))
+        except (ImportError, ValueError):
+            return f"unresolved:{level}:{name}"
+    module = sys.modules.get(name)
+    if module is not None:
+        return module
+    kind = classify(name)
+    if kind is not None:
+        return f"{name}:{kind}"
+    # A local module the body will import: import it now, so the key sees
+    # the same module object the call will use (before and after the call).
+    try:
+        return importlib.import_module(name)
+    except Exception as e:  # noqa: BLE001 - the call itself will raise it
+        return f"unimportable:{name}:{type(e).__name__}"
+
+
+def environment() -> tuple[tuple[str, str], ...]:
+    """The process environment, for code that reads it (bytecache's own
+    variables excluded: they choose the cache, not the result)."""
+    return tuple(sorted((k, v) for k, v in os.environ.items() if not k.startswith("BYTECACHE")))

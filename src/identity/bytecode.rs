@@ -1,0 +1,97 @@
+//! Reading CPython bytecode (3.11+): the opcode numbers come from the running
+//! interpreter's `opcode` module, so the only version-specific fact kept here
+//! is how an instruction's argument encodes a name index.
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyDict, PyList};
+
+pub struct OpTable {
+    pub has_const: [bool; 256],
+    pub has_name: [bool; 256],
+    /// Right shift applied to the argument to get the index into `co_names`
+    /// (3.11+: `LOAD_GLOBAL` keeps a flag in bit 0; 3.12+: `LOAD_ATTR` too,
+    /// `LOAD_SUPER_ATTR` two flags).
+    pub name_shift: [u8; 256],
+    pub extended_arg: u8,
+    pub cache: u8,
+    pub load_global: u8,
+    pub load_name: u8,
+    pub store_global: u8,
+    pub delete_global: u8,
+    pub import_name: u8,
+}
+
+static TABLE: PyOnceLock<OpTable> = PyOnceLock::new();
+
+pub fn table(py: Python<'_>) -> PyResult<&'static OpTable> {
+    TABLE.get_or_try_init(py, || build(py))
+}
+
+fn build(py: Python<'_>) -> PyResult<OpTable> {
+    let opcode = py.import("opcode")?;
+    let opmap = opcode.getattr("opmap")?.cast_into::<PyDict>()?;
+    let op = |name: &str| -> PyResult<Option<u8>> {
+        match opmap.get_item(name)? {
+            Some(v) => Ok(Some(v.extract::<u8>()?)),
+            None => Ok(None),
+        }
+    };
+    let required = |name: &str| -> PyResult<u8> {
+        op(name)?.ok_or_else(|| {
+            pyo3::exceptions::PyRuntimeError::new_err(format!("opcode {name} is missing"))
+        })
+    };
+    let mut t = OpTable {
+        has_const: [false; 256],
+        has_name: [false; 256],
+        name_shift: [0; 256],
+        extended_arg: required("EXTENDED_ARG")?,
+        cache: required("CACHE")?,
+        load_global: required("LOAD_GLOBAL")?,
+        load_name: required("LOAD_NAME")?,
+        store_global: required("STORE_GLOBAL")?,
+        delete_global: required("DELETE_GLOBAL")?,
+        import_name: required("IMPORT_NAME")?,
+    };
+    for (list, flags) in [("hasconst", &mut t.has_const), ("hasname", &mut t.has_name)] {
+        for v in opcode.getattr(list)?.cast_into::<PyList>()?.iter() {
+            flags[usize::from(v.extract::<u8>()?)] = true;
+        }
+    }
+    let minor: u8 = py.version_info().minor;
+    t.name_shift[usize::from(t.load_global)] = 1;
+    if minor >= 12 {
+        if let Some(o) = op("LOAD_ATTR")? {
+            t.name_shift[usize::from(o)] = 1;
+        }
+        if let Some(o) = op("LOAD_SUPER_ATTR")? {
+            t.name_shift[usize::from(o)] = 2;
+        }
+    }
+    Ok(t)
+}
+
+/// One instruction with its full (EXTENDED_ARG-combined) argument.
+pub struct Instr {
+    pub op: u8,
+    pub arg: u32,
+}
+
+/// Iterates the instructions of de-specialized `co_code`, skipping inline
+/// cache entries and folding `EXTENDED_ARG` prefixes into the argument.
+pub fn instructions<'a>(code: &'a [u8], t: &'a OpTable) -> impl Iterator<Item = Instr> + 'a {
+    let mut ext: u32 = 0;
+    code.chunks_exact(2).filter_map(move |unit| {
+        let (op, arg) = (unit[0], u32::from(unit[1]));
+        if op == t.cache {
+            return None;
+        }
+        if op == t.extended_arg {
+            ext = (ext | arg) << 8;
+            return None;
+        }
+        let full = ext | arg;
+        ext = 0;
+        Some(Instr { op, arg: full })
+    })
+}

@@ -1,0 +1,218 @@
+//! Fingerprints of code objects, computed once per code object and cached.
+//!
+//! The fingerprint covers what can change behaviour: de-specialized bytecode
+//! with every operand replaced by what it refers to (constants by content,
+//! names by text, locals by slot), constants recursively (nested code objects
+//! of lambdas, comprehensions, generator expressions and nested defs), the
+//! argument layout and names, flags and the exception table. Left out: line
+//! tables and positions, file name, first line, local variable names (unless
+//! the code can see them through `locals()`/`vars()`/`eval`/`exec`) and
+//! constants no instruction loads (the docstring). So comments, docstrings,
+//! formatting, moved lines and renamed locals do not change it.
+use std::sync::{Arc, Mutex};
+
+use ahash::{AHashMap, AHashSet};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyTuple};
+
+use super::bytecode::{instructions, table};
+use super::digest::{Digest, Hasher, Tag};
+
+/// Names that let code reach globals or locals by a computed name. Code that
+/// uses one is fingerprinted against all of its module's globals and all
+/// attributes of the modules it uses, and with its local names.
+const DYNAMIC_NAMES: &[&str] = &[
+    "globals",
+    "locals",
+    "vars",
+    "eval",
+    "exec",
+    "getattr",
+    "__import__",
+    "import_module",
+    "__dict__",
+    "__globals__",
+];
+
+const CO_VARARGS: u32 = 0x04;
+const CO_VARKEYWORDS: u32 = 0x08;
+
+pub struct CodeInfo {
+    pub digest: Digest,
+    /// Names loaded as globals (or module-level names) here or in nested code.
+    pub globals: Vec<String>,
+    /// Every name in `co_names` here or in nested code: the attributes this
+    /// code may read from a module it uses.
+    pub attrs: AHashSet<String>,
+    /// Modules imported inside the body: (level, name).
+    pub imports: Vec<(u32, String)>,
+    /// Reaches names by computed strings (`globals()[name]`, `getattr`, ...).
+    pub dynamic: bool,
+    /// Assigns or deletes a global: calls have a side effect a hit would skip.
+    pub writes_globals: bool,
+}
+
+type Cache = Mutex<AHashMap<usize, (Py<PyAny>, Arc<CodeInfo>)>>;
+static CACHE: PyOnceLock<Cache> = PyOnceLock::new();
+
+/// The cached analysis of a code object (computed on first use).
+pub fn code_info(code: &Bound<'_, PyAny>) -> PyResult<Arc<CodeInfo>> {
+    let py = code.py();
+    let cache = CACHE.get_or_init(py, || Mutex::new(AHashMap::new()));
+    let id = code.as_ptr() as usize;
+    if let Some(info) = cache
+        .lock()
+        .ok()
+        .and_then(|c| c.get(&id).map(|(_, i)| i.clone()))
+    {
+        return Ok(info);
+    }
+    let info = Arc::new(analyse(code)?);
+    if let Ok(mut c) = cache.lock() {
+        // The cache keeps the code object alive so its address is never reused.
+        c.insert(id, (code.clone().unbind(), info.clone()));
+    }
+    Ok(info)
+}
+
+fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
+    let py = code.py();
+    if !code.is_instance_of::<PyCode>() {
+        return Err(pyo3::exceptions::PyTypeError::new_err(
+            "expected a code object",
+        ));
+    }
+    let t = table(py)?;
+    let co_code = code.getattr("co_code")?.cast_into::<PyBytes>()?;
+    let consts = code.getattr("co_consts")?.cast_into::<PyTuple>()?;
+    let names = code.getattr("co_names")?.cast_into::<PyTuple>()?;
+    let name_strs: Vec<String> = names
+        .iter()
+        .map(|n| n.extract::<String>())
+        .collect::<PyResult<_>>()?;
+    let flags: u32 = code.getattr("co_flags")?.extract()?;
+    let argcount: u32 = code.getattr("co_argcount")?.extract()?;
+    let posonly: u32 = code.getattr("co_posonlyargcount")?.extract()?;
+    let kwonly: u32 = code.getattr("co_kwonlyargcount")?.extract()?;
+
+    let mut info = CodeInfo {
+        digest: 0,
+        globals: Vec::new(),
+        attrs: name_strs.iter().cloned().collect(),
+        imports: Vec::new(),
+        dynamic: name_strs
+            .iter()
+            .any(|n| DYNAMIC_NAMES.contains(&n.as_str())),
+        writes_globals: false,
+    };
+
+    // Constants are hashed where they are loaded; nested code objects are
+    // analysed once each and their names merged into this code's.
+    let mut const_digests: Vec<Option<Digest>> = vec![None; consts.len()];
+    let mut h = Hasher::new();
+    h.tag(Tag::Code);
+    // The last two constants loaded: `IMPORT_NAME` follows (level, fromlist).
+    let mut recent_consts: [Option<usize>; 2] = [None, None];
+    for ins in instructions(co_code.as_bytes(), t) {
+        let op = usize::from(ins.op);
+        h.tag(Tag::Instr);
+        h.u64(u64::from(ins.op));
+        if t.has_const[op] {
+            let i = ins.arg as usize;
+            let d = match const_digests.get(i).copied().flatten() {
+                Some(d) => d,
+                None => {
+                    let c = consts.get_item(i)?;
+                    let d = const_digest(&c, &mut info)?;
+                    if let Some(slot) = const_digests.get_mut(i) {
+                        *slot = Some(d);
+                    }
+                    d
+                }
+            };
+            h.digest(d);
+            recent_consts = [recent_consts[1], Some(i)];
+            continue;
+        }
+        if t.has_name[op] {
+            let shift = t.name_shift[op];
+            let idx = (ins.arg >> shift) as usize;
+            let name = name_strs.get(idx).map(String::as_str).unwrap_or("");
+            h.str(name);
+            h.u64(u64::from(ins.arg & ((1u32 << shift) - 1)));
+            if ins.op == t.load_global || ins.op == t.load_name {
+                info.globals.push(name.to_owned());
+            } else if ins.op == t.store_global || ins.op == t.delete_global {
+                info.writes_globals = true;
+            } else if ins.op == t.import_name {
+                let level = recent_consts[0]
+                    .and_then(|i| consts.get_item(i).ok())
+                    .and_then(|c| c.extract::<u32>().ok())
+                    .unwrap_or(0);
+                info.imports.push((level, name.to_owned()));
+            }
+            continue;
+        }
+        h.u64(u64::from(ins.arg));
+    }
+
+    // Argument layout: the count of each kind and the names callers can use.
+    for v in [argcount, posonly, kwonly, flags] {
+        h.u64(u64::from(v));
+    }
+    let varnames = code.getattr("co_varnames")?.cast_into::<PyTuple>()?;
+    let mut named = (argcount + kwonly) as usize;
+    named += usize::from(flags & CO_VARARGS != 0) + usize::from(flags & CO_VARKEYWORDS != 0);
+    let visible = if info.dynamic { varnames.len() } else { named };
+    for n in varnames.iter().take(visible) {
+        h.str(&n.extract::<String>()?);
+    }
+    for attr in ["co_freevars", "co_cellvars"] {
+        h.u64(code.getattr(attr)?.len()? as u64);
+    }
+    h.str(&code.getattr("co_name")?.extract::<String>()?);
+    if let Some(table) = code.getattr_opt("co_exceptiontable")? {
+        h.bytes(table.cast_into::<PyBytes>()?.as_bytes());
+    }
+    info.globals.sort();
+    info.globals.dedup();
+    info.digest = h.finish();
+    Ok(info)
+}
+
+/// Constants: None, bool, int, float, complex, str, bytes, tuples and
+/// frozensets of constants, Ellipsis, and code objects.
+fn const_digest(c: &Bound<'_, PyAny>, info: &mut CodeInfo) -> PyResult<Digest> {
+    if c.is_instance_of::<PyCode>() {
+        let nested = code_info(c)?;
+        info.globals.extend(nested.globals.iter().cloned());
+        info.attrs.extend(nested.attrs.iter().cloned());
+        info.imports.extend(nested.imports.iter().cloned());
+        info.dynamic |= nested.dynamic;
+        info.writes_globals |= nested.writes_globals;
+        return Ok(nested.digest);
+    }
+    let mut h = Hasher::new();
+    if let Ok(t) = c.cast::<PyTuple>() {
+        h.tag(Tag::Tuple);
+        h.u64(t.len() as u64);
+        for item in t.iter() {
+            h.digest(const_digest(&item, info)?);
+        }
+    } else if let Ok(s) = c.cast::<PyFrozenSet>() {
+        let mut items: Vec<Digest> = Vec::with_capacity(s.len());
+        for item in s.iter() {
+            items.push(const_digest(&item, info)?);
+        }
+        items.sort_unstable();
+        h.tag(Tag::FrozenSet);
+        h.u64(items.len() as u64);
+        for d in items {
+            h.digest(d);
+        }
+    } else {
+        super::hash::plain_value(c, &mut h)?;
+    }
+    Ok(h.finish())
+}

@@ -1,0 +1,835 @@
+//! Content hashes of Python values and fingerprints of what a function can
+//! reach: its code, defaults, closure cells, the globals it reads (functions
+//! transitively, classes by their members and bases, local modules by the
+//! attributes used, installed libraries by version), modules imported in its
+//! body and `__wrapped__` chains.
+//!
+//! Everything is hashed by content, never by `hash()` or address, so digests
+//! are equal across processes and `PYTHONHASHSEED` values. Anything that
+//! cannot be hashed by content is an [`HashError::Unhashable`]: the caller
+//! then runs the function without memoizing; no argument is ever dropped.
+use std::sync::Mutex;
+
+use ahash::{AHashMap, AHashSet};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyCFunction, PyCode, PyComplex, PyDict, PyEllipsis, PyFloat,
+    PyFrozenSet, PyFunction, PyInt, PyList, PyMappingProxy, PyModule, PyRange, PySet, PySlice,
+    PyString, PyTuple, PyType,
+};
+
+use super::buffer::Buffer;
+use super::code::code_info;
+use super::digest::{Digest, Hasher, Tag};
+
+const MAX_DEPTH: usize = 256;
+
+/// `bytecache._modkind`, imported once.
+static SUPPORT: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
+/// Module name -> library kind and version (`None`: the user's code). A
+/// module's origin does not change within a process.
+static LIBRARIES: PyOnceLock<Mutex<AHashMap<String, Option<String>>>> = PyOnceLock::new();
+
+/// Names through which code reads the process environment.
+const ENVIRONMENT_NAMES: &[&str] = &["environ", "environb", "getenv", "getenvb"];
+
+/// Class attributes that are caches or metadata, never behaviour.
+const SKIPPED_CLASS_ATTRS: &[&str] = &[
+    "__dict__",
+    "__weakref__",
+    "__doc__",
+    "__module__",
+    "__qualname__",
+    "__firstlineno__",
+    "__annotations__",
+    "__slotnames__",
+    "_abc_impl",
+];
+
+pub enum HashError {
+    /// The value cannot be hashed by content; the message says what and where.
+    Unhashable(String),
+    Python(PyErr),
+}
+
+impl From<PyErr> for HashError {
+    fn from(e: PyErr) -> Self {
+        HashError::Python(e)
+    }
+}
+
+impl From<pyo3::CastError<'_, '_>> for HashError {
+    fn from(e: pyo3::CastError<'_, '_>) -> Self {
+        HashError::Python(e.into())
+    }
+}
+
+impl From<pyo3::CastIntoError<'_>> for HashError {
+    fn from(e: pyo3::CastIntoError<'_>) -> Self {
+        HashError::Python(e.into())
+    }
+}
+
+pub type HResult<T> = Result<T, HashError>;
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    let t = obj.get_type();
+    let module = t.module().map(|m| m.to_string()).unwrap_or_default();
+    let name = t.qualname().map(|m| m.to_string()).unwrap_or_default();
+    if module == "builtins" {
+        name
+    } else {
+        format!("{module}.{name}")
+    }
+}
+
+/// Hashes constants-like values that need no context: None, bool, int,
+/// float, complex, str, bytes, Ellipsis. Anything else is a `TypeError`.
+pub fn plain_value(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<()> {
+    if try_plain(obj, h)? {
+        Ok(())
+    } else {
+        Err(PyTypeError::new_err(format!(
+            "unexpected constant of type {}",
+            type_name(obj)
+        )))
+    }
+}
+
+fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
+    if obj.is_none() {
+        h.tag(Tag::None);
+    } else if obj.is_exact_instance_of::<PyBool>() {
+        h.tag(Tag::Bool);
+        h.u64(u64::from(obj.is_truthy()?));
+    } else if obj.is_exact_instance_of::<PyInt>() {
+        if let Ok(v) = obj.extract::<i64>() {
+            h.tag(Tag::Int);
+            h.i64(v);
+        } else {
+            let bits: usize = obj.call_method0("bit_length")?.extract()?;
+            let raw = obj.call_method1("to_bytes", (bits / 8 + 1, "little", true))?;
+            h.tag(Tag::BigInt);
+            h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
+        }
+    } else if obj.is_exact_instance_of::<PyFloat>() {
+        h.tag(Tag::Float);
+        h.u64(obj.extract::<f64>()?.to_bits());
+    } else if obj.is_exact_instance_of::<PyComplex>() {
+        let c = obj.cast::<PyComplex>()?;
+        h.tag(Tag::Complex);
+        h.u64(c.real().to_bits());
+        h.u64(c.imag().to_bits());
+    } else if obj.is_exact_instance_of::<PyString>() {
+        h.tag(Tag::Str);
+        let s = obj.cast::<PyString>()?;
+        match s.to_str() {
+            Ok(text) => h.str(text),
+            // Lone surrogates have no UTF-8 form; encode them losslessly.
+            Err(_) => {
+                let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
+                h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
+            }
+        }
+    } else if obj.is_exact_instance_of::<PyBytes>() {
+        h.tag(Tag::Bytes);
+        h.bytes(obj.cast::<PyBytes>()?.as_bytes());
+    } else if obj.is_exact_instance_of::<PyEllipsis>() {
+        h.tag(Tag::Ellipsis);
+    } else {
+        return Ok(false);
+    }
+    Ok(true)
+}
+
+/// Walks values, functions, classes and modules, with cycle detection
+/// (a back-reference to an object already being hashed) and a per-walk memo
+/// of function and class fingerprints.
+/// One entry of a dependency record, kept with each stored result so that
+/// `explain` can say what changed: a function, a global, an argument.
+pub struct Dep {
+    pub kind: &'static str,
+    pub name: String,
+    /// A short rendering (file of a function, value of a small scalar global).
+    pub display: Option<String>,
+    pub digest: Digest,
+}
+
+/// `repr` of small scalars only: never of arbitrary objects (cost, privacy).
+fn short_display(v: &Bound<'_, PyAny>) -> Option<String> {
+    let scalar = v.is_none()
+        || v.is_exact_instance_of::<PyBool>()
+        || v.is_exact_instance_of::<PyInt>()
+        || v.is_exact_instance_of::<PyFloat>()
+        || v.is_exact_instance_of::<PyString>();
+    if !scalar {
+        return None;
+    }
+    let r = v.repr().ok()?.to_string();
+    (r.len() <= 60).then_some(r)
+}
+
+pub struct Walker<'py> {
+    py: Python<'py>,
+    support: Bound<'py, PyModule>,
+    stack: Vec<usize>,
+    memo: AHashMap<usize, Digest>,
+    /// Every attribute name any code reached in this walk can use.
+    used: AHashSet<String>,
+    /// Some reached code looks attributes up by computed names.
+    dynamic: bool,
+    /// Class members, hashed apart and folded in by [`Walker::finish`] only
+    /// when reachable code can name them (or they are dunder protocol
+    /// methods): an edit to a method nothing calls does not invalidate.
+    members: Vec<Member>,
+    /// Collected only when asked for (misses and `explain`, not hits).
+    pub record: Option<Vec<Dep>>,
+}
+
+struct Member {
+    class: String,
+    name: String,
+    digest: Result<Digest, String>,
+}
+
+impl<'py> Walker<'py> {
+    pub fn new(py: Python<'py>) -> PyResult<Self> {
+        Ok(Walker {
+            py,
+            support: SUPPORT
+                .get_or_try_init(py, || py.import("bytecache._modkind").map(Bound::unbind))?
+                .bind(py)
+                .clone(),
+            stack: Vec::new(),
+            memo: AHashMap::new(),
+            used: AHashSet::new(),
+            dynamic: false,
+            members: Vec::new(),
+            record: None,
+        })
+    }
+
+    /// Folds in the class members that reached code can use. Call once, after
+    /// everything of one key was walked.
+    pub fn finish(&mut self, h: &mut Hasher) -> HResult<()> {
+        for m in std::mem::take(&mut self.members) {
+            let dunder = m.name.starts_with("__") && m.name.ends_with("__");
+            if !(self.dynamic || dunder || self.used.contains(&m.name)) {
+                continue;
+            }
+            h.tag(Tag::Name);
+            h.str(&m.class);
+            h.str(&m.name);
+            match m.digest {
+                Ok(d) => h.digest(d),
+                Err(msg) => return Err(HashError::Unhashable(msg)),
+            }
+        }
+        Ok(())
+    }
+
+    /// `Some("<kind and version>")` when `module` is the standard library or
+    /// an installed distribution (keyed by version, not walked).
+    fn library(&self, module: &str) -> PyResult<Option<String>> {
+        let cache = LIBRARIES.get_or_init(self.py, || Mutex::new(AHashMap::new()));
+        if let Some(kind) = cache.lock().ok().and_then(|c| c.get(module).cloned()) {
+            return Ok(kind);
+        }
+        let kind = self
+            .support
+            .call_method1("classify", (module,))?
+            .extract::<Option<String>>()?;
+        if let Ok(mut c) = cache.lock() {
+            c.insert(module.to_owned(), kind.clone());
+        }
+        Ok(kind)
+    }
+
+    /// Runs `f` with `obj` on the cycle stack, or writes a back-reference if
+    /// `obj` is already being hashed.
+    fn guarded(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        h: &mut Hasher,
+        f: impl FnOnce(&mut Self, &mut Hasher) -> HResult<()>,
+    ) -> HResult<()> {
+        let id = obj.as_ptr() as usize;
+        if let Some(pos) = self.stack.iter().rposition(|&x| x == id) {
+            h.tag(Tag::BackRef);
+            h.u64((self.stack.len() - pos) as u64);
+            return Ok(());
+        }
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(HashError::Unhashable(format!(
+                "{} is nested more than {MAX_DEPTH} levels deep",
+                type_name(obj)
+            )));
+        }
+        self.stack.push(id);
+        let r = f(self, h);
+        self.stack.pop();
+        r
+    }
+
+    /// Like `guarded`, for objects whose digest can be memoized in this walk
+    /// (functions, classes). Writes the object's digest into `h` and returns it.
+    fn memoized(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        h: &mut Hasher,
+        f: impl FnOnce(&mut Self, &mut Hasher) -> HResult<()>,
+    ) -> HResult<Digest> {
+        let id = obj.as_ptr() as usize;
+        if let Some(d) = self.memo.get(&id) {
+            h.digest(*d);
+            return Ok(*d);
+        }
+        let mut sub = Hasher::new();
+        let on_stack = self.stack.contains(&id);
+        self.guarded(obj, &mut sub, f)?;
+        let d = sub.finish();
+        if !on_stack {
+            self.memo.insert(id, d);
+        }
+        h.digest(d);
+        Ok(d)
+    }
+
+    /// The content hash of any value.
+    pub fn value(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        if try_plain(obj, h)? {
+            return Ok(());
+        }
+        if let Ok(t) = obj.cast_exact::<PyTuple>() {
+            h.tag(Tag::Tuple);
+            h.u64(t.len() as u64);
+            return self.guarded(obj, h, |w, h| {
+                t.iter().try_for_each(|item| w.value(&item, h))
+            });
+        }
+        if let Ok(l) = obj.cast_exact::<PyList>() {
+            h.tag(Tag::List);
+            return self.guarded(obj, h, |w, h| {
+                // Snapshot: a `__reduce__` run below must not resize it under us.
+                let items: Vec<_> = l.iter().collect();
+                h.u64(items.len() as u64);
+                items.iter().try_for_each(|item| w.value(item, h))
+            });
+        }
+        if let Ok(d) = obj.cast_exact::<PyDict>() {
+            h.tag(Tag::Dict);
+            return self.guarded(obj, h, |w, h| w.items(d.iter(), h));
+        }
+        if let Ok(d) = obj.cast_exact::<PyMappingProxy>() {
+            h.tag(Tag::Dict);
+            let items = d.items()?;
+            return self.guarded(obj, h, |w, h| {
+                let pairs = items
+                    .iter()
+                    .map(|kv| {
+                        let kv = kv.cast_into::<PyTuple>()?;
+                        Ok((kv.get_item(0)?, kv.get_item(1)?))
+                    })
+                    .collect::<PyResult<Vec<_>>>()?;
+                w.items(pairs.into_iter(), h)
+            });
+        }
+        if obj.is_exact_instance_of::<PySet>() || obj.is_exact_instance_of::<PyFrozenSet>() {
+            // Iteration order depends on the hash seed: hash elements apart
+            // and sort their digests.
+            let tag = if obj.is_exact_instance_of::<PySet>() {
+                Tag::Set
+            } else {
+                Tag::FrozenSet
+            };
+            return self.guarded(obj, h, |w, h| {
+                let mut digests = Vec::new();
+                for item in obj.try_iter()? {
+                    let mut sub = Hasher::new();
+                    w.value(&item?, &mut sub)?;
+                    digests.push(sub.finish());
+                }
+                digests.sort_unstable();
+                h.tag(tag);
+                h.u64(digests.len() as u64);
+                digests.into_iter().for_each(|d| h.digest(d));
+                Ok(())
+            });
+        }
+        if let Ok(b) = obj.cast_exact::<PyByteArray>() {
+            h.tag(Tag::ByteArray);
+            h.bytes(&b.to_vec());
+            return Ok(());
+        }
+        if obj.is_exact_instance_of::<PyRange>() || obj.is_exact_instance_of::<PySlice>() {
+            h.tag(if obj.is_exact_instance_of::<PyRange>() {
+                Tag::Range
+            } else {
+                Tag::Slice
+            });
+            for attr in ["start", "stop", "step"] {
+                self.value(&obj.getattr(attr)?, h)?;
+            }
+            return Ok(());
+        }
+        if obj.is_instance_of::<PyFunction>() {
+            return self.function(obj, h);
+        }
+        if let Ok(t) = obj.cast::<PyType>() {
+            return self.class(t, h);
+        }
+        if let Ok(m) = obj.cast::<PyModule>() {
+            return self.module(m, None, h);
+        }
+        if obj.is_instance_of::<PyCode>() {
+            h.tag(Tag::Code);
+            h.digest(code_info(obj)?.digest);
+            return Ok(());
+        }
+        if obj.is_instance_of::<PyCFunction>() {
+            return self.builtin_function(obj, h);
+        }
+        let tname = type_name(obj);
+        match tname.as_str() {
+            "method" => {
+                h.tag(Tag::BoundMethod);
+                self.value(&obj.getattr("__func__")?, h)?;
+                return self.value(&obj.getattr("__self__")?, h);
+            }
+            "staticmethod" | "classmethod" => {
+                h.tag(Tag::Wrapper);
+                h.str(&tname);
+                return self.value(&obj.getattr("__func__")?, h);
+            }
+            "property" => {
+                h.tag(Tag::Wrapper);
+                h.str(&tname);
+                for attr in ["fget", "fset", "fdel"] {
+                    self.value(&obj.getattr(attr)?, h)?;
+                }
+                return Ok(());
+            }
+            "functools.cached_property" => {
+                h.tag(Tag::Wrapper);
+                h.str(&tname);
+                return self.value(&obj.getattr("func")?, h);
+            }
+            "cell" => {
+                return match obj.getattr("cell_contents") {
+                    Ok(v) => {
+                        h.tag(Tag::Cell);
+                        self.value(&v, h)
+                    }
+                    Err(_) => {
+                        h.tag(Tag::EmptyCell);
+                        Ok(())
+                    }
+                };
+            }
+            _ => {}
+        }
+        if obj.hasattr("__wrapped__")? {
+            // Callable wrappers such as `functools.lru_cache`: the wrapper's
+            // type plus the function it wraps.
+            h.tag(Tag::Wrapper);
+            self.class(&obj.get_type(), h)?;
+            return self.wrapped(obj, h);
+        }
+        if let Some(buf) = Buffer::get(obj) {
+            // Object arrays export pointers, not content: those go by reduce.
+            if !buf.format().contains(&b'O') {
+                h.tag(Tag::Buffer);
+                self.class(&obj.get_type(), h)?;
+                h.bytes(buf.format());
+                h.i64(buf.itemsize());
+                for dims in [buf.shape(), buf.strides()] {
+                    h.u64(dims.len() as u64);
+                    dims.iter().for_each(|&d| h.i64(d));
+                }
+                let bytes = buf.c_bytes()?;
+                h.bytes(&bytes);
+                return Ok(());
+            }
+        }
+        self.guarded(obj, h, |w, h| w.reduce(obj, &tname, h))
+    }
+
+    fn items(
+        &mut self,
+        pairs: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        // Insertion order is deterministic and observable, so it is kept.
+        let pairs: Vec<_> = pairs.collect();
+        h.u64(pairs.len() as u64);
+        for (k, v) in pairs {
+            self.value(&k, h)?;
+            self.value(&v, h)?;
+        }
+        Ok(())
+    }
+
+    /// Anything else: its class fingerprint plus the state `__reduce_ex__`
+    /// exposes, as pickle would see it (dataclasses, enums, plain instances,
+    /// `functools.partial`, subclasses of builtins, pandas objects, ...).
+    fn reduce(&mut self, obj: &Bound<'py, PyAny>, tname: &str, h: &mut Hasher) -> HResult<()> {
+        let reduced = match obj.call_method1("__reduce_ex__", (4,)) {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(HashError::Unhashable(format!(
+                    "{tname} cannot be hashed by content ({})",
+                    e.value(self.py)
+                )))
+            }
+        };
+        if let Ok(s) = reduced.cast::<PyString>() {
+            // A global reference (singletons, ufuncs): the type plus the name.
+            h.tag(Tag::ReduceStr);
+            self.class(&obj.get_type(), h)?;
+            h.str(&s.to_string());
+            return Ok(());
+        }
+        let Ok(parts) = reduced.cast::<PyTuple>() else {
+            return Err(HashError::Unhashable(format!(
+                "{tname}.__reduce_ex__ returned neither a tuple nor a string"
+            )));
+        };
+        h.tag(Tag::Reduce);
+        self.class(&obj.get_type(), h)?;
+        h.u64(parts.len() as u64);
+        for (i, part) in parts.iter().enumerate() {
+            if (i == 3 || i == 4) && !part.is_none() {
+                // listitems / dictitems iterators.
+                let items: Vec<_> = part.try_iter()?.collect::<PyResult<_>>()?;
+                h.u64(items.len() as u64);
+                for item in items {
+                    self.value(&item, h)?;
+                }
+            } else {
+                self.value(&part, h)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn builtin_function(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        let qualname: String = obj.getattr("__qualname__")?.extract()?;
+        let owner = obj.getattr("__self__")?;
+        if owner.is_none() || owner.is_instance_of::<PyModule>() {
+            let module = match obj.getattr("__module__")? {
+                m if m.is_none() => String::new(),
+                m => m.extract::<String>()?,
+            };
+            h.tag(Tag::Builtin);
+            h.str(&module);
+            h.str(&qualname);
+            if let Some(lib) = self.library(&module)? {
+                h.str(&lib);
+            }
+            return Ok(());
+        }
+        // A method bound to an object (`[].append`, `d.get`): its owner counts.
+        h.tag(Tag::BoundMethod);
+        h.str(&qualname);
+        self.value(&owner, h)
+    }
+
+    /// A function's fingerprint: code, defaults, closure, globals read,
+    /// modules imported in its body, `__wrapped__`.
+    pub fn function(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        h.tag(Tag::Function);
+        let globals = f.getattr("__globals__")?.cast_into::<PyDict>()?;
+        let module: String = match globals.get_item("__name__")? {
+            Some(n) => n.extract().unwrap_or_default(),
+            None => String::new(),
+        };
+        if let Some(lib) = self.library(&module)? {
+            h.tag(Tag::Library);
+            h.str(&module);
+            h.str(&f.getattr("__qualname__")?.extract::<String>()?);
+            h.str(&lib);
+            // A library decorator's wrapper (bytecache.memoize, functools.wraps)
+            // stands for the user's function it wraps.
+            return self.wrapped(f, h);
+        }
+        self.memoized(f, h, |w, h| w.function_body(f, &globals, h))?;
+        Ok(())
+    }
+
+    fn note(&mut self, dep: Dep) {
+        if let Some(record) = self.record.as_mut() {
+            if !record
+                .iter()
+                .any(|d| d.kind == dep.kind && d.name == dep.name)
+            {
+                record.push(dep);
+            }
+        }
+    }
+
+    fn function_body(
+        &mut self,
+        f: &Bound<'py, PyAny>,
+        globals: &Bound<'py, PyDict>,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        let qualname: String = f.getattr("__qualname__")?.extract()?;
+        let info = code_info(&f.getattr("__code__")?)?;
+        if info.writes_globals {
+            return Err(HashError::Unhashable(format!(
+                "function `{qualname}` assigns a global: a cached call would skip that effect"
+            )));
+        }
+        self.used.extend(info.attrs.iter().cloned());
+        self.dynamic |= info.dynamic;
+        // The function itself: code, defaults and closure cells. Its own
+        // digest goes into the record, so `explain` can tell an edit of this
+        // function from an edit of something it reaches.
+        let mut own = Hasher::new();
+        own.digest(info.digest);
+        self.value(&f.getattr("__defaults__")?, &mut own)?;
+        self.value(&f.getattr("__kwdefaults__")?, &mut own)?;
+        let closure = f.getattr("__closure__")?;
+        if !closure.is_none() {
+            let cells = closure.cast_into::<PyTuple>()?;
+            own.u64(cells.len() as u64);
+            for cell in cells.iter() {
+                self.value(&cell, &mut own)?;
+            }
+        }
+        let own = own.finish();
+        h.digest(own);
+        if self.record.is_some() {
+            let module: String = match globals.get_item("__name__")? {
+                Some(n) => n.extract().unwrap_or_default(),
+                None => String::new(),
+            };
+            let file: String = f.getattr("__code__")?.getattr("co_filename")?.extract()?;
+            self.note(Dep {
+                kind: "function",
+                name: format!("{module}.{qualname}"),
+                display: file.rsplit('/').next().map(str::to_owned),
+                digest: own,
+            });
+        }
+        let builtins = f.getattr("__builtins__")?;
+        let builtins = builtins.cast::<PyDict>().ok();
+        let mut names: Vec<String> = info.globals.clone();
+        if info.dynamic {
+            for k in globals.keys() {
+                if let Ok(k) = k.extract::<String>() {
+                    if !(k.starts_with("__") && k.ends_with("__")) {
+                        names.push(k);
+                    }
+                }
+            }
+            names.sort();
+            names.dedup();
+        }
+        let attrs = if info.dynamic {
+            None
+        } else {
+            Some(&info.attrs)
+        };
+        for name in &names {
+            h.tag(Tag::Global);
+            h.str(name);
+            if let Some(v) = globals.get_item(name)? {
+                let mut sub = Hasher::new();
+                self.dependency(&v, attrs, &mut sub)
+                    .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
+                let d = sub.finish();
+                h.digest(d);
+                if self.record.is_some() && !v.is_instance_of::<PyFunction>() {
+                    let module: String = match globals.get_item("__name__")? {
+                        Some(n) => n.extract().unwrap_or_default(),
+                        None => String::new(),
+                    };
+                    self.note(Dep {
+                        kind: "global",
+                        name: format!("{module}.{name}"),
+                        display: short_display(&v),
+                        digest: d,
+                    });
+                }
+            } else if let Some(b) = match builtins {
+                Some(b) => b.get_item(name)?,
+                None => None,
+            } {
+                h.tag(Tag::Builtin);
+                self.value(&b, h)?;
+            } else {
+                h.tag(Tag::Missing);
+            }
+        }
+        if ENVIRONMENT_NAMES.iter().any(|n| info.attrs.contains(*n)) {
+            // The process environment is read: its content is a dependency.
+            h.tag(Tag::Global);
+            h.str("os.environ");
+            self.value(&self.support.call_method0("environment")?, h)?;
+        }
+        for (level, name) in &info.imports {
+            h.tag(Tag::Module);
+            let target = self
+                .support
+                .call_method1("imported", (globals, *level, name.as_str()))?;
+            if let Ok(m) = target.cast::<PyModule>() {
+                self.module(m, attrs, h)?;
+            } else {
+                h.tag(Tag::Unloaded);
+                self.value(&target, h)?;
+            }
+        }
+        self.wrapped(f, h)
+    }
+
+    /// The `__wrapped__` chain of a decorated callable, if any.
+    fn wrapped(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        // Functions keep `__wrapped__` in their `__dict__`: look there first,
+        // which costs no AttributeError when it is absent.
+        let wrapped = match f.cast::<PyFunction>() {
+            Ok(_) => match f.getattr("__dict__")?.cast_into::<PyDict>() {
+                Ok(d) => d.get_item("__wrapped__")?,
+                Err(_) => None,
+            },
+            Err(_) => f.getattr_opt("__wrapped__")?,
+        };
+        if let Some(wrapped) = wrapped {
+            h.tag(Tag::Wrapper);
+            self.value(&wrapped, h)?;
+        }
+        Ok(())
+    }
+
+    /// A global (or module attribute) a function reads: modules are walked
+    /// through the attribute names the code uses.
+    fn dependency(
+        &mut self,
+        v: &Bound<'py, PyAny>,
+        attrs: Option<&AHashSet<String>>,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        match v.cast::<PyModule>() {
+            Ok(m) => self.module(m, attrs, h),
+            Err(_) => self.value(v, h),
+        }
+    }
+
+    /// A class by its members, properties, class attributes and bases;
+    /// classes of the standard library and installed distributions by name
+    /// and version.
+    pub fn class(&mut self, t: &Bound<'py, PyType>, h: &mut Hasher) -> HResult<()> {
+        let module = t.module().map(|m| m.to_string()).unwrap_or_default();
+        let qualname = t.qualname().map(|m| m.to_string()).unwrap_or_default();
+        if module == "builtins" {
+            h.tag(Tag::Builtin);
+            h.str(&qualname);
+            return Ok(());
+        }
+        if let Some(lib) = self.library(&module)? {
+            h.tag(Tag::Library);
+            h.str(&module);
+            h.str(&qualname);
+            h.str(&lib);
+            return Ok(());
+        }
+        h.tag(Tag::Class);
+        let obj = t.as_any();
+        self.memoized(obj, h, |w, h| {
+            h.str(&qualname);
+            let bases = t.getattr("__bases__")?.cast_into::<PyTuple>()?;
+            h.u64(bases.len() as u64);
+            for base in bases.iter() {
+                w.class(base.cast::<PyType>()?, h)?;
+            }
+            let members = t.getattr("__dict__")?.cast_into::<PyMappingProxy>()?;
+            let mut items: Vec<(String, Bound<'py, PyAny>)> = Vec::new();
+            for kv in members.items()?.iter() {
+                let kv = kv.cast_into::<PyTuple>()?;
+                let name: String = kv.get_item(0)?.extract()?;
+                if !SKIPPED_CLASS_ATTRS.contains(&name.as_str()) {
+                    items.push((name, kv.get_item(1)?));
+                }
+            }
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, v) in items {
+                let mut sub = Hasher::new();
+                let digest = match w.dependency(&v, None, &mut sub) {
+                    Ok(()) => Ok(sub.finish()),
+                    Err(HashError::Unhashable(msg)) => {
+                        Err(format!("attribute `{name}` of class `{qualname}`: {msg}"))
+                    }
+                    Err(e) => return Err(e),
+                };
+                w.members.push(Member {
+                    class: qualname.clone(),
+                    name,
+                    digest,
+                });
+            }
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// A module: the standard library and installed distributions by name
+    /// and version; a local module by the attributes in `attrs` (all of them
+    /// when `None`).
+    fn module(
+        &mut self,
+        m: &Bound<'py, PyModule>,
+        attrs: Option<&AHashSet<String>>,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        let name: String = m.name()?.extract()?;
+        if let Some(lib) = self.library(&name)? {
+            h.tag(Tag::Library);
+            h.str(&name);
+            h.str(&lib);
+            return Ok(());
+        }
+        h.tag(Tag::Module);
+        h.str(&name);
+        let obj = m.as_any();
+        self.guarded(obj, h, |w, h| {
+            let dict = m.dict();
+            let mut keys: Vec<String> = match attrs {
+                Some(set) => set
+                    .iter()
+                    .filter(|k| dict.contains(k.as_str()).unwrap_or(false))
+                    .cloned()
+                    .collect(),
+                None => dict
+                    .keys()
+                    .iter()
+                    .filter_map(|k| k.extract::<String>().ok())
+                    .filter(|k| !(k.starts_with("__") && k.ends_with("__")))
+                    .collect(),
+            };
+            keys.sort();
+            h.u64(keys.len() as u64);
+            for k in keys {
+                if let Some(v) = dict.get_item(&k)? {
+                    h.tag(Tag::Name);
+                    h.str(&k);
+                    w.dependency(&v, attrs, h)
+                        .map_err(|e| context(e, || format!("`{name}.{k}`")))?;
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Prefixes an unhashable message with where the value was found.
+fn context(e: HashError, what: impl FnOnce() -> String) -> HashError {
+    match e {
+        HashError::Unhashable(msg) if !msg.starts_with("global") && !msg.starts_with('`') => {
+            HashError::Unhashable(format!("{}: {msg}", what()))
+        }
+        other => other,
+    }
+}

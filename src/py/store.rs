@@ -1,0 +1,257 @@
+//! `bytecache._bytecache.Store`: the Python face of `crate::storage`.
+//! Storage errors are mapped to the exception tree here, once.
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
+
+use super::buffer::{payload_view, private_view, Borrowed};
+use super::errors::{CorruptCacheError, StorageError as PyStorageError, UnsafeCacheDirError};
+use crate::storage::{key_hex, Claim, ClaimLock, Key, NewEntry, Options, StorageError, Store};
+
+fn to_py(e: StorageError) -> PyErr {
+    let msg = e.to_string();
+    match e {
+        StorageError::Io { .. } => PyStorageError::new_err(msg),
+        StorageError::UnsafePermissions { .. } => UnsafeCacheDirError::new_err(msg),
+        StorageError::Corrupt { .. } => CorruptCacheError::new_err(msg),
+        StorageError::InvalidArgument(_) => PyValueError::new_err(msg),
+    }
+}
+
+fn key16(b: &[u8], what: &str) -> PyResult<Key> {
+    b.try_into()
+        .map_err(|_| PyValueError::new_err(format!("{what} must be 16 bytes, got {}", b.len())))
+}
+
+fn secs_to_ns(s: f64) -> u64 {
+    if s.is_finite() && s > 0.0 {
+        (s * 1e9).min(u64::MAX as f64) as u64
+    } else {
+        0
+    }
+}
+
+#[pyclass(name = "Store", module = "bytecache._bytecache", frozen)]
+pub struct PyStore {
+    inner: Arc<Store>,
+}
+
+type GetResult<'py> = (
+    Bound<'py, PyAny>,
+    Bound<'py, PyList>,
+    Bound<'py, PyBytes>,
+    f64,
+);
+
+#[pymethods]
+impl PyStore {
+    #[new]
+    #[pyo3(signature = (path, max_bytes=None, secret_path=None))]
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        max_bytes: Option<u64>,
+        secret_path: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let mut opts = Options {
+            secret_path,
+            ..Options::default()
+        };
+        if let Some(m) = max_bytes {
+            opts.max_bytes = m;
+        }
+        let store = py.detach(|| Store::open(&path, opts)).map_err(to_py)?;
+        Ok(PyStore {
+            inner: Arc::new(store),
+        })
+    }
+
+    /// `(payload, buffers, deps, compute_seconds)` or None. Buffers are
+    /// writable private (copy-on-write) mappings.
+    fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<GetResult<'py>>> {
+        let key = key16(key, "key")?;
+        let Some(view) = self.inner.get(&key).map_err(to_py)? else {
+            return Ok(None);
+        };
+        let view = Arc::new(view);
+        let mut bufs = Vec::with_capacity(view.buffer_count());
+        for i in 0..view.buffer_count() {
+            let Some(map) = view.buffer_private(i) else {
+                break;
+            };
+            let map =
+                map.map_err(|e| PyStorageError::new_err(format!("cannot map buffer: {e}")))?;
+            bufs.push(private_view(py, map)?);
+        }
+        let deps = PyBytes::new(py, view.deps());
+        let secs = view.meta.compute_ns as f64 / 1e9;
+        let payload = payload_view(py, view)?.into_any();
+        Ok(Some((payload, PyList::new(py, bufs)?, deps, secs)))
+    }
+
+    // The Python signature fixes the argument list.
+    #[allow(clippy::too_many_arguments)]
+    #[pyo3(signature = (key, group, payload, buffers, deps, compute_seconds))]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &[u8],
+        group: &[u8],
+        payload: &Bound<'_, PyAny>,
+        buffers: Vec<Bound<'_, PyAny>>,
+        deps: &[u8],
+        compute_seconds: f64,
+    ) -> PyResult<()> {
+        let key = key16(key, "key")?;
+        let group = key16(group, "group")?;
+        let payload = Borrowed::new(payload)?;
+        let held = buffers
+            .iter()
+            .map(Borrowed::new)
+            .collect::<PyResult<Vec<_>>>()?;
+        let store = &self.inner;
+        py.detach(|| {
+            let slices: Vec<&[u8]> = held.iter().map(Borrowed::bytes).collect();
+            let entry = NewEntry {
+                group,
+                payload: payload.bytes(),
+                buffers: &slices,
+                deps,
+                compute_ns: secs_to_ns(compute_seconds),
+            };
+            store.put(&key, &entry)
+        })
+        .map_err(to_py)
+    }
+
+    fn remove(&self, py: Python<'_>, key: &[u8]) -> PyResult<bool> {
+        let key = key16(key, "key")?;
+        py.detach(|| self.inner.remove(&key)).map_err(to_py)
+    }
+
+    #[pyo3(signature = (group=None))]
+    fn clear(&self, py: Python<'_>, group: Option<&[u8]>) -> PyResult<u64> {
+        let group = group.map(|g| key16(g, "group")).transpose()?;
+        py.detach(|| self.inner.clear(group.as_ref()))
+            .map_err(to_py)
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = py.detach(|| self.inner.stats()).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("entries", s.entries)?;
+        d.set_item("bytes", s.bytes)?;
+        d.set_item("hits", s.hits)?;
+        d.set_item("max_bytes", s.max_bytes)?;
+        d.set_item("path", self.inner.dir())?;
+        Ok(d)
+    }
+
+    fn entries<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        let list = py.detach(|| self.inner.list()).map_err(to_py)?;
+        let out = PyList::empty(py);
+        for m in list {
+            let d = PyDict::new(py);
+            d.set_item("key", key_hex(&m.key))?;
+            d.set_item("group", key_hex(&m.group))?;
+            d.set_item("size", m.size)?;
+            d.set_item("compute_seconds", m.compute_ns as f64 / 1e9)?;
+            d.set_item("created", m.created_ns as f64 / 1e9)?;
+            d.set_item("last_used", m.last_used_secs as f64)?;
+            d.set_item("hits", m.hits)?;
+            out.append(d)?;
+        }
+        Ok(out)
+    }
+
+    /// Enforce max_bytes now; returns the number of evicted entries.
+    fn gc(&self, py: Python<'_>) -> PyResult<u64> {
+        py.detach(|| self.inner.gc()).map_err(to_py)
+    }
+
+    /// Check every MAC and checksum: `{"checked": n, "bad": [(key_hex, reason)]}`.
+    fn verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let r = py.detach(|| self.inner.verify()).map_err(to_py)?;
+        let d = PyDict::new(py);
+        d.set_item("checked", r.checked)?;
+        let bad: Vec<(String, String)> = r
+            .bad
+            .iter()
+            .map(|(k, why)| (key_hex(k), why.clone()))
+            .collect();
+        d.set_item("bad", bad)?;
+        Ok(d)
+    }
+
+    /// Coordinate a miss: `with store.claim(key, timeout) as c: if c.compute: ...`.
+    fn claim(&self, py: Python<'_>, key: &[u8], timeout: f64) -> PyResult<PyClaim> {
+        let key = key16(key, "key")?;
+        let timeout = Duration::from_secs_f64(if timeout.is_finite() {
+            timeout.max(0.0)
+        } else {
+            0.0
+        });
+        let c = py
+            .detach(|| self.inner.claim(&key, timeout))
+            .map_err(to_py)?;
+        let (state, lock) = match c {
+            Claim::Compute(l) => ("compute", Some(l)),
+            Claim::Ready => ("ready", None),
+            Claim::TimedOut => ("timeout", None),
+        };
+        Ok(PyClaim {
+            state,
+            lock: Mutex::new(lock),
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Store({:?})", self.inner.dir())
+    }
+}
+
+/// Result of `Store.claim`; a context manager releasing the claim on exit.
+#[pyclass(name = "Claim", module = "bytecache._bytecache", frozen)]
+pub struct PyClaim {
+    state: &'static str,
+    lock: Mutex<Option<ClaimLock>>,
+}
+
+#[pymethods]
+impl PyClaim {
+    /// True: this caller must compute and put. False: the entry is ready
+    /// (`state == "ready"`) or waiting timed out (`"timeout"`).
+    #[getter]
+    fn compute(&self) -> bool {
+        self.state == "compute"
+    }
+
+    #[getter]
+    fn state(&self) -> &'static str {
+        self.state
+    }
+
+    fn release(&self) {
+        drop(self.lock.lock().unwrap_or_else(|p| p.into_inner()).take());
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> bool {
+        self.release();
+        false
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<PyStore>()?;
+    m.add_class::<PyClaim>()?;
+    Ok(())
+}

@@ -1,0 +1,238 @@
+//! On-disk record format (one record per entry) and its checked decoder.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic "BYTCREC1"
+//! 8       2     format VERSION (u16 LE)
+//! 10      2     ABI tag (u16 LE: endianness, pointer width)
+//! 12      4     meta_len (u32 LE): exact length of the rkyv archive
+//! 16      8     body_len (u64 LE) = align16(meta_len) + payload_len + deps_len
+//! 24      8     total_len (u64 LE) = whole record incl. buffers
+//! 32      32    MAC = keyed BLAKE3(bytes[0..32] ++ body)
+//! 64      ...   body: rkyv-archived `Meta` (meta_len bytes), payload, deps
+//! ...           buffers, each at a 4096-aligned offset from the record start
+//! ```
+//!
+//! The MAC authenticates the header, `Meta` (key, group, sizes, timings and
+//! the XXH3-128 of every buffer) and the payload (a pickle stream, which can
+//! run code when loaded). Buffers are raw bytes: they are covered through the
+//! authenticated per-buffer checksum, verified by [`Decoded::check_buffers`].
+//! `Meta` is only ever read through `rkyv::access` (bytecheck-validated),
+//! after the MAC matched.
+use std::ops::Range;
+
+use rkyv::rancor;
+use rkyv::{Archive, Serialize};
+use xxhash_rust::xxh3::xxh3_128;
+
+use super::auth::MacKey;
+use super::{Key, NewEntry};
+
+pub const MAGIC: [u8; 8] = *b"BYTCREC1";
+pub const VERSION: u16 = 1;
+/// bit 0: little endian; bits 8..: pointer width in bytes.
+pub const ABI: u16 = (cfg!(target_endian = "little") as u16) | ((usize::BITS as u16 / 8) << 8);
+pub const PREFIX: usize = 64;
+pub const BUF_ALIGN: u64 = 4096;
+
+#[derive(Archive, Serialize)]
+pub struct Meta {
+    pub key: [u8; 16],
+    pub group: [u8; 16],
+    pub compute_ns: u64,
+    pub created_ns: u64,
+    pub payload_len: u64,
+    pub deps_len: u64,
+    pub buffers: Vec<BufMeta>,
+}
+
+#[derive(Archive, Serialize)]
+pub struct BufMeta {
+    pub offset: u64,
+    pub len: u64,
+    pub xxh3: u128,
+}
+
+pub fn align_up(x: u64, a: u64) -> u64 {
+    x.div_ceil(a) * a
+}
+
+/// An encoded record: `head` (prefix + body) is written at record offset 0,
+/// each buffer at its offset; the file/record spans `total_len` bytes.
+pub struct Encoded<'a> {
+    pub head: Vec<u8>,
+    pub buffers: Vec<(u64, &'a [u8])>,
+    pub total_len: u64,
+}
+
+pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) -> Encoded<'a> {
+    let payload_len = e.payload.len() as u64;
+    let deps_len = e.deps.len() as u64;
+    let mut meta = Meta {
+        key: *key,
+        group: e.group,
+        compute_ns: e.compute_ns,
+        created_ns,
+        payload_len,
+        deps_len,
+        buffers: e
+            .buffers
+            .iter()
+            .map(|b| BufMeta {
+                offset: 0,
+                len: b.len() as u64,
+                xxh3: xxh3_128(b),
+            })
+            .collect(),
+    };
+    // The archive's size does not depend on field values, so one dry run fixes
+    // meta_len and with it every buffer offset.
+    let meta_len = archive(&meta).len() as u64;
+    let meta_pad = align_up(meta_len, 16);
+    let body_len = meta_pad + payload_len + deps_len;
+    let mut end = PREFIX as u64 + body_len;
+    for b in &mut meta.buffers {
+        b.offset = align_up(end, BUF_ALIGN);
+        end = b.offset + b.len;
+    }
+    let archived = archive(&meta);
+    debug_assert_eq!(archived.len() as u64, meta_len);
+
+    let mut head = Vec::with_capacity(PREFIX + body_len as usize);
+    head.extend_from_slice(&MAGIC);
+    head.extend_from_slice(&VERSION.to_le_bytes());
+    head.extend_from_slice(&ABI.to_le_bytes());
+    head.extend_from_slice(&(meta_len as u32).to_le_bytes());
+    head.extend_from_slice(&body_len.to_le_bytes());
+    head.extend_from_slice(&end.to_le_bytes());
+    head.extend_from_slice(&[0u8; 32]);
+    head.extend_from_slice(&archived);
+    head.resize(PREFIX + meta_pad as usize, 0);
+    head.extend_from_slice(e.payload);
+    head.extend_from_slice(e.deps);
+    let tag = mac.mac(&[&head[..32], &head[PREFIX..]]);
+    head[32..64].copy_from_slice(tag.as_bytes());
+    let buffers = meta
+        .buffers
+        .iter()
+        .zip(e.buffers)
+        .map(|(m, b)| (m.offset, *b))
+        .collect();
+    Encoded {
+        head,
+        buffers,
+        total_len: end,
+    }
+}
+
+fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
+    // Serializing plain integers and a Vec into memory cannot fail.
+    rkyv::to_bytes::<rancor::Panic>(meta).unwrap_or_else(|never| match never {})
+}
+
+/// Fixed-size facts about a verified record; ranges are relative to the
+/// record start.
+#[derive(Clone, Debug)]
+pub struct Decoded {
+    pub group: [u8; 16],
+    pub compute_ns: u64,
+    pub created_ns: u64,
+    pub payload: Range<usize>,
+    pub deps: Range<usize>,
+    pub buffers: Vec<(Range<usize>, u128)>,
+}
+
+impl Decoded {
+    pub fn buffer_bytes(&self) -> u64 {
+        self.buffers.iter().map(|(r, _)| r.len() as u64).sum()
+    }
+
+    /// Checks every buffer of `rec` against its authenticated XXH3-128.
+    pub fn check_buffers(&self, rec: &[u8]) -> Result<(), &'static str> {
+        for (r, sum) in &self.buffers {
+            if xxh3_128(&rec[r.clone()]) != *sum {
+                return Err("buffer checksum mismatch");
+            }
+        }
+        Ok(())
+    }
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&b[at..at + 8]);
+    u64::from_le_bytes(w)
+}
+
+/// Validates `rec` (exactly one record) for `key`: header, MAC, archived meta
+/// (checked access), and that every range lies inside `rec`. Buffers are NOT
+/// checksummed here (see [`Decoded::check_buffers`]).
+pub fn decode(rec: &[u8], key: &Key, mac: &MacKey) -> Result<Decoded, &'static str> {
+    if rec.len() < PREFIX {
+        return Err("record shorter than its header");
+    }
+    if rec[..8] != MAGIC {
+        return Err("bad record magic");
+    }
+    if rec[8..10] != VERSION.to_le_bytes() || rec[10..12] != ABI.to_le_bytes() {
+        return Err("record from another format version or ABI");
+    }
+    let meta_len = u32::from_le_bytes([rec[12], rec[13], rec[14], rec[15]]) as u64;
+    let body_len = u64_at(rec, 16);
+    let total_len = u64_at(rec, 24);
+    if total_len != rec.len() as u64 {
+        return Err("record length mismatch");
+    }
+    let body_end = (PREFIX as u64)
+        .checked_add(body_len)
+        .filter(|&e| e <= total_len);
+    let Some(body_end) = body_end else {
+        return Err("record body out of bounds");
+    };
+    let meta_pad = align_up(meta_len, 16);
+    if meta_pad > body_len {
+        return Err("bad meta length");
+    }
+    let body_end = body_end as usize;
+    let tag = mac.mac(&[&rec[..32], &rec[PREFIX..body_end]]);
+    // blake3::Hash equality is constant-time.
+    if tag != blake3::Hash::from_bytes(rec[32..64].try_into().map_err(|_| "short MAC")?) {
+        return Err("MAC mismatch");
+    }
+    let meta_bytes = &rec[PREFIX..PREFIX + meta_len as usize];
+    let meta = rkyv::access::<ArchivedMeta, rancor::Failure>(meta_bytes)
+        .map_err(|_| "archived meta failed validation")?;
+    if meta.key != *key {
+        return Err("record belongs to another key");
+    }
+    let payload_len = meta.payload_len.to_native();
+    let deps_len = meta.deps_len.to_native();
+    if meta_pad
+        .checked_add(payload_len)
+        .and_then(|x| x.checked_add(deps_len))
+        != Some(body_len)
+    {
+        return Err("body length mismatch");
+    }
+    let p0 = PREFIX + meta_pad as usize;
+    let p1 = p0 + payload_len as usize;
+    let mut buffers = Vec::with_capacity(meta.buffers.len());
+    let mut prev_end = body_end as u64;
+    for b in meta.buffers.iter() {
+        let (off, len) = (b.offset.to_native(), b.len.to_native());
+        let end = off.checked_add(len).ok_or("buffer overflow")?;
+        if off < prev_end || off % BUF_ALIGN != 0 || end > total_len {
+            return Err("buffer out of bounds");
+        }
+        prev_end = end;
+        buffers.push((off as usize..end as usize, b.xxh3.to_native()));
+    }
+    Ok(Decoded {
+        group: meta.group,
+        compute_ns: meta.compute_ns.to_native(),
+        created_ns: meta.created_ns.to_native(),
+        payload: p0..p1,
+        deps: p1..body_end,
+        buffers,
+    })
+}

@@ -1,0 +1,74 @@
+"""Helpers that run real interpreters in fresh processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+
+class Runner:
+    """Writes `main.py` (and helper modules) into a work dir and runs it with a
+    private cache dir, HOME and a random hash seed, as a user re-running a script."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.work = root / "work"
+        self.work.mkdir(parents=True)
+        self.cache = root / "cache"
+        self.home = root / "home"
+        self.home.mkdir()
+
+    def write(self, name: str, text: str) -> Path:
+        path = self.work / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        old = path.read_text() if path.exists() else None
+        new = textwrap.dedent(text)
+        if old != new:
+            path.write_text(new)
+            # A later mtime, as an editor would leave it (pyc and linecache see it).
+            st = path.stat()
+            os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 2_000_000_000))
+        return path
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("BYTECACHE", "PYTHONHASHSEED", "XDG_"))
+        }
+        env.update(
+            BYTECACHE_DIR=str(self.cache),
+            HOME=str(self.home),
+            PYTHONDONTWRITEBYTECODE="1",
+        )
+        env.update(extra)
+        return env
+
+    def run(self, script: str | None = None, *, check: bool = True, **env: str
+            ) -> subprocess.CompletedProcess[str]:
+        if script is not None:
+            self.write("main.py", script)
+        proc = subprocess.run(
+            [sys.executable, "main.py"],
+            cwd=self.work,
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+    def out(self, script: str | None = None, **env: str) -> list[str]:
+        return self.run(script, **env).stdout.split()
+
+
+@pytest.fixture
+def runner(tmp_path: Path) -> Runner:
+    return Runner(tmp_path)

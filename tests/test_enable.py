@@ -1,0 +1,194 @@
+"""`bytecache.enable()`: decorator-free memoization of marked modules, through
+the real core and store, in fresh interpreters."""
+
+from __future__ import annotations
+
+from conftest import Runner
+
+PIPELINE = """
+import bytecache
+bytecache.enable(min_seconds=0)
+import helper
+
+def load(n, scale=2):
+    print("RAN load")
+    return [i * scale for i in range(n)]
+
+def total(n):
+    print("RAN total")
+    return sum(load(n)) + helper.h(n)
+
+print(total(4))
+"""
+
+
+def test_script_rerun_hits_without_decorators(runner: Runner) -> None:
+    runner.write("helper.py", "def h(x):\n    print('RAN h')\n    return x\n")
+    first = runner.out(PIPELINE)
+    assert first == ["RAN", "total", "RAN", "load", "RAN", "h", "16"]
+    # Second process: the outermost call hits; nothing below it runs.
+    assert runner.out(PIPELINE) == ["16"]
+
+
+def test_unmarked_module_is_not_memoized_but_its_edits_count(runner: Runner) -> None:
+    runner.write("helper.py", "def h(x):\n    print('RAN h')\n    return x\n")
+    runner.run(PIPELINE)
+    runner.write("helper.py", "def h(x):\n    print('RAN h')\n    return x + 100\n")
+    # helper is not marked (h is never memoized itself) but total reaches it.
+    assert runner.out(PIPELINE) == ["RAN", "total", "RAN", "h", "116"]
+
+
+def test_modules_globs(runner: Runner) -> None:
+    runner.write("pipeline/__init__.py", "")
+    runner.write("pipeline/steps.py", "def step(x):\n    print('RAN step')\n    return x * 3\n")
+    runner.write("other.py", "def g(x):\n    print('RAN g')\n    return x\n")
+    script = """
+import bytecache
+bytecache.enable(modules=["pipeline.*"], min_seconds=0)
+from pipeline.steps import step
+import other
+print(step(2), other.g(1))
+"""
+    assert runner.out(script) == ["RAN", "step", "RAN", "g", "6", "1"]
+    assert runner.out(script) == ["RAN", "g", "6", "1"]
+
+
+def test_cheap_functions_stop_being_keyed(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+from bytecache import _auto
+bytecache.enable(min_seconds=10)
+
+def cheap(x):
+    return x + 1
+
+for i in range(20):
+    cheap(i)
+print(len(_auto._cheap), bytecache.stats()["misses"])
+""")
+    assert out == ["1", "5"]
+
+
+def test_min_seconds_default_skips_fast_calls(runner: Runner) -> None:
+    script = """
+import time, bytecache
+bytecache.enable()
+
+def fast(x):
+    print("RAN fast")
+    return x
+
+def slow(x):
+    print("RAN slow")
+    time.sleep(0.15)
+    return x
+
+print(fast(1), slow(2))
+"""
+    runner.run(script)
+    assert runner.out(script) == ["RAN", "fast", "1", "2"]
+
+
+def test_environment_off(runner: Runner) -> None:
+    runner.run(PIPELINE.replace("import helper\n", "").replace(" + helper.h(n)", ""))
+    out = runner.run(PIPELINE.replace("import helper\n", "").replace(" + helper.h(n)", "")
+                     + "from bytecache import _auto\nprint(_auto.is_enabled())\n",
+                     BYTECACHE="off")
+    assert out.stdout.split() == ["RAN", "total", "RAN", "load", "12", "False"]
+
+
+def test_disabled_block(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+bytecache.enable(min_seconds=0)
+
+def f(x):
+    print("RAN")
+    return x
+
+f(1)
+with bytecache.disabled():
+    f(1)
+f(1)
+""")
+    assert out == ["RAN", "RAN"]
+
+
+def test_disable_restores_and_stops(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+from bytecache import _bytecache
+bytecache.enable(min_seconds=0)
+
+def f(x):
+    print("RAN")
+    return x
+
+f(1); f(1)
+bytecache.disable()
+f(1)
+print(_bytecache.hook_installed())
+""")
+    assert out == ["RAN", "RAN", "False"]
+
+
+def test_unavailable_hook_warns_once_and_decorator_still_works(runner: Runner) -> None:
+    proc = runner.run("""
+import warnings, bytecache
+warnings.simplefilter("always")
+def refuse(*a):
+    raise RuntimeError("unsupported interpreter")
+bytecache._bytecache.hook_install = refuse
+bytecache.enable(); bytecache.enable()
+
+@bytecache.memoize
+def f(x):
+    print("RAN")
+    return x
+f(1); f(1)
+""")
+    assert proc.stderr.count("BytecacheWarning") == 1
+    assert "unsupported interpreter" in proc.stderr
+    assert proc.stdout.split() == ["RAN"]
+
+
+def test_closure_cells_are_part_of_the_key(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+bytecache.enable(min_seconds=0)
+
+def make(k):
+    def add(x):
+        print("RAN", k)
+        return x + k
+    return add
+
+print(make(1)(10), make(2)(10), make(1)(10))
+""")
+    assert out == ["RAN", "1", "RAN", "2", "11", "12", "11"]
+
+
+def test_methods_and_reentrant_hash(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+bytecache.enable(min_seconds=0)
+
+class Key:
+    def __init__(self, v):
+        self.v = v
+    def __hash__(self):
+        return hash(self.v)
+    def __eq__(self, other):
+        return self.v == other.v
+
+class Model:
+    def __init__(self, k):
+        self.k = k
+    def predict(self, key):
+        print("RAN")
+        return key.v * self.k
+
+m = Model(3)
+print(m.predict(Key(2)), m.predict(Key(2)), len({Key(1), Key(1)}))
+""")
+    assert out == ["RAN", "6", "6", "1"]

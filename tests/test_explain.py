@@ -1,0 +1,76 @@
+"""bytecache.explain says hit, or miss and exactly why."""
+
+from __future__ import annotations
+
+from conftest import Runner
+
+PREP = """
+def clean(rows):
+    return [r * {k} for r in rows]
+"""
+
+MAIN = """
+import bytecache
+from prep import clean
+
+K = {K}
+
+@bytecache.memoize
+def pipeline(rows, scale=1):
+    return sum(clean(rows)) * K * scale + len(open("data.csv").read())
+
+{call}
+"""
+
+
+def _setup(runner: Runner) -> None:
+    runner.write("prep.py", PREP.format(k=2))
+    runner.write("data.csv", "a,b\n1,2\n")
+    runner.run(MAIN.format(K=10, call="pipeline([1, 2, 3])"))
+
+
+def _explain(runner: Runner, k: int = 10, args: str = "[1, 2, 3]") -> str:
+    out = runner.run(MAIN.format(K=k, call=f"print(bytecache.explain(pipeline, {args}))"))
+    return out.stdout.strip()
+
+
+def test_hit(runner: Runner) -> None:
+    _setup(runner)
+    assert _explain(runner) == "hit"
+
+
+def test_global_changed_shows_old_and_new_value(runner: Runner) -> None:
+    _setup(runner)
+    assert _explain(runner, k=11) == "miss: global `K`: 10 → 11"
+
+
+def test_callee_in_another_module_changed(runner: Runner) -> None:
+    _setup(runner)
+    runner.write("prep.py", PREP.format(k=3))
+    assert _explain(runner) == "miss: function `prep.clean` in prep.py changed"
+
+
+def test_argument_changed(runner: Runner) -> None:
+    _setup(runner)
+    assert _explain(runner, args="[1, 2, 4]") == "miss: argument `rows` changed"
+
+
+def test_data_file_changed(runner: Runner) -> None:
+    _setup(runner)
+    runner.write("data.csv", "a,b\n1,3\n")
+    assert _explain(runner) == "miss: file data.csv changed"
+
+
+def test_open_file_argument_is_not_memoized(runner: Runner) -> None:
+    _setup(runner)
+    assert _explain(runner, args="open('data.csv')") == (
+        "not memoized: argument `rows` is an open file"
+    )
+
+
+def test_never_computed(runner: Runner) -> None:
+    runner.write("prep.py", PREP.format(k=2))
+    runner.write("data.csv", "x")
+    runner.cache.mkdir(mode=0o700)
+    out = runner.run(MAIN.format(K=1, call="print(bytecache.explain(pipeline, [1]))")).stdout
+    assert out.strip() == "miss: `pipeline` was never computed"

@@ -1,0 +1,404 @@
+"""Safe and precise keys: each case runs v1, edits the program, runs v2 in a
+fresh process, and checks that v2 recomputed exactly when a fresh run of v2
+would compute something else (or when the edit could matter)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Runner
+
+# Each case: (id, {file: v1 text}, {file: v2 text}, expect) with expect in
+# {"recompute", "reuse"}. `target` prints RAN when its body runs; main.py
+# prints the result as its last line.
+HEADER = "import bytecache\n"
+
+CASES: list[tuple[str, dict[str, str], dict[str, str], str]] = []
+
+
+def case(name: str, v1: str | dict[str, str], v2: str | dict[str, str], expect: str) -> None:
+    def files(v: str | dict[str, str]) -> dict[str, str]:
+        return {"main.py": v} if isinstance(v, str) else v
+
+    CASES.append((name, files(v1), files(v2), expect))
+
+
+TARGET = """
+@bytecache.memoize
+def target(n):
+    print("RAN")
+    return {body}
+
+print(target(5))
+"""
+
+
+def t(body: str, prelude: str = "") -> str:
+    return HEADER + prelude + TARGET.format(body=body)
+
+
+# -- own code -------------------------------------------------------------
+case("constant", t("n + 1"), t("n + 2"), "recompute")
+case("operator", t("n + 1"), t("n - 1"), "recompute")
+case("comment_and_blank_lines", t("n + 1"), "# a comment\n\n" + t("n + 1  # why"), "reuse")
+case("docstring_added", t("n + 1"),
+     t("n + 1").replace('print("RAN")', '"""Adds one."""\n    print("RAN")'), "reuse")
+case("reformatted", t("n + 1"), t("(\n        n\n        + 1\n    )"), "reuse")
+case("moved_down", t("n + 1"), HEADER + "\n" * 30 + TARGET.format(body="n + 1"), "reuse")
+case("local_renamed",
+     HEADER + '@bytecache.memoize\ndef target(n):\n    print("RAN")\n    tmp = n * 3\n'
+     "    return tmp\nprint(target(5))\n",
+     HEADER + '@bytecache.memoize\ndef target(n):\n    print("RAN")\n    triple = n * 3\n'
+     "    return triple\nprint(target(5))\n", "reuse")
+case("parameter_renamed_matters_for_keywords",
+     HEADER + '@bytecache.memoize\ndef target(n):\n    print("RAN")\n    return n\n'
+     "print(target(5))\n",
+     HEADER + '@bytecache.memoize\ndef target(m):\n    print("RAN")\n    return m\n'
+     "print(target(5))\n", "recompute")
+case("default_value", HEADER + '@bytecache.memoize\ndef target(n, k=1):\n    print("RAN")\n'
+     "    return n * k\nprint(target(5))\n",
+     HEADER + '@bytecache.memoize\ndef target(n, k=2):\n    print("RAN")\n'
+     "    return n * k\nprint(target(5))\n", "recompute")
+case("default_from_global", HEADER + 'K = 1\n@bytecache.memoize\ndef target(n, k=K):\n'
+     '    print("RAN")\n    return n * k\nprint(target(5))\n',
+     HEADER + 'K = 3\n@bytecache.memoize\ndef target(n, k=K):\n'
+     '    print("RAN")\n    return n * k\nprint(target(5))\n', "recompute")
+
+# -- globals ----------------------------------------------------------------
+case("global_int", t("n * K", "K = 2\n"), t("n * K", "K = 3\n"), "recompute")
+case("global_same_value_other_expr", t("n * K", "K = 4\n"), t("n * K", "K = 2 * 2\n"),
+     "reuse")
+case("unrelated_global", t("n * K", "K = 2\nJ = 1\n"), t("n * K", "K = 2\nJ = 7\n"), "reuse")
+case("global_dict_content", t("n * CFG['k']", "CFG = {'k': 2}\n"),
+     t("n * CFG['k']", "CFG = {'k': 5}\n"), "recompute")
+case("global_only_in_lambda", t("(lambda: n * K)()", "K = 2\n"),
+     t("(lambda: n * K)()", "K = 3\n"), "recompute")
+case("global_only_in_genexpr", t("sum(K for _ in range(n))", "K = 2\n"),
+     t("sum(K for _ in range(n))", "K = 3\n"), "recompute")
+case("global_only_in_listcomp", t("[K * i for i in range(n)]", "K = 2\n"),
+     t("[K * i for i in range(n)]", "K = 3\n"), "recompute")
+case("builtin_shadowed", t("len([1] * n)"),
+     t("len([1] * n)", "def len(x):\n    return -1\n"), "recompute")
+case("numpy_global_array", t("float((A * n).sum())", "import numpy as np\nA = np.ones(3)\n"),
+     t("float((A * n).sum())", "import numpy as np\nA = np.ones(3) * 2\n"), "recompute")
+case("global_instance_state",
+     t("OBJ.k * n", "class C:\n    def __init__(self, k):\n        self.k = k\nOBJ = C(2)\n"),
+     t("OBJ.k * n", "class C:\n    def __init__(self, k):\n        self.k = k\nOBJ = C(3)\n"),
+     "recompute")
+
+# -- callees ----------------------------------------------------------------
+HELPERS = "def inner(x):\n    return x + {k}\n\ndef helper(x):\n    return inner(x) * 2\n"
+case("callee_depth_2", t("helper(n)", HELPERS.format(k=1)), t("helper(n)", HELPERS.format(k=2)),
+     "recompute")
+case("callee_comment_only", t("helper(n)", HELPERS.format(k=1)),
+     t("helper(n)", "# note\n" + HELPERS.format(k="1  # same")), "reuse")
+case("callee_in_nested_call", t("abs(helper(n))", HELPERS.format(k=1)),
+     t("abs(helper(n))", HELPERS.format(k=3)), "recompute")
+case("callee_passed_by_reference", t("list(map(helper, [n]))", HELPERS.format(k=1)),
+     t("list(map(helper, [n]))", HELPERS.format(k=3)), "recompute")
+case("unrelated_function_edited", t("helper(n)", HELPERS.format(k=1) + "def other():\n    return 1\n"),
+     t("helper(n)", HELPERS.format(k=1) + "def other():\n    return 2\n"), "reuse")
+case("closure_cell",
+     t("add(n)", "def make(k):\n    def add(x):\n        return x + k\n    return add\nadd = make(1)\n"),
+     t("add(n)", "def make(k):\n    def add(x):\n        return x + k\n    return add\nadd = make(2)\n"),
+     "recompute")
+REC = ("def even(x):\n    return x <= 0 or odd(x - 1)\n\n"
+       "def odd(x):\n    return x > 0 and even(x - {k})\n")
+case("mutual_recursion", t("even(n)", REC.format(k=1)), t("even(n)", REC.format(k=2)), "recompute")
+case("recursion_unchanged", t("even(n)", REC.format(k=1)), t("even(n)", REC.format(k=1)), "reuse")
+DECO = ("import functools\ndef deco(f):\n    @functools.wraps(f)\n    def w(*a):\n"
+        "        return f(*a) {op} 1\n    return w\n@deco\ndef g(x):\n    return x\n")
+case("decorator_wrapper_changed", t("g(n)", DECO.format(op="+")), t("g(n)", DECO.format(op="-")),
+     "recompute")
+case("functools_partial", t("p(n)", "import functools\ndef mul(a, b):\n    return a * b\n"
+                            "p = functools.partial(mul, 2)\n"),
+     t("p(n)", "import functools\ndef mul(a, b):\n    return a * b\np = functools.partial(mul, 3)\n"),
+     "recompute")
+case("dispatch_dict", t("OPS['f'](n)", "def a(x):\n    return x + 1\nOPS = {'f': a}\n"),
+     t("OPS['f'](n)", "def a(x):\n    return x + 2\nOPS = {'f': a}\n"), "recompute")
+case("dynamic_name_lookup",
+     t("globals()['op_' + 'x'](n)", "def op_x(v):\n    return v * 2\n"),
+     t("globals()['op_' + 'x'](n)", "def op_x(v):\n    return v * 3\n"), "recompute")
+case("getattr_on_module",
+     {"main.py": t("getattr(helpers, 'f' + 'x')(n)", "import helpers\n"),
+      "helpers.py": "def fx(v):\n    return v + 1\n"},
+     {"main.py": t("getattr(helpers, 'f' + 'x')(n)", "import helpers\n"),
+      "helpers.py": "def fx(v):\n    return v + 2\n"}, "recompute")
+case("memoized_callee_edited",
+     t("g(n) + 1", "@bytecache.memoize\ndef g(x):\n    return x * 2\n"),
+     t("g(n) + 1", "@bytecache.memoize\ndef g(x):\n    return x * 3\n"), "recompute")
+
+# -- classes ------------------------------------------------------------------
+CLS = ("class Acc:\n    rate = {rate}\n    def __init__(self, x):\n        self.x = x\n"
+       "    def total(self):\n        return self.x * self.rate\n"
+       "    @property\n    def double(self):\n        return self.x * 2\n"
+       "    @staticmethod\n    def unit():\n        return {unit}\n"
+       "    def unused(self):\n        return {unused}\n")
+BASE = dict(rate=2, unit=1, unused=0)
+
+
+def cls(**kw: int) -> str:
+    return CLS.format(**{**BASE, **kw})
+
+
+case("method_class_attribute", t("Acc(n).total()", cls()), t("Acc(n).total()", cls(rate=3)),
+     "recompute")
+case("property_changed", t("Acc(n).double", cls()),
+     t("Acc(n).double", cls().replace("self.x * 2", "self.x * 4")), "recompute")
+case("staticmethod_changed", t("Acc.unit() + n", cls()), t("Acc.unit() + n", cls(unit=5)),
+     "recompute")
+case("init_changed", t("Acc(n).x", cls()),
+     t("Acc(n).x", cls().replace("self.x = x", "self.x = x + 1")), "recompute")
+case("base_class_changed",
+     t("Sub(n).total()", cls() + "class Sub(Acc):\n    pass\n"),
+     t("Sub(n).total()", cls(rate=7) + "class Sub(Acc):\n    pass\n"), "recompute")
+case("enum_value", t("Color.RED.value * n", "import enum\nclass Color(enum.Enum):\n    RED = 1\n"),
+     t("Color.RED.value * n", "import enum\nclass Color(enum.Enum):\n    RED = 2\n"), "recompute")
+case("dataclass_default",
+     t("Cfg().k * n", "import dataclasses\n@dataclasses.dataclass\nclass Cfg:\n    k: int = 1\n"),
+     t("Cfg().k * n", "import dataclasses\n@dataclasses.dataclass\nclass Cfg:\n    k: int = 2\n"),
+     "recompute")
+
+# -- modules ------------------------------------------------------------------
+case("module_attribute",
+     {"main.py": t("cfg.K * n", "import cfg\n"), "cfg.py": "K = 1\n"},
+     {"main.py": t("cfg.K * n", "import cfg\n"), "cfg.py": "K = 2\n"}, "recompute")
+case("module_unrelated_attribute",
+     {"main.py": t("cfg.K * n", "import cfg\n"), "cfg.py": "K = 1\nJ = 1\n"},
+     {"main.py": t("cfg.K * n", "import cfg\n"), "cfg.py": "K = 1\nJ = 2\n"}, "reuse")
+case("from_import_function",
+     {"main.py": t("f(n)", "from helpers import f\n"),
+      "helpers.py": "def f(x):\n    return x + 1\n"},
+     {"main.py": t("f(n)", "from helpers import f\n"),
+      "helpers.py": "def f(x):\n    return x + 2\n"}, "recompute")
+case("import_depth_2",
+     {"main.py": t("helpers.f(n)", "import helpers\n"),
+      "helpers.py": "import deep\ndef f(x):\n    return deep.g(x)\n",
+      "deep.py": "def g(x):\n    return x + 1\n"},
+     {"main.py": t("helpers.f(n)", "import helpers\n"),
+      "helpers.py": "import deep\ndef f(x):\n    return deep.g(x)\n",
+      "deep.py": "def g(x):\n    return x + 5\n"}, "recompute")
+case("import_inside_body",
+     {"main.py": t("__import__('math') and helpers_f(n)",
+                   "def helpers_f(x):\n    import helpers\n    return helpers.f(x)\n"),
+      "helpers.py": "def f(x):\n    return x + 1\n"},
+     {"main.py": t("__import__('math') and helpers_f(n)",
+                   "def helpers_f(x):\n    import helpers\n    return helpers.f(x)\n"),
+      "helpers.py": "def f(x):\n    return x + 9\n"}, "recompute")
+case("package_submodule",
+     {"main.py": t("pkg.sub.f(n)", "import pkg.sub\n"), "pkg/__init__.py": "",
+      "pkg/sub.py": "def f(x):\n    return x + 1\n"},
+     {"main.py": t("pkg.sub.f(n)", "import pkg.sub\n"), "pkg/__init__.py": "",
+      "pkg/sub.py": "def f(x):\n    return x + 4\n"}, "recompute")
+
+# -- data files -----------------------------------------------------------
+READ = t("open('data.txt').read().strip() * n")
+case("data_file_changed", {"main.py": READ, "data.txt": "ab\n"},
+     {"main.py": READ, "data.txt": "cd\n"}, "recompute")
+case("data_file_touched_same_content", {"main.py": READ, "data.txt": "ab\n"},
+     {"main.py": READ, "data.txt": "ab\n", "#touch": "data.txt"}, "reuse")
+case("unrelated_data_file_changed", {"main.py": READ, "data.txt": "ab\n", "other.txt": "1"},
+     {"main.py": READ, "data.txt": "ab\n", "other.txt": "2"}, "reuse")
+LIST = t("sorted(os.listdir('d'))[:n]", "import os\n")
+case("directory_listing_changed", {"main.py": LIST, "d/a": ""},
+     {"main.py": LIST, "d/a": "", "d/b": ""}, "recompute")
+case("numpy_file_changed",
+     {"main.py": t("float(np.load('x.npy').sum()) * n", "import numpy as np\n"),
+      "mk.py": "import numpy as np\nnp.save('x.npy', np.ones(3))\n"},
+     {"main.py": t("float(np.load('x.npy').sum()) * n", "import numpy as np\n"),
+      "mk.py": "import numpy as np\nnp.save('x.npy', np.ones(3) * 2)\n"}, "recompute")
+
+# -- arguments ----------------------------------------------------------------
+case("numpy_argument_same_content",
+     t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
+     .replace("def target(n)", "def target(x)"),
+     t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
+     .replace("def target(n)", "def target(x)"), "reuse")
+case("unchanged_rerun", t("n + 1"), t("n + 1"), "reuse")
+
+
+UNUSED = ("class Shape:\n    def __init__(self, w):\n        self.w = w\n"
+          "    def area(self):\n        return self.w * 2\n"
+          "    def describe(self):\n        return {v!r}\n")
+case("unused_method_edited", t("Shape(n).area()", UNUSED.format(v="v1")),
+     t("Shape(n).area()", UNUSED.format(v="v2")), "reuse")
+case("method_called_from_a_helper",
+     t("show(Shape(n))", UNUSED.format(v="v1") + "def show(s):\n    return s.describe()\n"),
+     t("show(Shape(n))", UNUSED.format(v="v2") + "def show(s):\n    return s.describe()\n"),
+     "recompute")
+case("method_called_from_another_method",
+     t("Shape(n).area()", UNUSED.format(v="v1").replace("self.w * 2", "self.describe()")),
+     t("Shape(n).area()", UNUSED.format(v="v2").replace("self.w * 2", "self.describe()")),
+     "recompute")
+case("instance_argument_method_edited",
+     t("s.area()", UNUSED.format(v="v1") + "s = Shape(3)\n").replace("target(5)", "target(s)")
+     .replace("def target(n)", "def target(s)"),
+     t("s.area()", UNUSED.format(v="v1").replace("self.w * 2", "self.w * 3") + "s = Shape(3)\n")
+     .replace("target(5)", "target(s)").replace("def target(n)", "def target(s)"), "recompute")
+
+
+def _apply(runner: Runner, files: dict[str, str]) -> None:
+    for name, text in files.items():
+        if name == "#touch":
+            p = runner.work / text
+            st = p.stat()
+            os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns + 3_000_000_000))
+        else:
+            runner.write(name, text)
+    if "mk.py" in files:
+        subprocess.run([sys.executable, "mk.py"], cwd=runner.work, check=True)
+
+
+def _fresh(tmp_path, files: dict[str, str]) -> str:
+    fresh = Runner(tmp_path / "fresh")
+    _apply(fresh, files)
+    return fresh.run(BYTECACHE="off").stdout.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize(("name", "v1", "v2", "expect"), CASES, ids=[c[0] for c in CASES])
+def test_edit(tmp_path, name: str, v1: dict[str, str], v2: dict[str, str], expect: str) -> None:
+    runner = Runner(tmp_path / "memo")
+    _apply(runner, v1)
+    first = runner.run()
+    assert "RAN" in first.stdout, first.stderr
+    _apply(runner, v2)
+    second = runner.run()
+    result = second.stdout.strip().splitlines()[-1]
+    assert result == _fresh(tmp_path, v2), "STALE: v2 returned a result a fresh run would not"
+    ran = "RAN" in second.stdout
+    if expect == "recompute":
+        assert ran, "v2 did not recompute"
+    else:
+        assert not ran, f"SPURIOUS: recomputed after a cosmetic edit\n{second.stderr}"
+    assert "BytecacheWarning" not in first.stderr + second.stderr
+
+
+def test_same_keys_under_different_hash_seeds(runner: Runner) -> None:
+    script = """
+import bytecache
+from bytecache import _bytecache
+
+def f(x, s=frozenset({"a", "b", "c"})):
+    return {"k": x}
+
+print(_bytecache.call_key(f, {"x": {"q", "r", "s"}, "s": frozenset({"a", "b", "c"})}, []).hex())
+print(_bytecache.hash_value({"a": {"x", "y", "zz"}, "b": ("t", 1.5)}).hex())
+"""
+    outs = {tuple(runner.out(script, PYTHONHASHSEED=seed)) for seed in ("0", "1", "12345")}
+    assert len(outs) == 1
+
+
+def test_function_writing_a_global_is_not_cached(runner: Runner) -> None:
+    proc = runner.run("""
+import bytecache
+N = 0
+
+@bytecache.memoize
+def f(x):
+    global N
+    N += 1
+    print("RAN")
+    return x
+
+f(1); f(1)
+print(N)
+""")
+    assert proc.stdout.split() == ["RAN", "RAN", "2"]
+    assert proc.stderr.count("BytecacheWarning") == 1
+
+
+def test_call_mutating_its_argument_is_not_cached(runner: Runner) -> None:
+    proc = runner.run("""
+import bytecache
+
+@bytecache.memoize
+def f(xs):
+    print("RAN")
+    xs.append(1)
+    return len(xs)
+
+a = []
+print(f(a)); b = []
+print(f(b))
+""")
+    assert proc.stdout.split() == ["RAN", "1", "RAN", "1"]
+
+
+def test_call_writing_a_file_is_not_cached(runner: Runner) -> None:
+    proc = runner.run("""
+import bytecache
+
+@bytecache.memoize
+def f(x):
+    print("RAN")
+    with open("out.txt", "w") as fh:
+        fh.write(str(x))
+    return x
+
+f(1); f(1)
+""")
+    assert proc.stdout.count("RAN") == 2
+
+
+def test_hit_inside_a_miss_carries_its_file_dependencies(runner: Runner) -> None:
+    runner.write("data.txt", "1")
+    script = """
+import bytecache
+
+@bytecache.memoize
+def inner():
+    return int(open("data.txt").read())
+
+@bytecache.memoize
+def outer(tag):
+    print("RAN outer")
+    return inner() * 10
+
+inner()           # stored first: outer's miss below gets it from the cache
+print(outer("x"))
+"""
+    runner.run(script)
+    runner.write("data.txt", "2")
+    assert runner.out(script) == ["RAN", "outer", "20"]
+
+
+def test_environment_read_is_a_dependency(runner: Runner) -> None:
+    script = """
+import os, bytecache
+
+@bytecache.memoize
+def f():
+    print("RAN")
+    return os.environ.get("MODE", "a")
+
+print(f())
+"""
+    assert runner.out(script, MODE="a") == ["RAN", "a"]
+    assert runner.out(script, MODE="a") == ["a"]
+    assert runner.out(script, MODE="b") == ["RAN", "b"]
+
+
+def test_unhashable_class_attribute_not_used_does_not_block(runner: Runner) -> None:
+    out = runner.run("""
+import threading, bytecache
+
+class Worker:
+    lock = threading.Lock()
+    def __init__(self, k):
+        self.k = k
+    def run(self, x):
+        return x * self.k
+
+@bytecache.memoize
+def f(x):
+    print("RAN")
+    return Worker(2).run(x)
+
+print(f(3), f(3))
+""")
+    assert out.stdout.split() == ["RAN", "6", "6"]
+    assert "BytecacheWarning" not in out.stderr

@@ -1,0 +1,349 @@
+"""@bytecache.memoize end to end: every case runs real interpreters."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import Runner
+
+BASIC = """
+import bytecache
+
+@bytecache.memoize
+def slow(n, scale=2):
+    print("RAN")
+    return [n * scale, {"n": n}]
+
+print(slow(21))
+"""
+
+
+def test_second_process_gets_stored_result(runner: Runner) -> None:
+    first = runner.run(BASIC).stdout
+    second = runner.run(BASIC).stdout
+    assert first.count("RAN") == 1
+    assert "RAN" not in second
+    assert first.replace("RAN\n", "") == second == "[42, {'n': 21}]\n"
+
+
+def test_defaults_bound_keywords_and_positionals_share_an_entry(runner: Runner) -> None:
+    out = runner.run(BASIC.replace("print(slow(21))", """
+print(slow(21))
+print(slow(21, 2))
+print(slow(n=21, scale=2))
+print(slow(21, scale=3))
+""")).stdout
+    assert out.count("RAN") == 2
+
+
+def test_types_are_part_of_the_key(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+
+@bytecache.memoize
+def ident(x):
+    print("RAN")
+    return repr(x)
+
+for v in (1, 1.0, True, "1", b"1", (1,), [1], {1}, frozenset([1])):
+    print(ident(v))
+""")
+    assert out.count("RAN") == 9
+
+
+def test_ignore_leaves_a_parameter_out_of_the_key(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache
+
+@bytecache.memoize(ignore=("verbose",))
+def f(x, verbose=False):
+    print("RAN")
+    return x
+
+f(1, verbose=True); f(1, verbose=False)
+""")
+    assert out.count("RAN") == 1
+
+
+def test_ignore_must_name_a_parameter(runner: Runner) -> None:
+    proc = runner.run("""
+import bytecache
+try:
+    @bytecache.memoize(ignore=("nope",))
+    def f(x):
+        return x
+except TypeError as e:
+    print("TypeError", e)
+""")
+    assert "TypeError" in proc.stdout and "nope" in proc.stdout
+
+
+def test_min_seconds_stores_only_slow_calls(runner: Runner) -> None:
+    script = """
+import time, bytecache
+
+@bytecache.memoize(min_seconds=0.2)
+def f(x):
+    print("RAN")
+    if x == "slow":
+        time.sleep(0.3)
+    return x
+
+f("fast"); f("slow")
+"""
+    runner.run(script)
+    out = runner.out(script)
+    assert out.count("RAN") == 1  # fast recomputed, slow served
+
+
+def test_cache_dir_option(runner: Runner) -> None:
+    other = runner.root / "elsewhere"
+    script = f"""
+import bytecache
+
+@bytecache.memoize(cache_dir={str(other)!r})
+def f(x):
+    print("RAN")
+    return x
+
+f(1)
+"""
+    runner.run(script)
+    assert "RAN" not in runner.out(script)
+    assert other.is_dir()
+    assert stat.S_IMODE(other.stat().st_mode) == 0o700
+
+
+def test_configure_cache_dir_and_default_mode(runner: Runner) -> None:
+    other = runner.root / "configured"
+    runner.run(f"""
+import bytecache
+bytecache.configure(cache_dir={str(other)!r})
+
+@bytecache.memoize
+def f(x):
+    return x
+
+f(1)
+print(bytecache.stats()["cache_dir"])
+""")
+    assert other.is_dir() and stat.S_IMODE(other.stat().st_mode) == 0o700
+
+
+def test_xdg_cache_home_is_the_default(runner: Runner) -> None:
+    xdg = runner.root / "xdg"
+    env = runner.env(XDG_CACHE_HOME=str(xdg))
+    del env["BYTECACHE_DIR"]
+    runner.write("main.py", BASIC)
+    subprocess.run([sys.executable, "main.py"], cwd=runner.work, env=env, check=True,
+                   capture_output=True)
+    assert (xdg / "bytecache").is_dir()
+
+
+def test_methods_static_and_class_methods(runner: Runner) -> None:
+    script = """
+import bytecache
+
+class Model:
+    def __init__(self, k):
+        self.k = k
+
+    @bytecache.memoize
+    def predict(self, x):
+        print("RAN predict")
+        return x * self.k
+
+    @staticmethod
+    @bytecache.memoize
+    def double(x):
+        print("RAN double")
+        return 2 * x
+
+    @bytecache.memoize
+    @classmethod
+    def make(cls, k):
+        print("RAN make")
+        return cls.__name__ + str(k)
+
+print(Model(3).predict(2), Model(4).predict(2), Model.double(5), Model.make(1))
+"""
+    first = runner.run(script).stdout
+    second = runner.run(script).stdout
+    assert first.count("RAN") == 4
+    assert "RAN" not in second
+    assert second.strip() == "6 8 10 Model1"
+
+
+def test_async_functions_memoize_the_awaited_value(runner: Runner) -> None:
+    script = """
+import asyncio, bytecache
+
+@bytecache.memoize
+async def fetch(x):
+    print("RAN")
+    await asyncio.sleep(0)
+    return {"x": x}
+
+print(asyncio.run(fetch(5)))
+"""
+    assert runner.run(script).stdout.count("RAN") == 1
+    second = runner.run(script).stdout
+    assert "RAN" not in second and "{'x': 5}" in second
+
+
+def test_generator_functions_are_refused(runner: Runner) -> None:
+    out = runner.run("""
+import bytecache
+for make in ("def g():\\n    yield 1", "async def g():\\n    yield 1"):
+    ns = {}
+    exec(make, ns)
+    try:
+        bytecache.memoize(ns["g"])
+    except TypeError as e:
+        print("refused", "generator" in str(e))
+""").stdout
+    assert out.split() == ["refused", "True", "refused", "True"]
+
+
+def test_exceptions_are_not_cached(runner: Runner) -> None:
+    script = """
+import bytecache
+
+@bytecache.memoize
+def f(x):
+    print("RAN")
+    raise ValueError(x)
+
+for _ in range(2):
+    try:
+        f(1)
+    except ValueError as e:
+        print("raised", e)
+"""
+    assert runner.out(script).count("RAN") == 2
+    assert runner.out(script).count("RAN") == 2
+
+
+def test_every_hit_is_a_fresh_object(runner: Runner) -> None:
+    out = runner.out("""
+import bytecache, numpy as np
+
+@bytecache.memoize
+def f():
+    return {"xs": [1, 2], "a": np.arange(4.0)}
+
+r = f(); r["xs"].append(99); r["a"][:] = -1
+again = f()
+print(again["xs"], again["a"].tolist(), f() is f())
+""")
+    assert out == ["[1,", "2]", "[0.0,", "1.0,", "2.0,", "3.0]", "False"]
+
+
+def test_unhashable_argument_runs_normally_with_one_warning(runner: Runner) -> None:
+    proc = runner.run("""
+import threading, warnings, bytecache
+warnings.simplefilter("always")
+
+@bytecache.memoize
+def f(lock, x):
+    print("RAN")
+    return x
+
+lock = threading.Lock()
+print(f(lock, 1), f(lock, 1))
+""")
+    assert proc.stdout.count("RAN") == 2
+    assert proc.stderr.count("BytecacheWarning") == 1
+    assert "argument `lock`" in proc.stderr
+
+
+def test_unpicklable_result_runs_normally_with_one_warning(runner: Runner) -> None:
+    script = """
+import threading, bytecache
+
+@bytecache.memoize
+def f(x):
+    print("RAN")
+    return threading.Lock()
+
+f(1); f(1)
+"""
+    proc = runner.run(script)
+    assert proc.stdout.count("RAN") == 2
+    assert proc.stderr.count("BytecacheWarning") == 1 and "pickled" in proc.stderr
+
+
+def test_stats_clear_and_cache_info(runner: Runner) -> None:
+    out = runner.run("""
+import bytecache
+
+@bytecache.memoize
+def f(x):
+    return x
+
+@bytecache.memoize
+def g(x):
+    return x
+
+f(1); f(1); f(2); g(1)
+s = bytecache.stats()
+print(s["hits"], s["misses"], s["entries"], s["bytes"] > 0)
+print(f.cache_info()["hits"], f.cache_info()["misses"])
+print(bytecache.clear(f), bytecache.stats()["entries"])
+print(bytecache.clear(), bytecache.stats()["entries"])
+""").stdout.split("\n")
+    assert out[0] == "1 3 3 True"
+    assert out[1] == "1 2"
+    assert out[2] == "2 1"
+    assert out[3] == "1 0"
+
+
+def test_bytecache_off_runs_everything(runner: Runner) -> None:
+    runner.run(BASIC)
+    assert runner.out(BASIC, BYTECACHE="off").count("RAN") == 1
+
+
+def test_disabled_context_manager(runner: Runner) -> None:
+    out = runner.out(BASIC.replace("print(slow(21))", """
+slow(1)
+with bytecache.disabled():
+    slow(1)
+slow(1)
+"""))
+    assert out.count("RAN") == 2
+
+
+def test_read_only_cache_dir_runs_normally_with_one_warning(runner: Runner) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    runner.cache.mkdir(mode=0o500)
+    proc = runner.run(BASIC.replace("print(slow(21))", "slow(1); slow(1)"))
+    assert proc.stdout.count("RAN") == 2
+    assert proc.stderr.count("BytecacheWarning") == 1
+
+
+def test_cache_dir_writable_by_others_is_refused(runner: Runner) -> None:
+    runner.cache.mkdir()
+    os.chmod(runner.cache, 0o777)
+    proc = runner.run(BASIC.replace("print(slow(21))", "slow(1); slow(1)"))
+    assert proc.stdout.count("RAN") == 2
+    assert proc.stderr.count("BytecacheWarning") == 1
+    assert "writable" in proc.stderr
+
+
+def test_import_does_not_pull_heavy_modules(runner: Runner) -> None:
+    # Start-up cost: `import bytecache` must stay a few ms (measured with -X importtime).
+    heavy = ("numpy", "pandas", "typing", "inspect", "json", "pickle", "pathlib", "threading",
+             "dataclasses", "asyncio")
+    out = runner.out(f"""
+import sys
+before = set(sys.modules)
+import bytecache
+print(sorted(m for m in {heavy!r} if m in sys.modules and m not in before))
+""")
+    assert out == ["[]"]
