@@ -2,13 +2,15 @@
 //!
 //! This is the only file that uses the `Py_3_x` cfgs (emitted by `build.rs`).
 //! It mirrors torch dynamo's `cpython_includes.h`: `#[repr(C)]` copies of the
-//! private `_PyInterpreterFrame`, `PyCodeObject` prefix and (3.12)
-//! `PyThreadState` prefix, checked field by field against offsets printed by
+//! private `_PyInterpreterFrame` and of `PyCodeObject` and `PyThreadState`
+//! prefixes, checked field by field against offsets printed by
 //! `tools/hook_offsets.c` compiled with each version's internal headers
 //! (x86-64 / aarch64 Linux, release builds), plus per-version accessors.
 //!
-//! Supported: 3.11, 3.12, 3.13. On any other version `SUPPORT` is an error
-//! and `hook_install` refuses before any accessor is called.
+//! Supported: 3.11, 3.12, 3.13 (release, GIL builds). On anything else
+//! `SUPPORT` is an error and `hook_install` refuses before any accessor is
+//! called; later versions reuse the 3.13 declarations only so that the
+//! crate builds (and the rest of the extension works) there.
 //!
 //! Reference ownership of every accessor: all returned `*mut PyObject` are
 //! **borrowed** from the frame or code object unless stated otherwise.
@@ -316,7 +318,9 @@ extern "C" {
         index: Py_ssize_t,
         extra: *mut c_void,
     ) -> c_int;
-    #[cfg(Py_3_13)]
+    // Not referenced on later versions: an unresolved symbol would make the
+    // whole extension fail to import there, not just the hook.
+    #[cfg(all(Py_3_13, not(Py_3_14)))]
     fn _PyEval_FrameClearAndPop(tstate: *mut PyThreadState, frame: *mut Frame);
 }
 
@@ -663,12 +667,13 @@ pub unsafe fn skip_frame(tstate: *mut PyThreadState, frame: *mut Frame) {
     unsafe {
         py312::clear_and_pop(tstate, frame)
     };
-    #[cfg(Py_3_13)]
+    #[cfg(all(Py_3_13, not(Py_3_14)))]
     // SAFETY: forwarded; the function is exported by libpython3.13.
     unsafe {
         _PyEval_FrameClearAndPop(tstate, frame)
     };
-    #[cfg(not(Py_3_12))]
+    // Before 3.12 the caller pops; 3.14+ is refused by `SUPPORT`.
+    #[cfg(any(not(Py_3_12), Py_3_14))]
     let _ = (tstate, frame);
 }
 
