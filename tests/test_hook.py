@@ -342,6 +342,33 @@ def test_tracing_sees_misses_not_hits(tmp_path: Path, api: str) -> None:
     assert out == ["3 3 6 3", "[1, 2] 2"]
 
 
+@pytest.mark.parametrize("core", ["ctrace", "pytrace", "sysmon"])
+def test_under_coverage(tmp_path: Path, core: str) -> None:
+    coverage = pytest.importorskip("coverage")
+    if core == "sysmon" and sys.version_info < (3, 12):
+        pytest.skip("sys.monitoring needs 3.12")
+    (tmp_path / "main.py").write_text(PRELUDE + textwrap.dedent("""
+        def target(x):
+            y = x * 3
+            return y
+        def other(x):
+            return target(x) + 1
+        install()
+        print(target(1), target(1), other(2), other(2), STATS["hits"])
+    """))
+    env = dict(os.environ, COVERAGE_CORE=core)
+    proc = subprocess.run([sys.executable, "-m", "coverage", "run", "--data-file=.cov", "main.py"],
+                          cwd=tmp_path, capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["3", "3", "7", "7", "2"]
+    data = coverage.CoverageData(basename=str(tmp_path / ".cov"))
+    data.read()
+    lines = data.lines(str(tmp_path / "main.py")) or []
+    body = [i for i, text in enumerate((tmp_path / "main.py").read_text().split("\n"), 1)
+            if text.strip() == "y = x * 3"]
+    assert body and body[0] in lines  # the misses ran the body under coverage
+
+
 def test_tracer_installed_first(tmp_path: Path) -> None:
     out = ok(run(tmp_path, """
         EVENTS = []

@@ -1,8 +1,8 @@
 """Typed stubs for the Rust extension `bytecache._bytecache`."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from os import PathLike
-from types import TracebackType
+from types import FunctionType, TracebackType
 from typing import final
 
 from typing_extensions import Buffer
@@ -20,6 +20,10 @@ __all__ = [
     "call_key",
     "hash_file",
     "hash_value",
+    "hook_install",
+    "hook_installed",
+    "hook_reset_marks",
+    "hook_uninstall",
 ]
 
 class BytecacheError(Exception): ...
@@ -77,3 +81,26 @@ class Store:
     def gc(self) -> int: ...
     def verify(self) -> dict[str, object]: ...
     def claim(self, key: bytes, timeout: float) -> Claim: ...
+
+# --- PEP 523 frame hook (src/py/hook.rs; used by bytecache._auto) ----------
+
+def hook_install(
+    should_mark: Callable[[FunctionType], object],
+    on_call: Callable[[FunctionType, tuple[object, ...]], object],
+    on_return: Callable[[object, object], object],
+) -> None:
+    """Install the frame hook with three callbacks (replaces earlier ones).
+
+    `on_call` returns None (run normally), an exact 1-tuple `(value,)` (hit:
+    return value without running the body) or a token (miss: run, then
+    `on_return(token, result)` if the call returned). Raises RuntimeError on
+    interpreters the hook does not support."""
+
+def hook_uninstall() -> None:
+    """Remove the callbacks and restore the previous eval function."""
+
+def hook_installed() -> bool:
+    """True while callbacks are installed."""
+
+def hook_reset_marks() -> None:
+    """Forget cached per-code decisions; `should_mark` is asked again."""

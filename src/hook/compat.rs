@@ -2,13 +2,15 @@
 //!
 //! This is the only file that uses the `Py_3_x` cfgs (emitted by `build.rs`).
 //! It mirrors torch dynamo's `cpython_includes.h`: `#[repr(C)]` copies of the
-//! private `_PyInterpreterFrame`, `PyCodeObject` prefix and (3.12)
-//! `PyThreadState` prefix, checked field by field against offsets printed by
+//! private `_PyInterpreterFrame` and of `PyCodeObject` and `PyThreadState`
+//! prefixes, checked field by field against offsets printed by
 //! `tools/hook_offsets.c` compiled with each version's internal headers
 //! (x86-64 / aarch64 Linux, release builds), plus per-version accessors.
 //!
-//! Supported: 3.11, 3.12, 3.13. On any other version `SUPPORT` is an error
-//! and `hook_install` refuses before any accessor is called.
+//! Supported: 3.11, 3.12, 3.13 (release, GIL builds). On anything else
+//! `SUPPORT` is an error and `hook_install` refuses before any accessor is
+//! called; later versions reuse the 3.13 declarations only so that the
+//! crate builds (and the rest of the extension works) there.
 //!
 //! Reference ownership of every accessor: all returned `*mut PyObject` are
 //! **borrowed** from the frame or code object unless stated otherwise.
@@ -69,6 +71,52 @@ pub const SUPPORT: Result<(), &str> = if !cfg!(all(Py_3_11, not(Py_3_14))) {
 pub unsafe fn in_main_interpreter() -> bool {
     // SAFETY: GIL held (caller).
     unsafe { ffi::PyInterpreterState_Get() == ffi::PyInterpreterState_Main() }
+}
+
+/// `struct _ts` (3.11 `Include/cpython/pystate.h`) up to the recursion limit.
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+#[repr(C)]
+struct RawThreadState311 {
+    prev: *mut c_void,
+    next: *mut c_void,
+    interp: *mut c_void,
+    _initialized: c_int,
+    _static: c_int,
+    recursion_remaining: c_int,
+    recursion_limit: c_int,
+}
+
+#[cfg(all(Py_3_11, not(Py_3_12)))]
+const _: () = {
+    assert!(offset_of!(RawThreadState311, recursion_remaining) == 32);
+    assert!(offset_of!(RawThreadState311, recursion_limit) == 36);
+};
+
+/// How many Python frames (3.11: also C recursion levels) this thread has
+/// entered: `recursion_limit - recursion_remaining`.
+///
+/// # Safety
+/// `tstate` is the live current thread state.
+#[inline(always)]
+pub unsafe fn python_depth(tstate: *mut PyThreadState) -> c_int {
+    #[cfg(all(Py_3_11, not(Py_3_12)))]
+    let ts = tstate.cast::<RawThreadState311>();
+    #[cfg(all(Py_3_12, not(Py_3_13)))]
+    let ts = tstate.cast::<py312::RawThreadState>();
+    #[cfg(Py_3_13)]
+    let ts = tstate.cast::<RawThreadState313>();
+    // SAFETY: live thread state (caller); plain int fields.
+    unsafe {
+        #[cfg(not(Py_3_12))]
+        let depth = (*ts)
+            .recursion_limit
+            .wrapping_sub((*ts).recursion_remaining);
+        #[cfg(Py_3_12)]
+        let depth = (*ts)
+            .py_recursion_limit
+            .wrapping_sub((*ts).py_recursion_remaining);
+        depth
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -270,7 +318,9 @@ extern "C" {
         index: Py_ssize_t,
         extra: *mut c_void,
     ) -> c_int;
-    #[cfg(Py_3_13)]
+    // Not referenced on later versions: an unresolved symbol would make the
+    // whole extension fail to import there, not just the hook.
+    #[cfg(all(Py_3_13, not(Py_3_14)))]
     fn _PyEval_FrameClearAndPop(tstate: *mut PyThreadState, frame: *mut Frame);
 }
 
@@ -560,7 +610,11 @@ struct RawThreadState313 {
 }
 
 #[cfg(Py_3_13)]
-const _: () = assert!(offset_of!(RawThreadState313, c_recursion_remaining) == 52);
+const _: () = {
+    assert!(offset_of!(RawThreadState313, py_recursion_remaining) == 44);
+    assert!(offset_of!(RawThreadState313, py_recursion_limit) == 48);
+    assert!(offset_of!(RawThreadState313, c_recursion_remaining) == 52);
+};
 
 /// `&tstate->c_recursion_remaining`.
 #[cfg(Py_3_13)]
@@ -613,12 +667,13 @@ pub unsafe fn skip_frame(tstate: *mut PyThreadState, frame: *mut Frame) {
     unsafe {
         py312::clear_and_pop(tstate, frame)
     };
-    #[cfg(Py_3_13)]
+    #[cfg(all(Py_3_13, not(Py_3_14)))]
     // SAFETY: forwarded; the function is exported by libpython3.13.
     unsafe {
         _PyEval_FrameClearAndPop(tstate, frame)
     };
-    #[cfg(not(Py_3_12))]
+    // Before 3.12 the caller pops; 3.14+ is refused by `SUPPORT`.
+    #[cfg(any(not(Py_3_12), Py_3_14))]
     let _ = (tstate, frame);
 }
 
@@ -631,13 +686,13 @@ mod py312 {
 
     /// `struct _ts` (3.12 `Include/cpython/pystate.h`) up to `datastack_limit`.
     #[repr(C)]
-    struct RawThreadState {
+    pub(super) struct RawThreadState {
         prev: *mut c_void,
         next: *mut c_void,
         interp: *mut c_void,
         _status: c_uint,
-        py_recursion_remaining: c_int,
-        py_recursion_limit: c_int,
+        pub(super) py_recursion_remaining: c_int,
+        pub(super) py_recursion_limit: c_int,
         c_recursion_remaining: c_int,
         recursion_headroom: c_int,
         tracing: c_int,
@@ -679,6 +734,8 @@ mod py312 {
     }
 
     const _: () = {
+        assert!(offset_of!(RawThreadState, py_recursion_remaining) == 28);
+        assert!(offset_of!(RawThreadState, py_recursion_limit) == 32);
         assert!(offset_of!(RawThreadState, c_recursion_remaining) == 36);
         assert!(offset_of!(RawThreadState, datastack_chunk) == 232);
         assert!(offset_of!(RawThreadState, datastack_top) == 240);

@@ -9,11 +9,13 @@
 //!
 //! Flow for one frame:
 //! 1. not active, `throwflag`, not a fresh thread-owned frame → chain;
-//! 2. C stack nearly exhausted → `RecursionError` (frame skipped);
-//! 3. inside a callback on this thread (re-entry guard) → chain;
-//! 4. per-code decision from `co_extra`: known unmarked → chain (the fast
-//!    path: one TLS lookup, one `_PyCode_GetExtra` call); unknown →
-//!    classify once per generation;
+//! 2. C stack nearly exhausted → `RecursionError` (frame skipped; the
+//!    thread-local stack bounds are only looked up from `SHALLOW_DEPTH`
+//!    Python frames);
+//! 3. per-code decision from `co_extra`: known unmarked → chain (the fast
+//!    path: a few loads and compares, no call); unknown → classify once per
+//!    generation;
+//! 4. inside a callback on this thread (re-entry guard) → chain;
 //! 5. marked: `on_call(func, args)`; `None` → chain; `(value,)` → return
 //!    `value` without running the frame; other `token` → run the frame, then
 //!    `on_return(token, result)` if it returned normally.
@@ -94,7 +96,12 @@ pub unsafe extern "C" fn eval_frame(
     throwflag: c_int,
 ) -> *mut PyObject {
     let prev = super::previous();
-    let (room, in_callback) = THREAD.with(|t| (t.stack.room(), t.in_callback.get()));
+    // SAFETY: `tstate` is the live current thread state (CPython contract).
+    let room = if unsafe { compat::python_depth(tstate) } < stack::SHALLOW_DEPTH {
+        stack::Room::AMPLE
+    } else {
+        THREAD.with(|t| t.stack.room())
+    };
     if throwflag != 0 || !ACTIVE.load(Ordering::Relaxed) {
         // SAFETY: chaining with CPython's own arguments.
         return unsafe { compat::chain(prev, tstate, frame, throwflag, room.share) };
@@ -109,10 +116,6 @@ pub unsafe extern "C" fn eval_frame(
     if room.exhausted {
         // SAFETY: fresh thread-owned frame on `tstate`.
         return unsafe { recursion_error(prev, tstate, frame, room.share) };
-    }
-    if in_callback {
-        // SAFETY: as above.
-        return unsafe { compat::chain(prev, tstate, frame, 0, room.share) };
     }
     // Fast path: a code object already known not to be marked.
     let generation = GENERATION.load(Ordering::Relaxed);
@@ -179,6 +182,11 @@ unsafe fn intercept(
     cached: Option<Decision>,
     share: u32,
 ) -> *mut PyObject {
+    if THREAD.with(|t| t.in_callback.get()) {
+        // Re-entry from a callback: run normally.
+        // SAFETY: chaining with CPython's arguments.
+        return unsafe { compat::chain(prev, tstate, frame, 0, share) };
+    }
     // The guard covers the callbacks and every deallocation we cause
     // (a token's or result's `__del__` may be marked Python code).
     let action = guarded(|| {

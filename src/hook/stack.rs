@@ -25,6 +25,19 @@ pub struct Room {
     pub share: u32,
 }
 
+impl Room {
+    /// A thread known to be far from the end of its stack.
+    pub const AMPLE: Room = Room {
+        exhausted: false,
+        share: FULL_SHARE,
+    };
+}
+
+/// Below this many Python frames the thread is taken to be far from the end
+/// of its C stack (a few hundred KiB at most are in use), and the eval
+/// function skips the thread-local lookup for the stack guard.
+pub const SHALLOW_DEPTH: i32 = 128;
+
 /// Per-thread stack bounds, kept by the caller in its thread-local state
 /// (one TLS lookup per frame: in a cdylib each costs a `__tls_get_addr` call).
 pub struct Stack {
