@@ -22,6 +22,7 @@ from bytecache._config import BytecacheWarning, configure
 from bytecache._core import disabled, stats
 from bytecache._explain import explain
 from bytecache._memoize import clear, memoize
+from bytecache._once import once
 
 __version__: str = _bytecache.__version__
 
@@ -54,5 +55,19 @@ __all__ = [
     "enable",
     "explain",
     "memoize",
+    "once",
     "stats",
 ]
+
+
+def load_ipython_extension(ipython):  # noqa: ANN001, ANN201
+    """`%load_ext bytecache`: enable() for the notebook, and define-once."""
+    from bytecache import _ipython
+
+    _ipython.load_ipython_extension(ipython)
+
+
+def unload_ipython_extension(ipython):  # noqa: ANN001, ANN201
+    from bytecache import _ipython
+
+    _ipython.unload_ipython_extension(ipython)

@@ -3,7 +3,7 @@
 from collections.abc import Callable, Sequence
 from os import PathLike
 from types import FunctionType, TracebackType
-from typing import final
+from typing import Any, final
 
 from typing_extensions import Buffer
 
@@ -35,8 +35,11 @@ class UnhashableError(BytecacheError): ...
 def hash_value(obj: object) -> bytes:
     """16-byte content hash; for a function, its fingerprint."""
 
-def call_key(func: object, arguments: dict[str, object], ignore: Sequence[str]) -> bytes:
-    """16-byte key of a call: function fingerprint plus bound-argument contents."""
+def call_key(
+    func: object, arguments: dict[str, object], ignore: Sequence[str], record: bool = False
+) -> Any:
+    """16-byte key of a call: function fingerprint plus bound-argument contents.
+    With record=True, (key, [(kind, name, display, digest hex), ...])."""
 
 def hash_file(path: str | PathLike[str]) -> bytes:
     """16-byte content hash of a file."""
