@@ -12,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from bytecache import _bytecache as bc
 
 GROUP = b"g" * 16
@@ -105,7 +104,8 @@ def test_100mib_numpy_zero_copy_and_private(paths: tuple[str, str]) -> None:
         a = pickle.loads(payload, buffers=buffers)
         dt = time.perf_counter() - t0
         a[0] = 42.0
-        b = pickle.loads(*s.get((8).to_bytes(16, "little"))[:1], buffers=s.get((8).to_bytes(16, "little"))[1])
+        fresh = s.get((8).to_bytes(16, "little"))
+        b = pickle.loads(fresh[0], buffers=fresh[1])
         print(json.dumps({"ms": dt * 1e3, "n": a.size, "last": float(a[-1]),
                           "w": bool(a.flags.writeable), "fresh0": float(b[0])}))
         """,
@@ -200,13 +200,16 @@ def test_two_processes_contend_via_claim(paths: tuple[str, str], tmp_path: Path)
 
 def test_cli(paths: tuple[str, str], tmp_path: Path) -> None:
     env = {**os.environ, "BYTECACHE_DIR": str(tmp_path / "c"), "XDG_CONFIG_HOME": str(tmp_path)}
-    code = "from bytecache import _bytecache as bc; import sys; " \
+    code = (
+        "from bytecache import _bytecache as bc; import sys; "
         "bc.Store(sys.argv[1]).put(bytes(16), bytes(16), b'x', [], b'', 1.0)"
+    )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "c" / "store")], env=env, check=True)
 
     def cli(*a: str) -> str:
-        r = subprocess.run([sys.executable, "-m", "bytecache", *a], env=env, capture_output=True,
-                           text=True)
+        r = subprocess.run(
+            [sys.executable, "-m", "bytecache", *a], env=env, capture_output=True, text=True
+        )
         assert r.returncode == 0, r.stderr
         return r.stdout
 
