@@ -156,7 +156,7 @@ fn every_write_point_of_put_and_remove() {
 const CHILD_ENV: &str = "BYTECACHE_TEST_WRITER";
 
 /// Child side of the SIGKILL test: put keys from START upwards forever,
-/// printing "C <i>" after each put returns.
+/// printing "@C <i>" after each put returns.
 #[test]
 fn sigkill_child_writer() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -175,7 +175,7 @@ fn sigkill_child_writer() {
         if i % 17 == 0 {
             s.remove(&key(i - 1)).unwrap();
         }
-        println!("C {i}");
+        println!("@C {i}");
         i += 1;
     }
 }
@@ -202,7 +202,7 @@ fn sigkill_writer_loop() {
         let mut last: Option<u64> = None;
         for line in BufReader::new(child.stdout.take().unwrap()).lines() {
             let line = line.unwrap();
-            if let Some(n) = line.strip_prefix("C ") {
+            if let Some(n) = line.split("@C ").nth(1) {
                 last = Some(n.parse::<u64>().unwrap());
             }
         }

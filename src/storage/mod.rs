@@ -867,8 +867,12 @@ fn recount(ix: &Index) {
 struct Writer<'s> {
     store: &'s Store,
     ix: Arc<Index>,
-    ws: MutexGuard<'s, WriterState>,
+    // Field order matters: the flock must be released BEFORE the mutex.
+    // Threads share the lock file's descriptor, so a thread that got the
+    // mutex first would "acquire" the flock we still hold, and our unlock
+    // would then leave it running unprotected.
     _flock: lock::Exclusive<'s>,
+    ws: MutexGuard<'s, WriterState>,
 }
 
 impl Writer<'_> {
