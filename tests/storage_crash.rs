@@ -213,6 +213,11 @@ fn sigkill_writer_loop() {
                 removed.insert(i - 1);
             }
         }
+        // The put (and remove) in flight when killed: done or not, never torn.
+        in_flight.push(last + 1);
+        if (last + 1) % 17 == 0 {
+            in_flight.push(last);
+        }
         for i in 1..=last {
             let got = check_value(&s, i);
             if in_flight.contains(&i) {
@@ -230,11 +235,6 @@ fn sigkill_writer_loop() {
                     "round {round}: committed key {i} lost or wrong"
                 );
             }
-        }
-        // The put (and remove) in flight when killed: done or not, never torn.
-        in_flight.push(last + 1);
-        if (last + 1) % 17 == 0 {
-            in_flight.push(last);
         }
         assert_ne!(check_value(&s, last + 1), Some(false));
         assert!(s.verify().unwrap().bad.is_empty(), "round {round}");

@@ -134,6 +134,7 @@ fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
 /// record start.
 #[derive(Clone, Debug)]
 pub struct Decoded {
+    pub key: Key,
     pub group: [u8; 16],
     pub compute_ns: u64,
     pub created_ns: u64,
@@ -228,6 +229,7 @@ pub fn decode(rec: &[u8], key: &Key, mac: &MacKey) -> Result<Decoded, &'static s
         buffers.push((off as usize..end as usize, b.xxh3.to_native()));
     }
     Ok(Decoded {
+        key: *key,
         group: meta.group,
         compute_ns: meta.compute_ns.to_native(),
         created_ns: meta.created_ns.to_native(),

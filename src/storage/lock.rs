@@ -100,3 +100,18 @@ pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }
+
+/// Wall-clock seconds from the coarse (tick-resolution, no-syscall) clock.
+pub fn coarse_now_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc == 0 {
+        u64::try_from(ts.tv_sec).unwrap_or(0)
+    } else {
+        0
+    }
+}

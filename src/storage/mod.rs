@@ -45,8 +45,15 @@
 //! group/others (`UnsafePermissions` otherwise); it is created 0700 and files
 //! 0600. Every record carries a keyed BLAKE3 MAC (secret outside the cache
 //! dir, see `auth.rs`) over its header, metadata (incl. each buffer's
-//! XXH3-128) and payload, verified on every `get` before anything is
-//! returned. Buffers (raw bytes, they cannot run code) are checksummed on
+//! XXH3-128) and payload, verified before anything is returned. A process
+//! verifies each record once per mapping of its data file and then reuses
+//! the result for later gets of the same (immutable) bytes: anyone able to
+//! rewrite our files could equally change them under a zero-copy view after
+//! any check, so per-get re-hashing would add cost, not safety. A record is
+//! therefore re-verified by every new process, after any data file is
+//! deleted (the per-process caches are dropped), and always by `verify()`.
+//! Appends never overwrite non-zero bytes (a damaged write offset starts a
+//! new segment), which keeps published records immutable. Buffers (raw bytes, they cannot run code) are checksummed on
 //! `get` only up to `Options::verify_buffers_up_to` bytes (default 1 MiB) so
 //! large results stay zero-copy and O(1); larger buffers are checked by
 //! `verify()`.
@@ -89,6 +96,7 @@ pub type Key = [u8; 16];
 const BIG_BIT: u32 = 1 << 31;
 const REC_ALIGN: u64 = 64;
 const MAX_CACHED_FILES: usize = 256;
+const MAX_VERIFIED: usize = 1 << 16;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -252,7 +260,23 @@ struct Located {
 struct ReadState {
     index: Arc<Index>,
     files: HashMap<u32, Arc<DataFile>>,
+    /// Records already verified through the mappings in `files`, by
+    /// (data file, offset, length). Records are immutable, so a later read
+    /// of the same mapped bytes reuses the result.
+    verified: ahash::HashMap<(u32, u64, u64), Decoded>,
     epoch: u64,
+}
+
+impl ReadState {
+    fn fresh(&self) -> bool {
+        self.index.h(H_SUPERSEDED).load(Acquire) == 0
+            && self.index.h(H_EPOCH).load(Relaxed) == self.epoch
+    }
+
+    fn forget_files(&mut self) {
+        self.files.clear();
+        self.verified.clear();
+    }
 }
 
 struct WriterState {
@@ -377,6 +401,7 @@ impl Store {
             state: RwLock::new(ReadState {
                 index: Arc::new(index),
                 files: HashMap::new(),
+                verified: ahash::HashMap::default(),
                 epoch,
             }),
         })
@@ -409,9 +434,7 @@ impl Store {
     fn current_with(&self, have_lock: bool) -> Result<Arc<Index>> {
         {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if st.index.h(H_SUPERSEDED).load(Acquire) == 0
-                && st.index.h(H_EPOCH).load(Relaxed) == st.epoch
-            {
+            if st.fresh() {
                 return Ok(st.index.clone());
             }
         }
@@ -425,15 +448,20 @@ impl Store {
                 Some(ix) => ix,
                 None if have_lock => open_index_locked(&self.dir)?,
                 None => {
-                    let _l = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&path))?;
-                    open_index_locked(&self.dir)?
+                    // Needs the writer lock, taken the normal way (mutex,
+                    // then flock) and without holding `state`.
+                    drop(st);
+                    let w = self.writer()?;
+                    let ix = w.ix.clone();
+                    w.finish()?;
+                    return Ok(ix);
                 }
             });
-            st.files.clear();
+            st.forget_files();
         }
         let epoch = st.index.h(H_EPOCH).load(Relaxed);
         if epoch != st.epoch {
-            st.files.clear();
+            st.forget_files();
             st.epoch = epoch;
         }
         Ok(st.index.clone())
@@ -465,7 +493,7 @@ impl Store {
         let df = Arc::new(DataFile { file, map });
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if st.files.len() >= MAX_CACHED_FILES {
-            st.files.clear();
+            st.forget_files();
         }
         st.files.insert(seg, df.clone());
         Ok(Some(df))
@@ -498,23 +526,71 @@ impl Store {
         }
     }
 
-    fn check_record<'d>(
+    /// Verifies the record `slot` names (see the security policy), or
+    /// reuses this mapping's earlier verification of the same immutable
+    /// bytes; `full` always re-checks everything, buffers included.
+    fn check_record(
         &self,
         key: &Key,
         slot: &Slot,
-        df: &'d DataFile,
+        df: &DataFile,
         full: bool,
-    ) -> Result<(Decoded, &'d [u8]), &'static str> {
+    ) -> Result<Decoded, &'static str> {
+        let at = (slot.seg, slot.offset, slot.len);
+        if !full {
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if let Some(dec) = st.verified.get(&at) {
+                return if dec.key == *key {
+                    Ok(dec.clone())
+                } else {
+                    Err("record belongs to another key")
+                };
+            }
+        }
         let rec = record_bytes(df, slot).ok_or("record beyond the end of its file")?;
         let dec = format::decode(rec, key, &self.mac)?;
         if full || dec.buffer_bytes() <= self.opts.verify_buffers_up_to {
             dec.check_buffers(rec)?;
         }
-        Ok((dec, rec))
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Only remember it while `df` is the cached mapping of that file.
+        if st
+            .files
+            .get(&slot.seg)
+            .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), df))
+        {
+            if st.verified.len() >= MAX_VERIFIED {
+                st.verified.clear();
+            }
+            st.verified.insert(at, dec.clone());
+        }
+        Ok(dec)
     }
 
     /// Looks `key` up; verifies the record; counts a hit. Corrupt = miss.
     pub fn get(&self, key: &Key) -> Result<Option<EntryView>> {
+        {
+            // Fast path: no syscall, no allocation, one read lock.
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if st.fresh() {
+                let Some((i, slot, seq)) = st.index.lookup(key) else {
+                    return Ok(None);
+                };
+                let at = (slot.seg, slot.offset, slot.len);
+                if let (Some(df), Some(dec)) = (st.files.get(&slot.seg), st.verified.get(&at)) {
+                    if dec.key == *key {
+                        return Ok(Some(view(
+                            &st.index,
+                            i,
+                            seq,
+                            &slot,
+                            df.clone(),
+                            dec.clone(),
+                        )));
+                    }
+                }
+            }
+        }
         let Some(Located {
             ix,
             i,
@@ -526,32 +602,13 @@ impl Store {
             return Ok(None);
         };
         let dec = match self.check_record(key, &slot, &df, false) {
-            Ok((dec, _)) => dec,
+            Ok(dec) => dec,
             Err(reason) => {
                 self.quarantine(key, &slot, Some(&df), reason);
                 return Ok(None);
             }
         };
-        let now_secs = now_ns() / 1_000_000_000;
-        ix.touch(i, seq, now_secs);
-        let (hits, last_used_secs, _) = ix.usage(i);
-        let meta = EntryMeta {
-            key: *key,
-            group: dec.group,
-            size: slot.len,
-            payload_len: dec.payload.len() as u64,
-            buffers_len: dec.buffer_bytes(),
-            compute_ns: dec.compute_ns,
-            created_ns: dec.created_ns,
-            last_used_secs,
-            hits,
-        };
-        Ok(Some(EntryView {
-            data: df,
-            start: slot.offset as usize,
-            dec,
-            meta,
-        }))
+        Ok(Some(view(&ix, i, seq, &slot, df, dec)))
     }
 
     /// Whether `key` has a published slot (no verification, no hit).
@@ -575,7 +632,7 @@ impl Store {
             ix.h(H_SUPERSEDED).store(1, Release);
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.index = fresh.clone();
-            st.files.clear();
+            st.forget_files();
             ix = fresh;
         }
         recover(&ix);
@@ -644,7 +701,7 @@ impl Store {
                 let df = self.data_file(slot.seg)?;
                 let ours = df.is_some_and(|df| {
                     self.check_record(&slot.key, &slot, &df, false)
-                        .is_ok_and(|(d, _)| d.group == *g)
+                        .is_ok_and(|d| d.group == *g)
                 });
                 if !ours {
                     continue;
@@ -686,7 +743,7 @@ impl Store {
             let Some(df) = self.data_file(slot.seg)? else {
                 continue;
             };
-            let Ok((dec, _)) = self.check_record(&slot.key, &slot, &df, false) else {
+            let Ok(dec) = self.check_record(&slot.key, &slot, &df, false) else {
                 continue;
             };
             let (hits, last_used_secs, _) = ix.usage(i);
@@ -790,6 +847,36 @@ impl Store {
             }
         }
         let _ = w.finish();
+    }
+}
+
+/// Counts a hit on slot `i` and wraps a verified record.
+fn view(
+    ix: &Index,
+    i: usize,
+    seq: u64,
+    slot: &Slot,
+    data: Arc<DataFile>,
+    dec: Decoded,
+) -> EntryView {
+    ix.touch(i, seq, lock::coarse_now_secs());
+    let (hits, last_used_secs, _) = ix.usage(i);
+    let meta = EntryMeta {
+        key: dec.key,
+        group: dec.group,
+        size: slot.len,
+        payload_len: dec.payload.len() as u64,
+        buffers_len: dec.buffer_bytes(),
+        compute_ns: dec.compute_ns,
+        created_ns: dec.created_ns,
+        last_used_secs,
+        hits,
+    };
+    EntryView {
+        data,
+        start: slot.offset as usize,
+        dec,
+        meta,
     }
 }
 
@@ -926,7 +1013,10 @@ impl Writer<'_> {
                 }
             }
         }
-        if self.ws.active.is_none() || off.saturating_add(rec.len() as u64) > seg_bytes {
+        let fits = self.ws.active.is_some()
+            && off.saturating_add(rec.len() as u64) <= seg_bytes
+            && self.region_is_clean(seg, off, rec.len())?;
+        if !fits {
             let (id, f, path) = self.create_data_file(false)?;
             f.set_len(seg_bytes).map_err(io_at(&path))?;
             self.sync_new_file(&f, &path)?;
@@ -947,6 +1037,23 @@ impl Writer<'_> {
         let next = format::align_up(off + rec.len() as u64, REC_ALIGN);
         self.ix.h(H_ACTIVE_OFF).store(next, Relaxed);
         Ok((seg, off))
+    }
+
+    /// Whether the bytes we are about to append over are still zero. They
+    /// are not if a writer died mid-append or the header's write offset is
+    /// damaged: then we never overwrite, we start a new segment instead (so
+    /// published records stay immutable).
+    fn region_is_clean(&self, seg: u32, off: u64, len: usize) -> Result<bool> {
+        let Some(df) = self.store.data_file(seg)? else {
+            return Ok(false);
+        };
+        let Ok(off) = usize::try_from(off) else {
+            return Ok(false);
+        };
+        let region = off
+            .checked_add(len)
+            .and_then(|end| df.map.bytes().get(off..end));
+        Ok(region.is_some_and(|r| r.iter().all(|&b| b == 0)))
     }
 
     /// Writes a record with buffers into its own file.
