@@ -86,8 +86,9 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
             .collect(),
     };
     // The archive's size does not depend on field values, so one dry run fixes
-    // meta_len and with it every buffer offset.
-    let meta_len = archive(&meta).len() as u64;
+    // meta_len and with it every buffer offset (no buffers: no second run).
+    let mut archived = archive(&meta);
+    let meta_len = archived.len() as u64;
     let meta_pad = align_up(meta_len, 16);
     let body_len = meta_pad + payload_len + deps_len;
     let mut end = PREFIX as u64 + body_len;
@@ -95,8 +96,10 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
         b.offset = align_up(end, BUF_ALIGN);
         end = b.offset + b.len;
     }
-    let archived = archive(&meta);
-    debug_assert_eq!(archived.len() as u64, meta_len);
+    if !meta.buffers.is_empty() {
+        archived = archive(&meta);
+        debug_assert_eq!(archived.len() as u64, meta_len);
+    }
 
     let mut head = Vec::with_capacity(PREFIX + body_len as usize);
     head.extend_from_slice(&MAGIC);

@@ -622,11 +622,13 @@ impl Store {
         let ws = lock_mutex(&self.writer);
         let lock_path = self.dir.join("lock");
         let flock = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&lock_path))?;
-        // Make sure we write into the index file that is in place now.
         let mut ix = self.current_with(true)?;
+        // A rebuild flags the old index superseded right after renaming the
+        // new one in; a writer dying in between leaves the old one dirty. So
+        // only a dirty index needs the (syscall) check that it is current.
         let path = self.dir.join("index");
-        let on_disk = fs::metadata(&path).map(|m| m.ino()).ok();
-        if on_disk != Some(ix.ino) {
+        let stale = || fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
+        if ix.h(H_DIRTY).load(Acquire) != 0 && stale() {
             let fresh = Arc::new(open_index_locked(&self.dir)?);
             // Tell every process still mapping the old file to reopen.
             ix.h(H_SUPERSEDED).store(1, Release);
