@@ -168,7 +168,11 @@ fn sigkill_child_writer() {
         parts.next().unwrap(),
         parts.next().unwrap(),
     );
-    let s = Store::open(dir, opts(std::path::Path::new(secret))).unwrap();
+    let mut o = opts(std::path::Path::new(secret));
+    if let Some(max) = parts.next() {
+        o.max_bytes = max.parse().unwrap();
+    }
+    let s = Store::open(dir, o).unwrap();
     let mut i: u64 = start.parse().unwrap();
     loop {
         put_value(&s, i);
@@ -237,6 +241,52 @@ fn sigkill_writer_loop() {
             }
         }
         assert_ne!(check_value(&s, last + 1), Some(false));
+        assert!(s.verify().unwrap().bad.is_empty(), "round {round}");
+        next = last + 2;
+    }
+    assert!(next > 100, "children committed too little ({next})");
+}
+
+/// SIGKILL during constant eviction and compaction (tiny max_bytes): the
+/// store always reopens within its bound and never returns a wrong value.
+#[test]
+fn sigkill_writer_loop_evicting() {
+    const MAX: u64 = 200_000;
+    let t = tempfile::tempdir().unwrap();
+    let secret = t.path().join("secret");
+    let dir = t.path().join("store");
+    let o = || common::Options {
+        max_bytes: MAX,
+        ..opts(&secret)
+    };
+    drop(Store::open(&dir, o()).unwrap());
+    let mut next = 1u64;
+    for round in 0..12u64 {
+        let spec = format!("{}|{}|{next}|{MAX}", dir.display(), secret.display());
+        let mut child = spawn_child("sigkill_child_writer", &[(CHILD_ENV, spec)]);
+        std::thread::sleep(Duration::from_millis(30 + round * 7));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let last = BufReader::new(child.stdout.take().unwrap())
+            .lines()
+            .filter_map(|l| {
+                l.unwrap()
+                    .split("@C ")
+                    .nth(1)
+                    .map(|n| n.parse::<u64>().unwrap())
+            })
+            .last()
+            .unwrap_or(next);
+        let s = Store::open(&dir, o()).unwrap();
+        s.gc().unwrap();
+        assert!(s.stats().unwrap().bytes <= MAX, "round {round}");
+        for i in 1..=last + 1 {
+            assert_ne!(
+                check_value(&s, i),
+                Some(false),
+                "round {round}: wrong value for {i}"
+            );
+        }
         assert!(s.verify().unwrap().bad.is_empty(), "round {round}");
         next = last + 2;
     }

@@ -45,13 +45,15 @@
 //! group/others (`UnsafePermissions` otherwise); it is created 0700 and files
 //! 0600. Every record carries a keyed BLAKE3 MAC (secret outside the cache
 //! dir, see `auth.rs`) over its header, metadata (incl. each buffer's
-//! XXH3-128) and payload, verified before anything is returned. A process
-//! verifies each record once per mapping of its data file and then reuses
-//! the result for later gets of the same (immutable) bytes: anyone able to
-//! rewrite our files could equally change them under a zero-copy view after
-//! any check, so per-get re-hashing would add cost, not safety. A record is
-//! therefore re-verified by every new process, after any data file is
-//! deleted (the per-process caches are dropped), and always by `verify()`.
+//! XXH3-128) and payload, verified before anything is returned. Every get
+//! re-checks the header, bounds, key and (bytecheck-validated) rkyv meta;
+//! the MAC itself is computed once per record per process (and mapping):
+//! records are immutable, and the fingerprint of a verified record includes
+//! its header and MAC tag, so rewritten bytes are verified afresh. Anyone
+//! able to rewrite our files could equally change them under a zero-copy
+//! view after any check, so hashing again on every get would add cost, not
+//! safety. Every new process verifies afresh, per-process caches are dropped
+//! whenever a data file is deleted, and `verify()` always checks everything.
 //! Appends never overwrite non-zero bytes (a damaged write offset starts a
 //! new segment), which keeps published records immutable. Buffers (raw bytes, they cannot run code) are checksummed on
 //! `get` only up to `Options::verify_buffers_up_to` bytes (default 1 MiB) so
@@ -96,7 +98,8 @@ pub type Key = [u8; 16];
 const BIG_BIT: u32 = 1 << 31;
 const REC_ALIGN: u64 = 64;
 const MAX_CACHED_FILES: usize = 256;
-const MAX_VERIFIED: usize = 1 << 16;
+/// ~16 bytes each: caps the per-process verified set at ~32 MiB.
+const MAX_VERIFIED: usize = 1 << 21;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -260,10 +263,11 @@ struct Located {
 struct ReadState {
     index: Arc<Index>,
     files: HashMap<u32, Arc<DataFile>>,
-    /// Records already verified through the mappings in `files`, by
-    /// (data file, offset, length). Records are immutable, so a later read
-    /// of the same mapped bytes reuses the result.
-    verified: ahash::HashMap<(u32, u64, u64), Decoded>,
+    /// Fingerprints (`format::fingerprint`) of records whose MAC this
+    /// process verified through the mappings in `files`. Records are
+    /// immutable, so a later read of the same bytes skips the MAC (not the
+    /// header and checked rkyv validation).
+    verified: ahash::HashSet<u64>,
     epoch: u64,
 }
 
@@ -401,7 +405,7 @@ impl Store {
             state: RwLock::new(ReadState {
                 index: Arc::new(index),
                 files: HashMap::new(),
-                verified: ahash::HashMap::default(),
+                verified: ahash::HashSet::default(),
                 epoch,
             }),
         })
@@ -536,19 +540,19 @@ impl Store {
         df: &DataFile,
         full: bool,
     ) -> Result<Decoded, &'static str> {
-        let at = (slot.seg, slot.offset, slot.len);
-        if !full {
-            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if let Some(dec) = st.verified.get(&at) {
-                return if dec.key == *key {
-                    Ok(dec.clone())
-                } else {
-                    Err("record belongs to another key")
-                };
-            }
-        }
         let rec = record_bytes(df, slot).ok_or("record beyond the end of its file")?;
-        let dec = format::decode(rec, key, &self.mac)?;
+        let fp = format::fingerprint(slot.seg, slot.offset, rec);
+        if !full
+            && self
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .verified
+                .contains(&fp)
+        {
+            return format::decode(rec, key, None);
+        }
+        let dec = format::decode(rec, key, Some(&self.mac))?;
         if full || dec.buffer_bytes() <= self.opts.verify_buffers_up_to {
             dec.check_buffers(rec)?;
         }
@@ -562,7 +566,7 @@ impl Store {
             if st.verified.len() >= MAX_VERIFIED {
                 st.verified.clear();
             }
-            st.verified.insert(at, dec.clone());
+            st.verified.insert(fp);
         }
         Ok(dec)
     }
@@ -576,17 +580,14 @@ impl Store {
                 let Some((i, slot, seq)) = st.index.lookup(key) else {
                     return Ok(None);
                 };
-                let at = (slot.seg, slot.offset, slot.len);
-                if let (Some(df), Some(dec)) = (st.files.get(&slot.seg), st.verified.get(&at)) {
-                    if dec.key == *key {
-                        return Ok(Some(view(
-                            &st.index,
-                            i,
-                            seq,
-                            &slot,
-                            df.clone(),
-                            dec.clone(),
-                        )));
+                if let Some(df) = st.files.get(&slot.seg) {
+                    if let Some(rec) = record_bytes(df, &slot) {
+                        let fp = format::fingerprint(slot.seg, slot.offset, rec);
+                        if st.verified.contains(&fp) {
+                            if let Ok(dec) = format::decode(rec, key, None) {
+                                return Ok(Some(view(&st.index, i, seq, &slot, df.clone(), dec)));
+                            }
+                        }
                     }
                 }
             }

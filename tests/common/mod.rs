@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-use _bytecache::storage::{NewEntry, Options, Store};
+pub use _bytecache::storage::Options;
+use _bytecache::storage::{NewEntry, Store};
 
 pub fn key(i: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
