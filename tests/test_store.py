@@ -218,3 +218,29 @@ def test_cli(paths: tuple[str, str], tmp_path: Path) -> None:
     assert "checked 1 entries, 0 bad" in cli("verify")
     assert "evicted 0" in cli("gc")
     assert "removed 1" in cli("clear", "--group", "0" * 32)
+
+
+def test_large_buffer_corruption_found_by_verify(paths: tuple[str, str]) -> None:
+    # Policy: buffers over 1 MiB are not hashed on get (zero-copy, O(1));
+    # verify() checks them and quarantines the entry.
+    s = bc.Store(paths[0], secret_path=paths[1])
+    put_obj(s, key(1), np.ones(2 * MiB // 8))
+    big = max((Path(paths[0]) / "data").iterdir(), key=lambda p: p.stat().st_size)
+    raw = bytearray(big.read_bytes())
+    raw[-10] ^= 0xFF
+    big.write_bytes(raw)
+    report = s.verify()
+    assert report["checked"] == 1 and [k for k, _ in report["bad"]] == [key(1).hex()]
+    assert s.get(key(1)) is None
+
+
+def test_max_bytes_enforced(paths: tuple[str, str]) -> None:
+    s = bc.Store(paths[0], max_bytes=100_000, secret_path=paths[1])
+    for i in range(300):
+        s.put(key(i), GROUP, bytes([i % 256]) * 1000, [], b"", 0.01 * (i % 7))
+    st = s.stats()
+    assert st["bytes"] <= 100_000 and st["max_bytes"] == 100_000
+    assert 50 < st["entries"] < 100
+    for e in s.entries():
+        i = int.from_bytes(bytes.fromhex(e["key"]), "little")
+        assert bytes(s.get(key(i))[0]) == bytes([i % 256]) * 1000
