@@ -1,4 +1,5 @@
-//! Advisory file locks (`flock`), shared by threads and processes.
+//! The store's few direct OS calls: advisory file locks (`flock`), the
+//! effective uid, and a coarse clock.
 //!
 //! `flock` locks belong to an open file description, so every lock holder
 //! opens its own descriptor; threads of one process therefore exclude each

@@ -60,8 +60,14 @@
 //! large results stay zero-copy and O(1); larger buffers are checked by
 //! `verify()`.
 //!
+//! # Concurrent misses
+//! `claim(key, timeout)` takes a non-blocking `flock` on `claims/<key>`:
+//! the winner computes (`Claim::Compute`, released on drop, after its put);
+//! the others poll (0.1..5 ms backoff) until the entry is published
+//! (`Ready`), the claim frees up (one of them then computes), or `timeout`.
+//!
 //! # Eviction
-//! `max_bytes` (default 10 GiB, env `BYTECACHE_MAX_BYTES`) counts record
+//! `max_bytes` (default 10 GiB, env `BYTECACHE_MAX_BYTES` in bytes) counts record
 //! bytes of live entries. When a put exceeds it, entries are evicted down to
 //! 90% by GreedyDual-Size-Frequency: priority = L + (hits+1) * cost / size,
 //! with cost = compute time (µs) + 1, L the clock at the last access, and the
