@@ -244,3 +244,31 @@ def test_max_bytes_enforced(paths: tuple[str, str]) -> None:
     for e in s.entries():
         i = int.from_bytes(bytes.fromhex(e["key"]), "little")
         assert bytes(s.get(key(i))[0]) == bytes([i % 256]) * 1000
+
+
+def test_writers_stay_exclusive_across_fork(paths: tuple[str, str]) -> None:
+    # flock locks belong to the open file description, which fork() shares:
+    # the child must take its own or both would "hold" the writer lock.
+    out = run_py(
+        """
+        import os, sys
+        from bytecache import _bytecache as bc
+        s = bc.Store(sys.argv[1], secret_path=sys.argv[2])
+        s.put(bytes(16), bytes(16), b"before fork", [], b"", 0.0)
+        base = 1 if os.fork() == 0 else 100_000
+        for i in range(base, base + 3000):
+            s.put(i.to_bytes(16, "little"), bytes(16), b"v%d" % i, [], b"", 0.0)
+        if base == 1:
+            os._exit(0)
+        os.wait()
+        bad = [
+            i
+            for b in (1, 100_000)
+            for i in range(b, b + 3000)
+            if (g := s.get(i.to_bytes(16, "little"))) is None or bytes(g[0]) != b"v%d" % i
+        ]
+        print(len(bad), s.stats()["entries"])
+        """,
+        *paths,
+    )
+    assert out.split() == ["0", "6001"]

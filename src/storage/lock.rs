@@ -9,6 +9,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn flock(file: &File, op: libc::c_int) -> io::Result<bool> {
     loop {
@@ -39,19 +40,19 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
 }
 
 /// An exclusive lock on an already open file, released on drop.
-pub struct Exclusive<'a>(&'a File);
+pub struct Exclusive(Arc<File>);
 
-impl<'a> Exclusive<'a> {
-    pub fn acquire(file: &'a File) -> io::Result<Exclusive<'a>> {
-        flock(file, libc::LOCK_EX)?;
+impl Exclusive {
+    pub fn acquire(file: Arc<File>) -> io::Result<Exclusive> {
+        flock(&file, libc::LOCK_EX)?;
         Ok(Exclusive(file))
     }
 }
 
-impl Drop for Exclusive<'_> {
+impl Drop for Exclusive {
     fn drop(&mut self) {
         // Unlock failure cannot be handled; closing the fd releases it anyway.
-        let _ = flock(self.0, libc::LOCK_UN);
+        let _ = flock(&self.0, libc::LOCK_UN);
     }
 }
 

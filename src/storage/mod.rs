@@ -292,13 +292,17 @@ impl ReadState {
 struct WriterState {
     /// Cached write handle of the active small segment.
     active: Option<(u32, File)>,
+    /// The writer lock file and the process that opened it. `flock` locks
+    /// belong to the open file description, which a forked child shares:
+    /// after a fork the child opens its own (see `Store::writer`).
+    lock_file: Arc<File>,
+    pid: u32,
 }
 
 pub struct Store {
     dir: PathBuf,
     opts: Options,
     mac: auth::MacKey,
-    lock_file: File,
     writer: Mutex<WriterState>,
     state: RwLock<ReadState>,
 }
@@ -389,14 +393,14 @@ impl Store {
         };
         let mac = auth::MacKey::new(&auth::load_or_create_secret(&secret_path)?);
         let lock_path = dir.join("lock");
-        let lock_file = lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?;
+        let lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
         check_owner_mode(
             &lock_path,
             &lock_file.metadata().map_err(io_at(&lock_path))?,
             0o022,
         )?;
         let index = {
-            let _l = lock::Exclusive::acquire(&lock_file).map_err(io_at(&lock_path))?;
+            let _l = lock::Exclusive::acquire(lock_file.clone()).map_err(io_at(&lock_path))?;
             let ix = open_index_locked(&dir)?;
             recover(&ix);
             ix
@@ -406,8 +410,11 @@ impl Store {
             dir,
             opts,
             mac,
-            lock_file,
-            writer: Mutex::new(WriterState { active: None }),
+            writer: Mutex::new(WriterState {
+                active: None,
+                lock_file,
+                pid: std::process::id(),
+            }),
             state: RwLock::new(ReadState {
                 index: Arc::new(index),
                 files: HashMap::new(),
@@ -626,9 +633,14 @@ impl Store {
     // ----- write side ------------------------------------------------------
 
     fn writer(&self) -> Result<Writer<'_>> {
-        let ws = lock_mutex(&self.writer);
+        let mut ws = lock_mutex(&self.writer);
         let lock_path = self.dir.join("lock");
-        let flock = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&lock_path))?;
+        let pid = std::process::id();
+        if ws.pid != pid {
+            ws.lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
+            ws.pid = pid;
+        }
+        let flock = lock::Exclusive::acquire(ws.lock_file.clone()).map_err(io_at(&lock_path))?;
         let mut ix = self.current_with(true)?;
         // A rebuild flags the old index superseded right after renaming the
         // new one in; a writer dying in between leaves the old one dirty. So
@@ -967,7 +979,7 @@ struct Writer<'s> {
     // Threads share the lock file's descriptor, so a thread that got the
     // mutex first would "acquire" the flock we still hold, and our unlock
     // would then leave it running unprotected.
-    _flock: lock::Exclusive<'s>,
+    _flock: lock::Exclusive,
     ws: MutexGuard<'s, WriterState>,
 }
 
