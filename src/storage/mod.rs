@@ -36,7 +36,8 @@
 //!   index header itself is damaged, the store is reset (old files
 //!   quarantined). Index rebuilds (growth) are always fsynced before the
 //!   atomic rename, as they are rare.
-//! * `Durability::Full`: `fdatasync` the record before publishing it and
+//! * `Durability::Full` (or env `BYTECACHE_DURABILITY=full`, e.g. for the
+//!   Python binding): `fdatasync` the record before publishing it and
 //!   `msync` the index after; new files also fsync their directory. Costs
 //!   one to three disk flushes per put (milliseconds on most disks).
 //!
@@ -152,9 +153,13 @@ impl Default for Options {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_BYTES);
+        let durability = match std::env::var("BYTECACHE_DURABILITY").as_deref() {
+            Ok("full") => Durability::Full,
+            _ => Durability::Fast,
+        };
         Options {
             max_bytes,
-            durability: Durability::Fast,
+            durability,
             secret_path: None,
             segment_bytes: 64 << 20,
             verify_buffers_up_to: 1 << 20,
