@@ -86,8 +86,9 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
             .collect(),
     };
     // The archive's size does not depend on field values, so one dry run fixes
-    // meta_len and with it every buffer offset.
-    let meta_len = archive(&meta).len() as u64;
+    // meta_len and with it every buffer offset (no buffers: no second run).
+    let mut archived = archive(&meta);
+    let meta_len = archived.len() as u64;
     let meta_pad = align_up(meta_len, 16);
     let body_len = meta_pad + payload_len + deps_len;
     let mut end = PREFIX as u64 + body_len;
@@ -95,8 +96,10 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
         b.offset = align_up(end, BUF_ALIGN);
         end = b.offset + b.len;
     }
-    let archived = archive(&meta);
-    debug_assert_eq!(archived.len() as u64, meta_len);
+    if !meta.buffers.is_empty() {
+        archived = archive(&meta);
+        debug_assert_eq!(archived.len() as u64, meta_len);
+    }
 
     let mut head = Vec::with_capacity(PREFIX + body_len as usize);
     head.extend_from_slice(&MAGIC);
@@ -134,6 +137,7 @@ fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
 /// record start.
 #[derive(Clone, Debug)]
 pub struct Decoded {
+    pub key: Key,
     pub group: [u8; 16],
     pub compute_ns: u64,
     pub created_ns: u64,
@@ -164,10 +168,21 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
     u64::from_le_bytes(w)
 }
 
+/// Identifies one verified record: where it is and its header incl. MAC tag
+/// (so a record rewritten in place is never mistaken for the verified one).
+pub fn fingerprint(seg: u32, offset: u64, rec: &[u8]) -> u64 {
+    let head = &rec[..rec.len().min(PREFIX)];
+    xxhash_rust::xxh3::xxh3_64_with_seed(
+        head,
+        u64::from(seg) << 40 ^ offset ^ (rec.len() as u64).rotate_left(20),
+    )
+}
+
 /// Validates `rec` (exactly one record) for `key`: header, MAC, archived meta
 /// (checked access), and that every range lies inside `rec`. Buffers are NOT
 /// checksummed here (see [`Decoded::check_buffers`]).
-pub fn decode(rec: &[u8], key: &Key, mac: &MacKey) -> Result<Decoded, &'static str> {
+/// `mac: None` skips the MAC (only for bytes this process already verified).
+pub fn decode(rec: &[u8], key: &Key, mac: Option<&MacKey>) -> Result<Decoded, &'static str> {
     if rec.len() < PREFIX {
         return Err("record shorter than its header");
     }
@@ -194,10 +209,12 @@ pub fn decode(rec: &[u8], key: &Key, mac: &MacKey) -> Result<Decoded, &'static s
         return Err("bad meta length");
     }
     let body_end = body_end as usize;
-    let tag = mac.mac(&[&rec[..32], &rec[PREFIX..body_end]]);
-    // blake3::Hash equality is constant-time.
-    if tag != blake3::Hash::from_bytes(rec[32..64].try_into().map_err(|_| "short MAC")?) {
-        return Err("MAC mismatch");
+    if let Some(mac) = mac {
+        let tag = mac.mac(&[&rec[..32], &rec[PREFIX..body_end]]);
+        // blake3::Hash equality is constant-time.
+        if tag != blake3::Hash::from_bytes(rec[32..64].try_into().map_err(|_| "short MAC")?) {
+            return Err("MAC mismatch");
+        }
     }
     let meta_bytes = &rec[PREFIX..PREFIX + meta_len as usize];
     let meta = rkyv::access::<ArchivedMeta, rancor::Failure>(meta_bytes)
@@ -228,6 +245,7 @@ pub fn decode(rec: &[u8], key: &Key, mac: &MacKey) -> Result<Decoded, &'static s
         buffers.push((off as usize..end as usize, b.xxh3.to_native()));
     }
     Ok(Decoded {
+        key: *key,
         group: meta.group,
         compute_ns: meta.compute_ns.to_native(),
         created_ns: meta.created_ns.to_native(),

@@ -134,8 +134,8 @@ impl Index {
 
     pub fn open(file: &File) -> Result<Index, OpenError> {
         let len = file.metadata().map_err(OpenError::Io)?.len();
-        if len < HEADER_BYTES {
-            return Err(OpenError::Invalid("index shorter than its header"));
+        if len < HEADER_BYTES || len % 8 != 0 {
+            return Err(OpenError::Invalid("index truncated"));
         }
         let map = SharedWords::map(file).map_err(OpenError::Io)?;
         Self::from_map(file, map)

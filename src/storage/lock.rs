@@ -1,4 +1,5 @@
-//! Advisory file locks (`flock`), shared by threads and processes.
+//! The store's few direct OS calls: advisory file locks (`flock`), the
+//! effective uid, and a coarse clock.
 //!
 //! `flock` locks belong to an open file description, so every lock holder
 //! opens its own descriptor; threads of one process therefore exclude each
@@ -8,6 +9,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 fn flock(file: &File, op: libc::c_int) -> io::Result<bool> {
     loop {
@@ -38,19 +40,19 @@ pub fn open_lock_file(path: &Path) -> io::Result<File> {
 }
 
 /// An exclusive lock on an already open file, released on drop.
-pub struct Exclusive<'a>(&'a File);
+pub struct Exclusive(Arc<File>);
 
-impl<'a> Exclusive<'a> {
-    pub fn acquire(file: &'a File) -> io::Result<Exclusive<'a>> {
-        flock(file, libc::LOCK_EX)?;
+impl Exclusive {
+    pub fn acquire(file: Arc<File>) -> io::Result<Exclusive> {
+        flock(&file, libc::LOCK_EX)?;
         Ok(Exclusive(file))
     }
 }
 
-impl Drop for Exclusive<'_> {
+impl Drop for Exclusive {
     fn drop(&mut self) {
         // Unlock failure cannot be handled; closing the fd releases it anyway.
-        let _ = flock(self.0, libc::LOCK_UN);
+        let _ = flock(&self.0, libc::LOCK_UN);
     }
 }
 
@@ -99,4 +101,19 @@ impl Drop for ClaimLock {
 pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
+}
+
+/// Wall-clock seconds from the coarse (tick-resolution, no-syscall) clock.
+pub fn coarse_now_secs() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec for the duration of the call.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_REALTIME_COARSE, &mut ts) };
+    if rc == 0 {
+        u64::try_from(ts.tv_sec).unwrap_or(0)
+    } else {
+        0
+    }
 }

@@ -36,7 +36,8 @@
 //!   index header itself is damaged, the store is reset (old files
 //!   quarantined). Index rebuilds (growth) are always fsynced before the
 //!   atomic rename, as they are rare.
-//! * `Durability::Full`: `fdatasync` the record before publishing it and
+//! * `Durability::Full` (or env `BYTECACHE_DURABILITY=full`, e.g. for the
+//!   Python binding): `fdatasync` the record before publishing it and
 //!   `msync` the index after; new files also fsync their directory. Costs
 //!   one to three disk flushes per put (milliseconds on most disks).
 //!
@@ -45,14 +46,29 @@
 //! group/others (`UnsafePermissions` otherwise); it is created 0700 and files
 //! 0600. Every record carries a keyed BLAKE3 MAC (secret outside the cache
 //! dir, see `auth.rs`) over its header, metadata (incl. each buffer's
-//! XXH3-128) and payload, verified on every `get` before anything is
-//! returned. Buffers (raw bytes, they cannot run code) are checksummed on
+//! XXH3-128) and payload, verified before anything is returned. Every get
+//! re-checks the header, bounds, key and (bytecheck-validated) rkyv meta;
+//! the MAC itself is computed once per record per process (and mapping):
+//! records are immutable, and the fingerprint of a verified record includes
+//! its header and MAC tag, so rewritten bytes are verified afresh. Anyone
+//! able to rewrite our files could equally change them under a zero-copy
+//! view after any check, so hashing again on every get would add cost, not
+//! safety. Every new process verifies afresh, per-process caches are dropped
+//! whenever a data file is deleted, and `verify()` always checks everything.
+//! Appends never overwrite non-zero bytes (a damaged write offset starts a
+//! new segment), which keeps published records immutable. Buffers (raw bytes, they cannot run code) are checksummed on
 //! `get` only up to `Options::verify_buffers_up_to` bytes (default 1 MiB) so
 //! large results stay zero-copy and O(1); larger buffers are checked by
 //! `verify()`.
 //!
+//! # Concurrent misses
+//! `claim(key, timeout)` takes a non-blocking `flock` on `claims/<key>`:
+//! the winner computes (`Claim::Compute`, released on drop, after its put);
+//! the others poll (0.1..5 ms backoff) until the entry is published
+//! (`Ready`), the claim frees up (one of them then computes), or `timeout`.
+//!
 //! # Eviction
-//! `max_bytes` (default 10 GiB, env `BYTECACHE_MAX_BYTES`) counts record
+//! `max_bytes` (default 10 GiB, env `BYTECACHE_MAX_BYTES` in bytes) counts record
 //! bytes of live entries. When a put exceeds it, entries are evicted down to
 //! 90% by GreedyDual-Size-Frequency: priority = L + (hits+1) * cost / size,
 //! with cost = compute time (µs) + 1, L the clock at the last access, and the
@@ -89,6 +105,8 @@ pub type Key = [u8; 16];
 const BIG_BIT: u32 = 1 << 31;
 const REC_ALIGN: u64 = 64;
 const MAX_CACHED_FILES: usize = 256;
+/// ~16 bytes each: caps the per-process verified set at ~32 MiB.
+const MAX_VERIFIED: usize = 1 << 21;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -135,9 +153,13 @@ impl Default for Options {
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(DEFAULT_MAX_BYTES);
+        let durability = match std::env::var("BYTECACHE_DURABILITY").as_deref() {
+            Ok("full") => Durability::Full,
+            _ => Durability::Fast,
+        };
         Options {
             max_bytes,
-            durability: Durability::Fast,
+            durability,
             secret_path: None,
             segment_bytes: 64 << 20,
             verify_buffers_up_to: 1 << 20,
@@ -252,19 +274,40 @@ struct Located {
 struct ReadState {
     index: Arc<Index>,
     files: HashMap<u32, Arc<DataFile>>,
+    /// Fingerprints (`format::fingerprint`) of records whose MAC this
+    /// process verified through the mappings in `files`. Records are
+    /// immutable, so a later read of the same bytes skips the MAC (not the
+    /// header and checked rkyv validation).
+    verified: ahash::HashSet<u64>,
     epoch: u64,
+}
+
+impl ReadState {
+    fn fresh(&self) -> bool {
+        self.index.h(H_SUPERSEDED).load(Acquire) == 0
+            && self.index.h(H_EPOCH).load(Relaxed) == self.epoch
+    }
+
+    fn forget_files(&mut self) {
+        self.files.clear();
+        self.verified.clear();
+    }
 }
 
 struct WriterState {
     /// Cached write handle of the active small segment.
     active: Option<(u32, File)>,
+    /// The writer lock file and the process that opened it. `flock` locks
+    /// belong to the open file description, which a forked child shares:
+    /// after a fork the child opens its own (see `Store::writer`).
+    lock_file: Arc<File>,
+    pid: u32,
 }
 
 pub struct Store {
     dir: PathBuf,
     opts: Options,
     mac: auth::MacKey,
-    lock_file: File,
     writer: Mutex<WriterState>,
     state: RwLock<ReadState>,
 }
@@ -355,14 +398,14 @@ impl Store {
         };
         let mac = auth::MacKey::new(&auth::load_or_create_secret(&secret_path)?);
         let lock_path = dir.join("lock");
-        let lock_file = lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?;
+        let lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
         check_owner_mode(
             &lock_path,
             &lock_file.metadata().map_err(io_at(&lock_path))?,
             0o022,
         )?;
         let index = {
-            let _l = lock::Exclusive::acquire(&lock_file).map_err(io_at(&lock_path))?;
+            let _l = lock::Exclusive::acquire(lock_file.clone()).map_err(io_at(&lock_path))?;
             let ix = open_index_locked(&dir)?;
             recover(&ix);
             ix
@@ -372,11 +415,15 @@ impl Store {
             dir,
             opts,
             mac,
-            lock_file,
-            writer: Mutex::new(WriterState { active: None }),
+            writer: Mutex::new(WriterState {
+                active: None,
+                lock_file,
+                pid: std::process::id(),
+            }),
             state: RwLock::new(ReadState {
                 index: Arc::new(index),
                 files: HashMap::new(),
+                verified: ahash::HashSet::default(),
                 epoch,
             }),
         })
@@ -409,9 +456,7 @@ impl Store {
     fn current_with(&self, have_lock: bool) -> Result<Arc<Index>> {
         {
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
-            if st.index.h(H_SUPERSEDED).load(Acquire) == 0
-                && st.index.h(H_EPOCH).load(Relaxed) == st.epoch
-            {
+            if st.fresh() {
                 return Ok(st.index.clone());
             }
         }
@@ -425,15 +470,20 @@ impl Store {
                 Some(ix) => ix,
                 None if have_lock => open_index_locked(&self.dir)?,
                 None => {
-                    let _l = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&path))?;
-                    open_index_locked(&self.dir)?
+                    // Needs the writer lock, taken the normal way (mutex,
+                    // then flock) and without holding `state`.
+                    drop(st);
+                    let w = self.writer()?;
+                    let ix = w.ix.clone();
+                    w.finish()?;
+                    return Ok(ix);
                 }
             });
-            st.files.clear();
+            st.forget_files();
         }
         let epoch = st.index.h(H_EPOCH).load(Relaxed);
         if epoch != st.epoch {
-            st.files.clear();
+            st.forget_files();
             st.epoch = epoch;
         }
         Ok(st.index.clone())
@@ -465,7 +515,7 @@ impl Store {
         let df = Arc::new(DataFile { file, map });
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if st.files.len() >= MAX_CACHED_FILES {
-            st.files.clear();
+            st.forget_files();
         }
         st.files.insert(seg, df.clone());
         Ok(Some(df))
@@ -498,23 +548,68 @@ impl Store {
         }
     }
 
-    fn check_record<'d>(
+    /// Verifies the record `slot` names (see the security policy), or
+    /// reuses this mapping's earlier verification of the same immutable
+    /// bytes; `full` always re-checks everything, buffers included.
+    fn check_record(
         &self,
         key: &Key,
         slot: &Slot,
-        df: &'d DataFile,
+        df: &DataFile,
         full: bool,
-    ) -> Result<(Decoded, &'d [u8]), &'static str> {
+    ) -> Result<Decoded, &'static str> {
         let rec = record_bytes(df, slot).ok_or("record beyond the end of its file")?;
-        let dec = format::decode(rec, key, &self.mac)?;
+        let fp = format::fingerprint(slot.seg, slot.offset, rec);
+        if !full
+            && self
+                .state
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .verified
+                .contains(&fp)
+        {
+            return format::decode(rec, key, None);
+        }
+        let dec = format::decode(rec, key, Some(&self.mac))?;
         if full || dec.buffer_bytes() <= self.opts.verify_buffers_up_to {
             dec.check_buffers(rec)?;
         }
-        Ok((dec, rec))
+        let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+        // Only remember it while `df` is the cached mapping of that file.
+        if st
+            .files
+            .get(&slot.seg)
+            .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), df))
+        {
+            if st.verified.len() >= MAX_VERIFIED {
+                st.verified.clear();
+            }
+            st.verified.insert(fp);
+        }
+        Ok(dec)
     }
 
     /// Looks `key` up; verifies the record; counts a hit. Corrupt = miss.
     pub fn get(&self, key: &Key) -> Result<Option<EntryView>> {
+        {
+            // Fast path: no syscall, no allocation, one read lock.
+            let st = self.state.read().unwrap_or_else(|p| p.into_inner());
+            if st.fresh() {
+                let Some((i, slot, seq)) = st.index.lookup(key) else {
+                    return Ok(None);
+                };
+                if let Some(df) = st.files.get(&slot.seg) {
+                    if let Some(rec) = record_bytes(df, &slot) {
+                        let fp = format::fingerprint(slot.seg, slot.offset, rec);
+                        if st.verified.contains(&fp) {
+                            if let Ok(dec) = format::decode(rec, key, None) {
+                                return Ok(Some(view(&st.index, i, seq, &slot, df.clone(), dec)));
+                            }
+                        }
+                    }
+                }
+            }
+        }
         let Some(Located {
             ix,
             i,
@@ -526,32 +621,13 @@ impl Store {
             return Ok(None);
         };
         let dec = match self.check_record(key, &slot, &df, false) {
-            Ok((dec, _)) => dec,
+            Ok(dec) => dec,
             Err(reason) => {
                 self.quarantine(key, &slot, Some(&df), reason);
                 return Ok(None);
             }
         };
-        let now_secs = now_ns() / 1_000_000_000;
-        ix.touch(i, seq, now_secs);
-        let (hits, last_used_secs, _) = ix.usage(i);
-        let meta = EntryMeta {
-            key: *key,
-            group: dec.group,
-            size: slot.len,
-            payload_len: dec.payload.len() as u64,
-            buffers_len: dec.buffer_bytes(),
-            compute_ns: dec.compute_ns,
-            created_ns: dec.created_ns,
-            last_used_secs,
-            hits,
-        };
-        Ok(Some(EntryView {
-            data: df,
-            start: slot.offset as usize,
-            dec,
-            meta,
-        }))
+        Ok(Some(view(&ix, i, seq, &slot, df, dec)))
     }
 
     /// Whether `key` has a published slot (no verification, no hit).
@@ -562,20 +638,27 @@ impl Store {
     // ----- write side ------------------------------------------------------
 
     fn writer(&self) -> Result<Writer<'_>> {
-        let ws = lock_mutex(&self.writer);
+        let mut ws = lock_mutex(&self.writer);
         let lock_path = self.dir.join("lock");
-        let flock = lock::Exclusive::acquire(&self.lock_file).map_err(io_at(&lock_path))?;
-        // Make sure we write into the index file that is in place now.
+        let pid = std::process::id();
+        if ws.pid != pid {
+            ws.lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
+            ws.pid = pid;
+        }
+        let flock = lock::Exclusive::acquire(ws.lock_file.clone()).map_err(io_at(&lock_path))?;
         let mut ix = self.current_with(true)?;
+        // A rebuild flags the old index superseded right after renaming the
+        // new one in; a writer dying in between leaves the old one dirty. So
+        // only a dirty index needs the (syscall) check that it is current.
         let path = self.dir.join("index");
-        let on_disk = fs::metadata(&path).map(|m| m.ino()).ok();
-        if on_disk != Some(ix.ino) {
+        let stale = || fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
+        if ix.h(H_DIRTY).load(Acquire) != 0 && stale() {
             let fresh = Arc::new(open_index_locked(&self.dir)?);
             // Tell every process still mapping the old file to reopen.
             ix.h(H_SUPERSEDED).store(1, Release);
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
             st.index = fresh.clone();
-            st.files.clear();
+            st.forget_files();
             ix = fresh;
         }
         recover(&ix);
@@ -644,7 +727,7 @@ impl Store {
                 let df = self.data_file(slot.seg)?;
                 let ours = df.is_some_and(|df| {
                     self.check_record(&slot.key, &slot, &df, false)
-                        .is_ok_and(|(d, _)| d.group == *g)
+                        .is_ok_and(|d| d.group == *g)
                 });
                 if !ours {
                     continue;
@@ -686,7 +769,7 @@ impl Store {
             let Some(df) = self.data_file(slot.seg)? else {
                 continue;
             };
-            let Ok((dec, _)) = self.check_record(&slot.key, &slot, &df, false) else {
+            let Ok(dec) = self.check_record(&slot.key, &slot, &df, false) else {
                 continue;
             };
             let (hits, last_used_secs, _) = ix.usage(i);
@@ -793,6 +876,36 @@ impl Store {
     }
 }
 
+/// Counts a hit on slot `i` and wraps a verified record.
+fn view(
+    ix: &Index,
+    i: usize,
+    seq: u64,
+    slot: &Slot,
+    data: Arc<DataFile>,
+    dec: Decoded,
+) -> EntryView {
+    ix.touch(i, seq, lock::coarse_now_secs());
+    let (hits, last_used_secs, _) = ix.usage(i);
+    let meta = EntryMeta {
+        key: dec.key,
+        group: dec.group,
+        size: slot.len,
+        payload_len: dec.payload.len() as u64,
+        buffers_len: dec.buffer_bytes(),
+        compute_ns: dec.compute_ns,
+        created_ns: dec.created_ns,
+        last_used_secs,
+        hits,
+    };
+    EntryView {
+        data,
+        start: slot.offset as usize,
+        dec,
+        meta,
+    }
+}
+
 /// The bytes `slot` names in `df`, if they lie inside the file.
 fn record_bytes<'d>(df: &'d DataFile, slot: &Slot) -> Option<&'d [u8]> {
     let o = usize::try_from(slot.offset).ok()?;
@@ -867,8 +980,12 @@ fn recount(ix: &Index) {
 struct Writer<'s> {
     store: &'s Store,
     ix: Arc<Index>,
+    // Field order matters: the flock must be released BEFORE the mutex.
+    // Threads share the lock file's descriptor, so a thread that got the
+    // mutex first would "acquire" the flock we still hold, and our unlock
+    // would then leave it running unprotected.
+    _flock: lock::Exclusive,
     ws: MutexGuard<'s, WriterState>,
-    _flock: lock::Exclusive<'s>,
 }
 
 impl Writer<'_> {
@@ -922,7 +1039,10 @@ impl Writer<'_> {
                 }
             }
         }
-        if self.ws.active.is_none() || off.saturating_add(rec.len() as u64) > seg_bytes {
+        let fits = self.ws.active.is_some()
+            && off.saturating_add(rec.len() as u64) <= seg_bytes
+            && self.region_is_clean(seg, off, rec.len())?;
+        if !fits {
             let (id, f, path) = self.create_data_file(false)?;
             f.set_len(seg_bytes).map_err(io_at(&path))?;
             self.sync_new_file(&f, &path)?;
@@ -943,6 +1063,23 @@ impl Writer<'_> {
         let next = format::align_up(off + rec.len() as u64, REC_ALIGN);
         self.ix.h(H_ACTIVE_OFF).store(next, Relaxed);
         Ok((seg, off))
+    }
+
+    /// Whether the bytes we are about to append over are still zero. They
+    /// are not if a writer died mid-append or the header's write offset is
+    /// damaged: then we never overwrite, we start a new segment instead (so
+    /// published records stay immutable).
+    fn region_is_clean(&self, seg: u32, off: u64, len: usize) -> Result<bool> {
+        let Some(df) = self.store.data_file(seg)? else {
+            return Ok(false);
+        };
+        let Ok(off) = usize::try_from(off) else {
+            return Ok(false);
+        };
+        let region = off
+            .checked_add(len)
+            .and_then(|end| df.map.bytes().get(off..end));
+        Ok(region.is_some_and(|r| r.iter().all(|&b| b == 0)))
     }
 
     /// Writes a record with buffers into its own file.
