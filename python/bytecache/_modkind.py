@@ -27,15 +27,21 @@ def _distribution_version(top: str) -> str:
     global _dist_of
     from importlib import metadata
 
+    # Most distributions are named like their top-level package: ask for that
+    # first; scanning every installed distribution costs ~100 ms.
+    try:
+        return f"{top}=={metadata.version(top)}"
+    except (metadata.PackageNotFoundError, ValueError):
+        pass
     if _dist_of is None:
         _dist_of = metadata.packages_distributions()
-    dists = _dist_of.get(top) or [top]
-    for d in dists:
+    for d in _dist_of.get(top) or ():
         try:
             return f"{d}=={metadata.version(d)}"
         except metadata.PackageNotFoundError:
             continue
-    return f"{top}==unknown"
+    version = getattr(sys.modules.get(top), "__version__", None)
+    return f"{top}=={version if isinstance(version, str) else 'unknown'}"
 
 
 def _classify(name: str) -> str | None:
