@@ -396,3 +396,23 @@ outer("a")
 """
     assert runner.run(script).stdout == "outer\ninner\n"
     assert runner.run(script).stdout == "outer\ninner\n"
+
+
+def test_two_processes_missing_together_compute_once(runner: Runner) -> None:
+    runner.write("main.py", """
+import time, bytecache
+
+@bytecache.memoize
+def slow(x):
+    ran()
+    time.sleep(1.0)
+    return x * 2
+
+print(slow(21))
+""")
+    procs = [subprocess.Popen([sys.executable, "main.py"], cwd=runner.work, env=runner.env(),
+                              stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs)
+    assert sum(o.count("RAN") for o in outs) == 1
+    assert all(o.strip().endswith("42") for o in outs)

@@ -231,6 +231,9 @@ def deps_valid(deps: dict[str, Any]) -> str | None:
 
 _NO_FILES = b'{"files": [], "dirs": []}'
 
+# How long a miss waits for another process computing the same call.
+CLAIM_TIMEOUT = 600.0
+
 
 def parse_deps(raw: bytes) -> dict[str, Any]:
     """The files and directories an entry depends on (its first line)."""
@@ -280,10 +283,12 @@ class Target:
 class Miss:
     """A call being computed; `commit` stores its result."""
 
-    __slots__ = ("target", "arguments", "key", "store", "started", "min_seconds", "recorder")
+    __slots__ = ("target", "arguments", "key", "store", "started", "min_seconds", "recorder",
+                 "claim")
 
     def __init__(self, target: Target, arguments: dict[str, Any], key: bytes, store: Any,
-                 min_seconds: float) -> None:
+                 min_seconds: float, claim: Any = None) -> None:
+        self.claim = claim
         self.target = target
         self.arguments = arguments
         self.key = key
@@ -304,8 +309,20 @@ class Miss:
 
     def abort(self) -> None:
         self._stop()
+        self._release()
+
+    def _release(self) -> None:
+        claim, self.claim = self.claim, None
+        if claim is not None:
+            claim.release()
 
     def commit(self, result: Any) -> None:
+        try:
+            self._commit(result)
+        finally:
+            self._release()  # after the put: waiters then find the entry
+
+    def _commit(self, result: Any) -> None:
         elapsed = self._stop()
         t = self.target
         if elapsed < self.min_seconds:
@@ -376,36 +393,63 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
                   key=f"open:{directory}")
         return False, None
     _install_audit_hook()
+    entry = _get(store, key)
+    hit = _load(target, store, entry)
+    if hit is not None:
+        return True, hit[0]
+    # Another process may be computing this very call: wait for its result
+    # (bounded; a computing process that dies releases its claim) instead of
+    # computing it twice.
+    claim = None
     try:
-        entry = store.get(key)
-    except Exception as e:  # noqa: BLE001 - a corrupt entry is a miss
-        warn_once(f"bytecache could not read an entry ({e}); recomputing",
-                  key=f"get:{type(e).__name__}")
-        entry = None
-    if entry is not None:
-        import pickle
-
-        payload, buffers, deps_raw, seconds = entry
-        try:
-            deps = parse_deps(deps_raw)
-            stale = deps_valid(deps) if deps else None
-            if stale is None:
-                value, output = pickle.loads(payload, buffers=buffers)
-                _inherit(deps)
-                _replay(output)
-                with _stats_lock:
-                    target.counters.hits += 1
-                    target.counters.saved_seconds += seconds
-                    TOTAL.hits += 1
-                    TOTAL.saved_seconds += seconds
-                return True, value
-        except Exception as e:  # noqa: BLE001 - unreadable entry: recompute
-            warn_once(f"bytecache could not load a stored result ({e}); recomputing",
-                      key=f"load:{type(e).__name__}")
+        claim = store.claim(key, CLAIM_TIMEOUT)
+    except Exception as e:  # noqa: BLE001 - no claim: compute without one
+        warn_once(f"bytecache could not coordinate with other processes ({e})",
+                  key=f"claim:{type(e).__name__}")
+    if claim is not None and not claim.compute:
+        claim = None
+        hit = _load(target, store, _get(store, key))
+        if hit is not None:
+            return True, hit[0]
     with _stats_lock:
         target.counters.misses += 1
         TOTAL.misses += 1
-    return False, Miss(target, arguments, key, store, min_seconds)
+    return False, Miss(target, arguments, key, store, min_seconds, claim)
+
+
+def _get(store: Any, key: bytes) -> Any:
+    try:
+        return store.get(key)
+    except Exception as e:  # noqa: BLE001 - a corrupt entry is a miss
+        warn_once(f"bytecache could not read an entry ({e}); recomputing",
+                  key=f"get:{type(e).__name__}")
+        return None
+
+
+def _load(target: Target, store: Any, entry: Any) -> tuple[Any] | None:
+    """(value,) when `entry` is present, its files are unchanged and it loads."""
+    if entry is None:
+        return None
+    import pickle
+
+    payload, buffers, deps_raw, seconds = entry
+    try:
+        deps = parse_deps(deps_raw)
+        if deps and deps_valid(deps) is not None:
+            return None
+        value, output = pickle.loads(payload, buffers=buffers)
+    except Exception as e:  # noqa: BLE001 - unreadable entry: recompute
+        warn_once(f"bytecache could not load a stored result ({e}); recomputing",
+                  key=f"load:{type(e).__name__}")
+        return None
+    _inherit(deps)
+    _replay(output)
+    with _stats_lock:
+        target.counters.hits += 1
+        target.counters.saved_seconds += seconds
+        TOTAL.hits += 1
+        TOTAL.saved_seconds += seconds
+    return (value,)
 
 
 def stats(cache_dir: str | os.PathLike[str] | None = None) -> dict[str, Any]:
