@@ -16,6 +16,7 @@ import time
 
 import diskcache
 import numpy as np
+
 from bytecache import _bytecache as bc
 
 BATCH, BATCHES = 1000, 200

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from bytecache import _bytecache as bc
 
 GROUP = b"g" * 16

@@ -11,27 +11,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
-from pathlib import Path
 
-from bytecache._bytecache import BytecacheError, Store
-
-STORE_SUBDIR = "store"
-
-
-def default_cache_dir() -> Path:
-    env = os.environ.get("BYTECACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "bytecache"
-
-
-def store_path(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    return Path(cache_dir or default_cache_dir()) / STORE_SUBDIR
+from bytecache import _config
+from bytecache._bytecache import BytecacheError
 
 
 def _human(n: float) -> str:
@@ -56,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     try:
-        store = Store(str(store_path(args.cache_dir)))
+        store = _config.store(_config.cache_dir(args.cache_dir))
         if args.cmd == "stats":
             s = store.stats()
             print(f"path:     {s['path']}")

@@ -55,8 +55,21 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> str:
     return os.path.join(base, "bytecache")
 
 
+def _check_dir(directory: str) -> None:
+    """Create the cache directory 0700; refuse one another user could write
+    (they could swap the store for one that runs code when unpickled)."""
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    st = os.stat(directory)
+    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise _bytecache.UnsafeCacheDirError(
+            f"{directory} is writable by other users or not owned by you; "
+            "fix with: chmod 700 " + directory
+        )
+
+
 def store(directory: str) -> _bytecache.Store:
-    """The open store for `directory` (opened once per process)."""
+    """The open store of a cache directory (opened once per process); the
+    store itself lives in its `store/` subdirectory."""
     key = directory
     s = _stores.get(key)
     if s is not None:
@@ -64,8 +77,9 @@ def store(directory: str) -> _bytecache.Store:
     with _lock:
         s = _stores.get(key)
         if s is None:
+            _check_dir(directory)
             max_bytes = _configured.get("max_bytes")
-            s = _bytecache.Store(key, max_bytes=max_bytes)
+            s = _bytecache.Store(os.path.join(directory, "store"), max_bytes=max_bytes)
             _stores[key] = s
     return s
 
