@@ -74,3 +74,20 @@ def test_never_computed(runner: Runner) -> None:
     runner.cache.mkdir(mode=0o700)
     out = runner.run(MAIN.format(K=1, call="print(bytecache.explain(pipeline, [1]))")).stdout
     assert out.strip() == "miss: `pipeline` was never computed"
+
+
+def test_explain_a_decorator_free_function(runner: Runner) -> None:
+    script = """
+import bytecache
+bytecache.enable(min_seconds=0)
+K = {K}
+
+def f(x):
+    return x * K
+
+{call}
+"""
+    runner.run(script.format(K=1, call="f(2)"))
+    assert runner.out(script.format(K=1, call="print(bytecache.explain(f, 2))")) == ["hit"]
+    out = runner.run(script.format(K=2, call="print(bytecache.explain(f, 2))")).stdout
+    assert out.strip() == "miss: global `K`: 1 → 2"
