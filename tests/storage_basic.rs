@@ -261,10 +261,16 @@ fn claim_serializes_computation() {
 #[test]
 fn full_durability_round_trip() {
     let t = tempfile::tempdir().unwrap();
-    let o = Options { durability: _bytecache::storage::Durability::Full, ..opts(&t) };
+    let o = Options {
+        durability: _bytecache::storage::Durability::Full,
+        ..opts(&t)
+    };
     let s = Store::open(t.path().join("store"), o).unwrap();
     put(&s, 1, b"durable", &[], 0);
     put(&s, 2, b"durable big", &[&[1u8; 9000]], 0);
     assert_eq!(s.get(&key(1)).unwrap().unwrap().payload(), b"durable");
-    assert_eq!(s.get(&key(2)).unwrap().unwrap().buffers()[0], &[1u8; 9000][..]);
+    assert_eq!(
+        s.get(&key(2)).unwrap().unwrap().buffers()[0],
+        &[1u8; 9000][..]
+    );
 }

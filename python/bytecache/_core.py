@@ -418,12 +418,22 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
 
 
 def _get(store: Any, key: bytes) -> Any:
+    damaged = store.quarantined()
     try:
-        return store.get(key)
+        entry = store.get(key)
     except Exception as e:  # noqa: BLE001 - a corrupt entry is a miss
         warn_once(f"bytecache could not read an entry ({e}); recomputing",
                   key=f"get:{type(e).__name__}")
         return None
+    if entry is None and store.quarantined() != damaged:
+        _warn_damaged(store)
+    return entry
+
+
+def _warn_damaged(store: Any) -> None:
+    warn_once(f"bytecache found damaged cache files in {store.stats()['path']} and moved them to "
+              "its quarantine/ directory; the affected calls are recomputed",
+              key="damaged")
 
 
 def _load(target: Target, store: Any, entry: Any) -> tuple[Any] | None:

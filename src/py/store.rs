@@ -209,6 +209,13 @@ impl PyStore {
         })
     }
 
+    /// How many damaged records or index files this process has moved to
+    /// `quarantine/` (in any store).
+    #[staticmethod]
+    fn quarantined() -> u64 {
+        crate::storage::quarantined()
+    }
+
     fn __repr__(&self) -> String {
         format!("Store({:?})", self.inner.dir())
     }

@@ -85,6 +85,7 @@ use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -856,6 +857,7 @@ impl Store {
     /// Drops `key`'s slot if it still is `slot`, and moves the bad bytes to
     /// `quarantine/`. Best effort: a failure here only leaves a miss.
     fn quarantine(&self, key: &Key, slot: &Slot, df: Option<&DataFile>, reason: &str) {
+        QUARANTINED.fetch_add(1, Relaxed);
         let Ok(w) = self.writer() else { return };
         if let Some((i, now, _)) = w.ix.lookup(key) {
             if now == *slot {
@@ -913,6 +915,15 @@ fn record_bytes<'d>(df: &'d DataFile, slot: &Slot) -> Option<&'d [u8]> {
     df.map.bytes().get(o..o.checked_add(l)?)
 }
 
+/// Records and index files found bad (and moved to `quarantine/`) by this
+/// process, so callers can tell a user once that their cache was damaged.
+static QUARANTINED: AtomicU64 = AtomicU64::new(0);
+
+/// How many records or index files this process has quarantined so far.
+pub fn quarantined() -> u64 {
+    QUARANTINED.load(Relaxed)
+}
+
 /// Opens `dir/index`, creating it (or replacing an invalid one, whose data
 /// is quarantined) as needed. Caller holds the writer lock.
 fn open_index_locked(dir: &Path) -> Result<Index> {
@@ -924,6 +935,7 @@ fn open_index_locked(dir: &Path) -> Result<Index> {
                 Ok(ix) => return Ok(ix),
                 Err(OpenError::Io(e)) => return Err(io_at(&path)(e)),
                 Err(OpenError::Invalid(_)) => {
+                    QUARANTINED.fetch_add(1, Relaxed);
                     let q = dir.join("quarantine").join(format!("store.{}", now_ns()));
                     ensure_dir(&q)?;
                     fs::rename(&path, q.join("index")).map_err(io_at(&path))?;
