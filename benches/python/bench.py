@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import select
 import shutil
 import statistics
 import subprocess
@@ -48,9 +49,10 @@ class Cfg:
     cell_budget: float = 3.0  # ...but stop after this much (at least 3 repetitions)
     children: int = 7  # new processes per tool for the new-process workloads
     entries: int = 100_000
-    entries_budget: float = 30.0  # seconds per phase (write, read) per tool
+    entries_budget: float = 60.0  # seconds per phase (write, read) per tool
     contend_keys: int = 20
     contend_runs: int = 3
+    contend_timeout: float = 60.0
     hook_reps: int = 15
 
 
@@ -125,10 +127,14 @@ def watched():
 
 def measure(cfg: Cfg, call: Callable[[], Any]) -> list[float]:
     """timeit-style: seconds per call, one sample per repetition of `n` calls."""
-    t0 = time.perf_counter()
-    call()
-    one = time.perf_counter() - t0
-    n = max(1, min(100_000, int(cfg.target_rep / max(one, 1e-9))))
+    n = 1  # autorange, as timeit does: 1, 2, 5, 10, 20, 50, ... calls until >= target_rep
+    while True:
+        t0 = time.perf_counter()
+        for _ in range(n):
+            call()
+        if time.perf_counter() - t0 >= cfg.target_rep or n >= 100_000:
+            break
+        n = n * 5 // 2 if str(n)[0] == "2" else n * 2
     samples: list[float] = []
     spent = 0.0
     while len(samples) < cfg.max_reps:
@@ -409,15 +415,34 @@ def contention(cfg: Cfg, tool_list: list[str]) -> None:
             for _ in range(cfg.contend_runs):
                 d = fresh_dir(tool)
                 go = os.path.join(d, "..", os.path.basename(d) + ".go")
-                procs = [subprocess.Popen([sys.executable, CHILD, "contend", tool, d, go, str(k)],
-                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                          text=True) for _ in range(2)]
+                procs = [subprocess.Popen([sys.executable, CHILD, "contend", tool, d, go, str(k),
+                                           str(j)], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True) for j in range(2)]
+                deadline = time.monotonic() + cfg.contend_timeout
                 for p in procs:
-                    line = p.stdout.readline()
+                    ready, _, _ = select.select([p.stdout], [], [],
+                                                max(0.0, deadline - time.monotonic()))
+                    line = p.stdout.readline() if ready else ""
                     if '"ready"' not in line:
-                        raise RuntimeError(f"child not ready: {p.stderr.read()[-300:]}")
+                        for q in procs:
+                            q.kill()
+                        err = " ".join(q.communicate()[1].strip()[-200:] for q in procs)
+                        raise RuntimeError(f"child not ready after {cfg.contend_timeout:.0f} s "
+                                           f"(warm-up call, distinct key per process) {err}")
                 open(go, "w").close()
-                outs = [p.communicate(timeout=300) for p in procs]
+                try:
+                    outs = [p.communicate(timeout=cfg.contend_timeout) for p in procs]
+                except subprocess.TimeoutExpired:
+                    for p in procs:
+                        p.kill()
+                    errs = [p.communicate()[1] for p in procs]
+                    done = [sum(ln.startswith(workloads.MARK) for ln in e.splitlines()) - 1
+                            for e in errs]
+                    raise RuntimeError(
+                        f"timed out: run {len(times) + 1} did not finish in "
+                        f"{cfg.contend_timeout:.0f} s; computations by then: {done[0]} + "
+                        f"{done[1]}; earlier runs: {times and fmt(times[0])}, dups {dups}"
+                    ) from None
                 if any(p.returncode for p in procs):
                     raise RuntimeError(f"child failed: {outs[0][1][-300:]} {outs[1][1][-300:]}")
                 res = [json.loads(o.strip().splitlines()[-1]) for o, _ in outs]

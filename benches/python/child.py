@@ -2,7 +2,7 @@
 of stdout; computations are reported on stderr by the workload functions themselves.
 
     python child.py load|cold TOOL CACHE_DIR
-    python child.py contend TOOL CACHE_DIR GO_FILE KEYS
+    python child.py contend TOOL CACHE_DIR GO_FILE KEYS INDEX
     python child.py hook REPEATS
 """
 
@@ -44,9 +44,9 @@ def cold(tool: str, cache_dir: str) -> None:
     emit({"seconds": t1 - t0, "setup": t0 - T_START, "ok": value["x"] == 7})
 
 
-def contend(tool: str, cache_dir: str, go_file: str, keys: int) -> None:
+def contend(tool: str, cache_dir: str, go_file: str, keys: int, index: int) -> None:
     f = tools.wrap(tool, workloads.f_contended, cache_dir)
-    f(-1)  # warm the tool up (imports, store open) outside the timed region
+    f(-1 - index)  # warm up (imports, store open), a key of its own, outside the timed region
     emit({"ready": True})
     while not os.path.exists(go_file):
         time.sleep(0.001)
@@ -103,7 +103,7 @@ def main() -> None:
     elif mode == "cold":
         cold(sys.argv[2], sys.argv[3])
     elif mode == "contend":
-        contend(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
+        contend(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
     elif mode == "hook":
         hook(int(sys.argv[2]))
     else:
