@@ -1,0 +1,122 @@
+"""The functions the benchmark memoizes, and nothing else.
+
+This module is imported both by the driver (`bench.py`) and by the child processes it
+starts (`child.py`), so every tool sees the same module and qualified name in both.
+
+A function that really runs (a miss) prints one `@@computed` line on stderr. That is how
+the driver counts computations, including those in other processes, without the function
+writing a file or mutating a global (both of which would, correctly, make bytecache refuse
+to store the result).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+MARK = "@@computed"
+MIB = 1 << 20
+
+
+def computed(tag: object) -> None:
+    print(MARK, tag, file=sys.stderr, flush=True)
+
+
+# --- warm hits: cheap bodies, small results; the cost measured is the tool's ------------
+
+
+def f_noargs():
+    computed("noargs")
+    return 42
+
+
+def f_int(x):
+    computed("int")
+    return x + 1
+
+
+def f_str(s):
+    computed("str")
+    return len(s)
+
+
+def f_tuple(t):
+    computed("tuple")
+    return sum(t)
+
+
+def f_kwargs(*, alpha, beta, gamma, delta):
+    computed("kwargs")
+    return (alpha, beta, gamma, len(delta))
+
+
+def f_array(a):
+    computed("array")
+    return float(a[0])
+
+
+def f_big_array(a):
+    computed("big_array")
+    return float(a[0])
+
+
+# --- misses, large results, many entries --------------------------------------------------
+
+
+def f_miss(i):
+    computed("miss")
+    return [i, i * 2.0, "small result"]
+
+
+def f_big_result(seed):
+    computed("big_result")
+    return np.arange(100 * MIB // 8, dtype=np.float64) + seed
+
+
+def f_cold(x):
+    computed("cold")
+    return {"x": x, "values": list(range(10))}
+
+
+def f_entry(i):
+    computed("entry")
+    return i * 3
+
+
+def f_contended(k):
+    computed(k)
+    time.sleep(0.05)  # a computation worth sharing between processes
+    return k * 7
+
+
+# --- decorator-free hook overhead: plain recursive code nobody marked ----------------------
+
+
+def fib(n):
+    return n if n < 2 else fib(n - 1) + fib(n - 2)
+
+
+# --- arguments ----------------------------------------------------------------------------
+
+
+def make_args(name: str) -> tuple[tuple, dict]:
+    """The (args, kwargs) of one warm-hit workload; deterministic, so a child process
+    builds the same arguments."""
+    rng = np.random.default_rng(12345)
+    if name == "noargs":
+        return (), {}
+    if name == "int":
+        return (123456,), {}
+    if name == "str":
+        return ("x" * 1023 + "y",), {}
+    if name == "tuple":
+        return (tuple(float(v) for v in rng.random(10)),), {}
+    if name == "kwargs":
+        return (), {"alpha": 1, "beta": 2.5, "gamma": "three", "delta": (4, 5, 6)}
+    if name == "array":
+        return (rng.random(MIB // 8),), {}
+    if name == "big_array":
+        return (rng.random(100 * MIB // 8),), {}
+    raise KeyError(name)

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The benchmark suite: bytecache against functools.lru_cache, joblib.Memory, diskcache and
+# cachier on the same workloads, plus the Rust storage benches. Writes bench-report/report.md,
+# bench-report/chart.png and bench-report/results.json. About 10-15 minutes.
+#   bash ci/bench.sh              # full run
+#   bash ci/bench.sh --quick      # smoke run (~3 min); other options: bench.py --help
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck disable=SC1091
+. ci/env.sh 3.11
+set +u
+python -m pip install -q joblib diskcache cachier matplotlib
+OUT=bench-report
+rm -rf "$OUT" && mkdir -p "$OUT"
+# The Rust storage benches first (criterion's quick mode), so the report can include them.
+if grep -q '^name = "storage"' Cargo.toml && [ -f benches/storage.rs ]; then
+    echo "== cargo bench --bench storage -- --quick"
+    if ! timeout 600 cargo bench --bench storage -- --quick >"$OUT/cargo-bench.txt" 2>&1; then
+        echo "(cargo bench failed or timed out; see the end of this output)" >>"$OUT/cargo-bench.txt"
+    fi
+    grep -v '^\s*\(Compiling\|Downloaded\|Downloading\)' "$OUT/cargo-bench.txt" | tail -40
+fi
+echo "== python benches/python/bench.py --out $OUT $*"
+python benches/python/bench.py --out "$OUT" "$@"
+echo "report: $OUT/report.md  chart: $OUT/chart.png"
