@@ -33,8 +33,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import numpy as np  # noqa: E402
-import tools  # noqa: E402
 import workloads  # noqa: E402
+
+import tools  # noqa: E402
 from tools import PERSISTENT, TOOLS  # noqa: E402
 
 CHILD = os.path.join(HERE, "child.py")

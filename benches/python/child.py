@@ -17,8 +17,9 @@ T_START = time.perf_counter()
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-import tools  # noqa: E402
 import workloads  # noqa: E402
+
+import tools  # noqa: E402
 
 
 def emit(obj: dict) -> None:
