@@ -48,6 +48,28 @@ def _binder(sig: inspect.Signature) -> Any:
     return fast
 
 
+class _Run:
+    """The body's run after a miss: `done` stores its result; an exception
+    (never cached) aborts the pending miss. `token` None: nothing to store."""
+
+    __slots__ = ("token",)
+
+    def __init__(self, token: _core.Miss | None) -> None:
+        self.token = token
+
+    def __enter__(self) -> _Run:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is not None and self.token is not None:
+            self.token.abort()
+
+    def done(self, result: Any) -> Any:
+        if self.token is not None:
+            self.token.commit(result)
+        return result
+
+
 def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seconds: float) -> Any:
     import functools
     import inspect
@@ -76,15 +98,8 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
             if hit:
                 return token
-            try:
-                result = await func(*args, **kwargs)
-            except BaseException:
-                if token is not None:
-                    token.abort()
-                raise
-            if token is not None:
-                token.commit(result)
-            return result
+            with _Run(token) as run:
+                return run.done(await func(*args, **kwargs))
 
         wrapper: Any = async_wrapper
     else:
@@ -94,15 +109,8 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
             if hit:
                 return token
-            try:
-                result = func(*args, **kwargs)
-            except BaseException:
-                if token is not None:
-                    token.abort()
-                raise
-            if token is not None:
-                token.commit(result)
-            return result
+            with _Run(token) as run:
+                return run.done(func(*args, **kwargs))
 
         wrapper = sync_wrapper
 
