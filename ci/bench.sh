@@ -20,6 +20,15 @@ if grep -q '^name = "storage"' Cargo.toml && [ -f benches/storage.rs ]; then
     fi
     grep -v '^\s*\(Compiling\|Downloaded\|Downloading\)' "$OUT/cargo-bench.txt" | tail -40
 fi
+# Argument hashing and fingerprinting (criterion, in an embedded interpreter).
+echo "== cargo bench --features bench-python --bench identity -- --quick"
+if ! PYO3_PYTHON=$(command -v python) \
+    LD_LIBRARY_PATH=$(python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))') \
+    timeout 600 cargo bench --features bench-python --bench identity -- --quick \
+    >"$OUT/cargo-bench-identity.txt" 2>&1; then
+    echo "(cargo bench failed or timed out; see the end of this output)" >>"$OUT/cargo-bench-identity.txt"
+fi
+grep -E '^[a-z].*|time:|thrpt:' "$OUT/cargo-bench-identity.txt" | grep -v '^\s*Compiling' | tail -20
 echo "== python benches/python/bench.py --out $OUT $*"
 python benches/python/bench.py --out "$OUT" "$@"
 echo "report: $OUT/report.md  chart: $OUT/chart.png"

@@ -8,6 +8,7 @@ echo "== lint"
 cargo fmt --check
 cargo clippy -q --all-targets -- -D warnings
 cargo clippy -q --all-targets --features python -- -D warnings
+PYO3_PYTHON=$(command -v python) cargo clippy -q --benches --features bench-python -- -D warnings
 ruff check python tests demo benches
 python -m mypy.stubtest bytecache._bytecache
 echo "== cargo test"

@@ -9,6 +9,6 @@ pub mod storage;
 #[cfg(feature = "python")]
 mod hook;
 #[cfg(feature = "python")]
-mod identity;
+pub mod identity;
 #[cfg(feature = "python")]
 mod py;

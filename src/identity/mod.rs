@@ -10,6 +10,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::py::errors::UnhashableError;
+pub use digest::Digest;
 use digest::{Hasher, Tag};
 use hash::{Dep, HashError, Walker};
 
@@ -23,38 +24,33 @@ fn to_py(e: HashError) -> PyErr {
     }
 }
 
-fn finish<'py>(py: Python<'py>, h: &Hasher) -> Bound<'py, PyBytes> {
-    PyBytes::new(py, &h.finish().to_le_bytes())
-}
-
-/// The 16-byte content hash of a value; for a function, its fingerprint
-/// (code and everything it can reach).
-#[pyfunction]
-fn hash_value<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
-    let py = obj.py();
+/// The content digest of a value; for a function, its fingerprint (code and
+/// everything it can reach). Raises `UnhashableError` for what cannot be
+/// hashed by content.
+pub fn value_digest(obj: &Bound<'_, PyAny>) -> PyResult<Digest> {
     let mut h = Hasher::new();
-    let mut w = Walker::new(py)?;
+    let mut w = Walker::new(obj.py())?;
     w.value(obj, &mut h).map_err(to_py)?;
     w.finish(&mut h).map_err(to_py)?;
-    Ok(finish(py, &h))
+    Ok(h.finish())
 }
 
-/// The key of a call: the function's fingerprint plus the content of every
-/// bound argument (defaults applied by the caller), minus those named in
-/// `ignore`. Raises `UnhashableError` naming the argument that cannot be
-/// hashed; an argument is never dropped silently.
-///
-/// With `record=True` returns `(key, record)` where the record lists
-/// `(kind, name, display, digest)` for every function, global and argument
-/// the key covers: what `explain` compares to say why a call missed.
-#[pyfunction]
-#[pyo3(signature = (func, arguments, ignore, record=false))]
-fn call_key<'py>(
-    func: &Bound<'py, PyAny>,
-    arguments: &Bound<'py, PyDict>,
-    ignore: Vec<String>,
+/// The key digest of a call of `func` with its bound `arguments` (defaults
+/// applied), minus those named in `ignore`; see [`call_key`].
+pub fn key_digest(
+    func: &Bound<'_, PyAny>,
+    arguments: &Bound<'_, PyDict>,
+    ignore: &[String],
+) -> PyResult<Digest> {
+    Ok(key_and_record(func, arguments, ignore, false)?.0)
+}
+
+fn key_and_record(
+    func: &Bound<'_, PyAny>,
+    arguments: &Bound<'_, PyDict>,
+    ignore: &[String],
     record: bool,
-) -> PyResult<Bound<'py, PyAny>> {
+) -> PyResult<(Digest, Option<Vec<Dep>>)> {
     let py = func.py();
     let mut w = Walker::new(py)?;
     if record {
@@ -92,8 +88,36 @@ fn call_key<'py>(
         }
     }
     w.finish(&mut h).map_err(to_py)?;
-    let key = finish(py, &h);
-    match w.record.take() {
+    Ok((h.finish(), w.record.take()))
+}
+
+/// The 16-byte content hash of a value; for a function, its fingerprint
+/// (code and everything it can reach).
+#[pyfunction]
+fn hash_value<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    Ok(PyBytes::new(obj.py(), &value_digest(obj)?.to_le_bytes()))
+}
+
+/// The key of a call: the function's fingerprint plus the content of every
+/// bound argument (defaults applied by the caller), minus those named in
+/// `ignore`. Raises `UnhashableError` naming the argument that cannot be
+/// hashed; an argument is never dropped silently.
+///
+/// With `record=True` returns `(key, record)` where the record lists
+/// `(kind, name, display, digest)` for every function, global and argument
+/// the key covers: what `explain` compares to say why a call missed.
+#[pyfunction]
+#[pyo3(signature = (func, arguments, ignore, record=false))]
+fn call_key<'py>(
+    func: &Bound<'py, PyAny>,
+    arguments: &Bound<'py, PyDict>,
+    ignore: Vec<String>,
+    record: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let py = func.py();
+    let (digest, deps) = key_and_record(func, arguments, &ignore, record)?;
+    let key = PyBytes::new(py, &digest.to_le_bytes());
+    match deps {
         None => Ok(key.into_any()),
         Some(deps) => {
             let items = deps

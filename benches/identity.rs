@@ -1,0 +1,95 @@
+//! criterion benches of argument hashing and fingerprinting, in an embedded
+//! interpreter. Run through `bash ci/bench.sh`, or by hand (the extension must
+//! be built, e.g. by `. ci/env.sh`, and libpython found at run time):
+//!
+//! ```sh
+//! LD_LIBRARY_PATH=$(python -c 'import sysconfig; print(sysconfig.get_config_var("LIBDIR"))') \
+//!   PYO3_PYTHON=$(command -v python) cargo bench --features bench-python --bench identity
+//! ```
+use std::ffi::CString;
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyModule};
+
+use _bytecache::identity::{key_digest, value_digest};
+
+/// A module whose `f` reaches ten helper functions and a global.
+const TEN_HELPERS: &str = r#"
+K = 3
+def h0(x): return x + K
+def h1(x): return h0(x) * 2
+def h2(x): return h1(x) - 1
+def h3(x): return h2(x) + h0(x)
+def h4(x): return [h3(i) for i in range(x)]
+def h5(x): return sum(h4(x))
+def h6(x): return (lambda y: h5(y))(x)
+def h7(x): return h6(x) if x > 0 else h2(x)
+def h8(x): return max(h7(x), h1(x))
+def h9(x): return h8(x) + h3(x)
+def f(x): return h9(x) + h5(x)
+def g(x): return x + 1
+"#;
+
+fn module<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyModule> {
+    let code = CString::new(TEN_HELPERS).expect("no NUL in the source");
+    let file = CString::new(format!("{name}.py")).expect("no NUL");
+    let name = CString::new(name).expect("no NUL");
+    PyModule::from_code(py, &code, &file, &name).expect("the bench module compiles")
+}
+
+fn identity(c: &mut Criterion) {
+    Python::attach(|py| {
+        // `bytecache._modkind` (library classification) comes from python/.
+        let path = py
+            .import("sys")
+            .and_then(|s| s.getattr("path"))
+            .expect("sys.path");
+        path.call_method1(
+            "insert",
+            (0, concat!(env!("CARGO_MANIFEST_DIR"), "/python")),
+        )
+        .expect("sys.path.insert");
+
+        let m = module(py, "bench_helpers");
+        let g = m.getattr("g").expect("g");
+        let args = PyDict::new(py);
+        args.set_item("x", 5).expect("set_item");
+        c.bench_function("key of g(int)", |b| {
+            b.iter(|| key_digest(&g, &args, &[]).expect("hashable"))
+        });
+
+        let f = m.getattr("f").expect("f");
+        c.bench_function("fingerprint, 10 helpers, again", |b| {
+            b.iter(|| value_digest(&f).expect("hashable"))
+        });
+        let mut n = 0u64;
+        c.bench_function("fingerprint, 10 helpers, first time", |b| {
+            b.iter_batched(
+                || {
+                    n += 1;
+                    module(py, &format!("bench_fresh_{n}"))
+                        .getattr("f")
+                        .expect("f")
+                },
+                |f| value_digest(&f).expect("hashable"),
+                BatchSize::SmallInput,
+            )
+        });
+
+        let mut group = c.benchmark_group("argument hashing");
+        let size = 100usize << 20;
+        group.throughput(Throughput::Bytes(size as u64));
+        group.sample_size(10);
+        let buffer = py
+            .eval(c"memoryview(bytearray(100 * 2**20))", None, None)
+            .expect("a 100 MiB buffer");
+        group.bench_function("100 MiB buffer", |b| {
+            b.iter(|| value_digest(&buffer).expect("hashable"))
+        });
+        group.finish();
+    });
+}
+
+criterion_group!(benches, identity);
+criterion_main!(benches);
