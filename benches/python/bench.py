@@ -761,14 +761,19 @@ def write_report(out: str, cfg: Cfg, info: dict[str, str], elapsed: float, quick
             lines.append(f"| {r.tool} | {r.status} | {med} | {lo} | {hi} | {len(r.samples)} | "
                          f"{a} | {b} | {note} |")
         lines.append("")
-    cargo = os.path.join(out, "cargo-bench.txt")
-    if os.path.exists(cargo):
+    for name, title in [
+        ("cargo-bench.txt", "Rust storage layer (`cargo bench --bench storage -- --quick`)"),
+        ("cargo-bench-identity.txt", "Argument hashing and fingerprinting "
+         "(`cargo bench --features bench-python --bench identity -- --quick`)"),
+    ]:
+        cargo = os.path.join(out, name)
+        if not os.path.exists(cargo):
+            continue
         with open(cargo) as fh:
             text = "\n".join(
                 ln for ln in fh.read().strip().splitlines()
                 if not ln.strip().startswith(("Compiling", "Downloaded", "Downloading")))
-        lines += ["## Rust storage layer (`cargo bench --bench storage -- --quick`)", "",
-                  "```", text[-6000:] or "(no output)", "```", ""]
+        lines += [f"## {title}", "", "```", text[-6000:] or "(no output)", "```", ""]
     lines += ["![chart](chart.png)", ""]
     with open(os.path.join(out, "report.md"), "w") as fh:
         fh.write("\n".join(lines))
