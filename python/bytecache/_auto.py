@@ -89,6 +89,7 @@ def enable(
         _probe.clear()
         _cheap.clear()
         _targets.clear()
+        _bytecache.unregister_all()
         try:
             _bytecache.hook_install(_should_mark, _on_call, _on_return)
         except (AttributeError, RuntimeError, NotImplementedError) as e:
@@ -107,6 +108,7 @@ def disable() -> None:
     global _config
     with _lock:
         _config = None
+        _bytecache.unregister_all()
         uninstall = getattr(_bytecache, "hook_uninstall", None)
         if uninstall is not None:
             uninstall()
@@ -207,6 +209,7 @@ def _target_and_names(func: Any) -> tuple[_core.Target, tuple[str, ...]]:
         config = _config
         cache_dir = config.cache_dir if config is not None else None
         target = _core.Target(func, cache_dir=cache_dir)
+        target.memo.register()  # the hook answers kept results itself
         cached = _targets[func] = (target, _arg_names(func.__code__))
     return cached
 

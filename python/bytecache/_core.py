@@ -32,7 +32,7 @@ _stats_lock = _thread.allocate_lock()
 
 
 class Counters:
-    __slots__ = ("hits", "misses", "stored", "uncacheable", "saved_seconds")
+    __slots__ = ("hits", "misses", "stored", "uncacheable", "saved_seconds", "memo")
 
     def __init__(self) -> None:
         self.hits = 0
@@ -40,9 +40,14 @@ class Counters:
         self.stored = 0
         self.uncacheable = 0
         self.saved_seconds = 0.0
+        self.memo: Any = None  # its hits answered from kept results count too
 
     def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}
+        out = {k: getattr(self, k) for k in self.__slots__ if k != "memo"}
+        hits, saved = self.memo.fast_hits if self.memo else _bytecache.fast_totals()
+        out["hits"] += hits
+        out["saved_seconds"] += saved
+        return out
 
 
 TOTAL = Counters()
@@ -53,18 +58,18 @@ OFF = os.environ.get("BYTECACHE", "").strip().lower() in ("off", "0", "false", "
 
 
 def is_disabled() -> bool:
-    return OFF or getattr(_local, "disabled", 0) > 0
+    return OFF or _bytecache.is_disabled()
 
 
 class disabled:
     """`with bytecache.disabled():` runs every call normally (this thread)."""
 
     def __enter__(self) -> disabled:
-        _local.disabled = getattr(_local, "disabled", 0) + 1
+        _bytecache.set_disabled(True)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _local.disabled -= 1
+        _bytecache.set_disabled(False)
 
 
 # --- data files read during a miss (sys.addaudithook) ----------------------
@@ -268,16 +273,19 @@ def _inherit(deps: dict[str, Any]) -> None:
 class Target:
     """What a memoized function needs to know about itself."""
 
-    __slots__ = ("func", "group", "counters", "ignore", "cache_dir")
+    __slots__ = ("func", "group", "counters", "ignore", "cache_dir", "memo")
 
     def __init__(self, func: Any, *, ignore: tuple[str, ...] = (),
                  cache_dir: str | None = None) -> None:
         self.func = func
         name = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", "") or "")
         self.group: bytes = _bytecache.hash_value(name)
-        self.counters = Counters()
         self.ignore = list(ignore)
         self.cache_dir = cache_dir
+        # The cached fingerprint plan and the results kept in this process.
+        self.memo = _bytecache.Memo(func, self.ignore)
+        self.counters = Counters()
+        self.counters.memo = self.memo
 
 
 class Miss:
@@ -332,7 +340,7 @@ class Miss:
             _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
             return
         try:
-            after, record = _bytecache.call_key(t.func, self.arguments, t.ignore, record=True)
+            after, record = t.memo.key(self.arguments, record=True)
         except _bytecache.UnhashableError:
             after, record = None, []
         if after != self.key:
@@ -362,6 +370,8 @@ class Miss:
             return
         finally:
             _local.internal = False
+        if not (files or dirs or self.recorder.output):
+            t.memo.remember(self.key, result, elapsed)
         with _stats_lock:
             t.counters.stored += 1
             TOTAL.stored += 1
@@ -381,10 +391,13 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
     if is_disabled():
         return False, None
     try:
-        key = _bytecache.call_key(target.func, arguments, target.ignore)
+        key = target.memo.key(arguments)
     except _bytecache.UnhashableError as e:
         _uncacheable(target, f"not memoized: {e}")
         return False, None
+    kept = target.memo.recall(key)
+    if kept is not None:
+        return True, kept[0]
     directory = _config.cache_dir(target.cache_dir)
     try:
         store = _config.store(directory)
@@ -394,7 +407,7 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         return False, None
     _install_audit_hook()
     entry = _get(store, key)
-    hit = _load(target, store, entry)
+    hit = _load(target, key, entry)
     if hit is not None:
         return True, hit[0]
     # Another process may be computing this very call: wait for its result
@@ -408,7 +421,7 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
                   key=f"claim:{type(e).__name__}")
     if claim is not None and not claim.compute:
         claim = None
-        hit = _load(target, store, _get(store, key))
+        hit = _load(target, key, _get(store, key))
         if hit is not None:
             return True, hit[0]
     with _stats_lock:
@@ -436,7 +449,7 @@ def _warn_damaged(store: Any) -> None:
               key="damaged")
 
 
-def _load(target: Target, store: Any, entry: Any) -> tuple[Any] | None:
+def _load(target: Target, key: bytes, entry: Any) -> tuple[Any] | None:
     """(value,) when `entry` is present, its files are unchanged and it loads."""
     if entry is None:
         return None
@@ -454,6 +467,8 @@ def _load(target: Target, store: Any, entry: Any) -> tuple[Any] | None:
         return None
     _inherit(deps)
     _replay(output)
+    if not (deps or output):
+        target.memo.remember(key, value, seconds)
     with _stats_lock:
         target.counters.hits += 1
         target.counters.saved_seconds += seconds

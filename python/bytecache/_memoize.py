@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bytecache import _config, _core
+from bytecache import _bytecache, _config, _core
 
 TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
 
@@ -129,6 +129,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
 
 def clear_group(target: _core.Target) -> int:
+    target.memo.forget()
     return int(_config.store(_config.cache_dir(target.cache_dir)).clear(target.group))
 
 
@@ -162,4 +163,5 @@ def clear(func: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) 
         if target is None:
             raise TypeError("bytecache.clear(func) needs a function decorated with memoize")
         return clear_group(target)
+    _bytecache.forget_all()
     return int(_config.store(_config.cache_dir(cache_dir)).clear(None))

@@ -26,6 +26,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering;
 
 use pyo3::ffi::{self, PyObject, PyThreadState};
+use pyo3::Python;
 
 use super::compat::{self, Frame};
 use super::mark::{self, Decision};
@@ -253,10 +254,13 @@ unsafe fn intercept(
 }
 
 /// Classifies the code object (unless `cached`) and consults `on_call`.
-/// Runs with the re-entry guard set.
+/// Runs with the re-entry guard set. Never inlined: its stack frame (keys
+/// are computed below it) must not stay on the C stack while `intercept`
+/// runs the frame, or deep recursion runs out of stack sooner.
 ///
 /// # Safety
 /// GIL held; `frame` is a fresh frame on `tstate` whose code is `code`.
+#[inline(never)]
 unsafe fn decide(
     tstate: *mut PyThreadState,
     frame: *mut Frame,
@@ -369,8 +373,10 @@ unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
     let Some(cb) = take_ref(&ON_CALL) else {
         return Action::Run;
     };
-    // SAFETY: GIL held; slots are read within `nargs <= co_nlocalsplus`;
-    // each stored item gets its own reference; `cb` is a new reference.
+    // SAFETY: GIL held (so `assume_attached` is sound); the first `nargs`
+    // slots are within `co_nlocalsplus` and stay live while the frame does
+    // (the slice is dropped before the frame runs or is skipped); each stored
+    // item gets its own reference; `cb` is a new reference.
     unsafe {
         let func = compat::frame_func(frame);
         let locals = compat::frame_localsplus(frame);
@@ -378,19 +384,23 @@ unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
             ffi::Py_DECREF(cb);
             return Action::Run;
         };
+        let slots = std::slice::from_raw_parts(locals, nargs);
+        if slots.iter().any(|v| v.is_null()) {
+            ffi::Py_DECREF(cb);
+            return Action::Run;
+        }
+        // A result kept in this process answers without leaving Rust.
+        if let Some(value) = crate::identity::recall_call(Python::assume_attached(), func, slots) {
+            ffi::Py_DECREF(cb);
+            return Action::Hit(value);
+        }
         let args = ffi::PyTuple_New(n);
         if args.is_null() {
             ffi::PyErr_Clear();
             ffi::Py_DECREF(cb);
             return Action::Run;
         }
-        for i in 0..nargs {
-            let v = *locals.add(i);
-            if v.is_null() {
-                ffi::Py_DECREF(args);
-                ffi::Py_DECREF(cb);
-                return Action::Run;
-            }
+        for (i, &v) in slots.iter().enumerate() {
             ffi::Py_INCREF(v);
             // `i < nargs`, which fits in Py_ssize_t (checked above).
             ffi::PyTuple_SET_ITEM(args, i as ffi::Py_ssize_t, v);

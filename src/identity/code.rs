@@ -12,6 +12,7 @@
 use std::sync::{Arc, Mutex};
 
 use ahash::{AHashMap, AHashSet};
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyTuple};
@@ -84,17 +85,27 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
         ));
     }
     let t = table(py)?;
-    let co_code = code.getattr("co_code")?.cast_into::<PyBytes>()?;
-    let consts = code.getattr("co_consts")?.cast_into::<PyTuple>()?;
-    let names = code.getattr("co_names")?.cast_into::<PyTuple>()?;
+    let co_code = code
+        .getattr(intern!(code.py(), "co_code"))?
+        .cast_into::<PyBytes>()?;
+    let consts = code
+        .getattr(intern!(code.py(), "co_consts"))?
+        .cast_into::<PyTuple>()?;
+    let names = code
+        .getattr(intern!(code.py(), "co_names"))?
+        .cast_into::<PyTuple>()?;
     let name_strs: Vec<String> = names
         .iter()
         .map(|n| n.extract::<String>())
         .collect::<PyResult<_>>()?;
-    let flags: u32 = code.getattr("co_flags")?.extract()?;
-    let argcount: u32 = code.getattr("co_argcount")?.extract()?;
-    let posonly: u32 = code.getattr("co_posonlyargcount")?.extract()?;
-    let kwonly: u32 = code.getattr("co_kwonlyargcount")?.extract()?;
+    let flags: u32 = code.getattr(intern!(code.py(), "co_flags"))?.extract()?;
+    let argcount: u32 = code.getattr(intern!(code.py(), "co_argcount"))?.extract()?;
+    let posonly: u32 = code
+        .getattr(intern!(code.py(), "co_posonlyargcount"))?
+        .extract()?;
+    let kwonly: u32 = code
+        .getattr(intern!(code.py(), "co_kwonlyargcount"))?
+        .extract()?;
 
     let mut info = CodeInfo {
         digest: 0,
@@ -161,7 +172,9 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     for v in [argcount, posonly, kwonly, flags] {
         h.u64(u64::from(v));
     }
-    let varnames = code.getattr("co_varnames")?.cast_into::<PyTuple>()?;
+    let varnames = code
+        .getattr(intern!(code.py(), "co_varnames"))?
+        .cast_into::<PyTuple>()?;
     let mut named = (argcount + kwonly) as usize;
     named += usize::from(flags & CO_VARARGS != 0) + usize::from(flags & CO_VARKEYWORDS != 0);
     let visible = if info.dynamic { varnames.len() } else { named };
@@ -171,7 +184,11 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     for attr in ["co_freevars", "co_cellvars"] {
         h.u64(code.getattr(attr)?.len()? as u64);
     }
-    h.str(&code.getattr("co_name")?.extract::<String>()?);
+    h.str(
+        &code
+            .getattr(intern!(code.py(), "co_name"))?
+            .extract::<String>()?,
+    );
     if let Some(table) = code.getattr_opt("co_exceptiontable")? {
         h.bytes(table.cast_into::<PyBytes>()?.as_bytes());
     }

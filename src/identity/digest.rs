@@ -49,6 +49,7 @@ pub enum Tag {
     Key,
     Wrapper,
     Unloaded,
+    Leaf,
 }
 
 pub struct Hasher(Xxh3);

@@ -8,10 +8,11 @@
 //! are equal across processes and `PYTHONHASHSEED` values. Anything that
 //! cannot be hashed by content is an [`HashError::Unhashable`]: the caller
 //! then runs the function without memoizing; no argument is ever dropped.
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::exceptions::PyTypeError;
+use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
@@ -23,6 +24,7 @@ use pyo3::types::{
 use super::buffer::Buffer;
 use super::code::code_info;
 use super::digest::{Digest, Hasher, Tag};
+use super::plan::{Building, Plan};
 
 const MAX_DEPTH: usize = 256;
 
@@ -156,6 +158,9 @@ pub struct Dep {
     /// A short rendering (file of a function, value of a small scalar global).
     pub display: Option<String>,
     pub digest: Digest,
+    /// The plan leaf this global's value is (its digest is filled in when
+    /// the leaf is hashed).
+    pub leaf: Option<usize>,
 }
 
 /// `repr` of small scalars only: never of arbitrary objects (cost, privacy).
@@ -178,18 +183,25 @@ pub struct Walker<'py> {
     stack: Vec<usize>,
     memo: AHashMap<usize, Digest>,
     /// Every attribute name any code reached in this walk can use.
-    used: AHashSet<String>,
+    pub(super) used: AHashSet<String>,
     /// Some reached code looks attributes up by computed names.
-    dynamic: bool,
+    pub(super) dynamic: bool,
     /// Class members, hashed apart and folded in by [`Walker::finish`] only
     /// when reachable code can name them (or they are dunder protocol
     /// methods): an edit to a method nothing calls does not invalidate.
     members: Vec<Member>,
     /// Collected only when asked for (misses and `explain`, not hits).
     pub record: Option<Vec<Dep>>,
+    /// While building a plan: guards and leaves (see `plan.rs`).
+    pub plan: Option<Building>,
+    /// The plan this walk completes (a call's arguments and leaves).
+    pub base: Option<Arc<Plan>>,
+    next_member: u32,
+    folded: Vec<u32>,
 }
 
-struct Member {
+pub struct Member {
+    id: u32,
     class: String,
     name: String,
     digest: Result<Digest, String>,
@@ -209,26 +221,108 @@ impl<'py> Walker<'py> {
             dynamic: false,
             members: Vec::new(),
             record: None,
+            plan: None,
+            base: None,
+            next_member: 0,
+            folded: Vec::new(),
         })
+    }
+
+    pub fn py(&self) -> Python<'py> {
+        self.py
+    }
+
+    fn fold(&mut self, m: &Member, h: &mut Hasher) -> HResult<()> {
+        h.tag(Tag::Name);
+        h.str(&m.class);
+        h.str(&m.name);
+        self.folded.push(m.id);
+        match &m.digest {
+            Ok(d) => {
+                h.digest(*d);
+                Ok(())
+            }
+            Err(msg) => Err(HashError::Unhashable(msg.clone())),
+        }
+    }
+
+    /// Whether reached code can use member `name`.
+    fn uses(&self, name: &str) -> bool {
+        let dunder = name.starts_with("__") && name.ends_with("__");
+        let base = self.base.as_deref();
+        dunder
+            || self.dynamic
+            || self.used.contains(name)
+            || base.is_some_and(|b| b.dynamic || b.used.contains(name))
     }
 
     /// Folds in the class members that reached code can use. Call once, after
     /// everything of one key was walked.
     pub fn finish(&mut self, h: &mut Hasher) -> HResult<()> {
         for m in std::mem::take(&mut self.members) {
-            let dunder = m.name.starts_with("__") && m.name.ends_with("__");
-            if !(self.dynamic || dunder || self.used.contains(&m.name)) {
-                continue;
-            }
-            h.tag(Tag::Name);
-            h.str(&m.class);
-            h.str(&m.name);
-            match m.digest {
-                Ok(d) => h.digest(d),
-                Err(msg) => return Err(HashError::Unhashable(msg)),
+            if self.uses(&m.name) {
+                self.fold(&m, h)?;
             }
         }
         Ok(())
+    }
+
+    /// At the end of a plan's walk: folds in the members used so far and
+    /// returns the others (pending).
+    pub fn fold_used(&mut self, h: &mut Hasher) -> HResult<Vec<Member>> {
+        let mut pending = Vec::new();
+        for m in std::mem::take(&mut self.members) {
+            if self.uses(&m.name) {
+                self.fold(&m, h)?;
+            } else {
+                pending.push(m);
+            }
+        }
+        Ok(pending)
+    }
+
+    /// The ids of the members folded in so far.
+    pub fn folded_ids(&self) -> AHashSet<u32> {
+        self.folded.iter().copied().collect()
+    }
+
+    /// Folds in the base plan's pending members that this walk (a call's
+    /// arguments and leaves) can use; returns their ids.
+    pub fn fold_pending(&mut self, h: &mut Hasher) -> HResult<Vec<u32>> {
+        let Some(base) = self.base.clone() else {
+            return Ok(Vec::new());
+        };
+        let mut ids = Vec::new();
+        for m in &base.pending {
+            if self.dynamic || self.used.contains(&m.name) {
+                self.fold(m, h)?;
+                ids.push(m.id);
+            }
+        }
+        Ok(ids)
+    }
+
+    /// `d[name]`, noted in the plan being built.
+    fn get(&mut self, d: &Bound<'py, PyDict>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let v = d.get_item(name)?;
+        if let Some(b) = self.plan.as_mut() {
+            b.guards.read(d, name, v.as_ref());
+        }
+        Ok(v)
+    }
+
+    /// All of `d` is read; noted in the plan being built.
+    fn read_all(&mut self, d: &Bound<'py, PyDict>) {
+        if let Some(b) = self.plan.as_mut() {
+            b.guards.read_all(d);
+        }
+    }
+
+    /// Where the values hashed next come from (for a leaf's messages).
+    fn site(&mut self, what: impl FnOnce() -> String) {
+        if let Some(b) = self.plan.as_mut() {
+            b.site = what();
+        }
     }
 
     /// `Some("<kind and version>")` when `module` is the standard library or
@@ -302,6 +396,13 @@ impl<'py> Walker<'py> {
     pub fn value(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
         if try_plain(obj, h)? {
             return Ok(());
+        }
+        if let Some(b) = self.plan.as_mut() {
+            if is_leaf(obj) {
+                h.tag(Tag::Leaf);
+                h.u64(b.leaf(obj) as u64);
+                return Ok(());
+            }
         }
         if let Ok(t) = obj.cast_exact::<PyTuple>() {
             h.tag(Tag::Tuple);
@@ -396,13 +497,13 @@ impl<'py> Walker<'py> {
         match tname.as_str() {
             "method" => {
                 h.tag(Tag::BoundMethod);
-                self.value(&obj.getattr("__func__")?, h)?;
-                return self.value(&obj.getattr("__self__")?, h);
+                self.value(&obj.getattr(intern!(obj.py(), "__func__"))?, h)?;
+                return self.value(&obj.getattr(intern!(obj.py(), "__self__"))?, h);
             }
             "staticmethod" | "classmethod" => {
                 h.tag(Tag::Wrapper);
                 h.str(&tname);
-                return self.value(&obj.getattr("__func__")?, h);
+                return self.value(&obj.getattr(intern!(obj.py(), "__func__"))?, h);
             }
             "property" => {
                 h.tag(Tag::Wrapper);
@@ -415,20 +516,9 @@ impl<'py> Walker<'py> {
             "functools.cached_property" => {
                 h.tag(Tag::Wrapper);
                 h.str(&tname);
-                return self.value(&obj.getattr("func")?, h);
+                return self.value(&obj.getattr(intern!(obj.py(), "func"))?, h);
             }
-            "cell" => {
-                return match obj.getattr("cell_contents") {
-                    Ok(v) => {
-                        h.tag(Tag::Cell);
-                        self.value(&v, h)
-                    }
-                    Err(_) => {
-                        h.tag(Tag::EmptyCell);
-                        Ok(())
-                    }
-                };
-            }
+            "cell" => return self.cell(obj, h),
             _ => {}
         }
         if obj.hasattr("__wrapped__")? {
@@ -455,6 +545,19 @@ impl<'py> Walker<'py> {
             }
         }
         self.guarded(obj, h, |w, h| w.reduce(obj, &tname, h))
+    }
+
+    fn cell(&mut self, cell: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        match cell.getattr(intern!(cell.py(), "cell_contents")) {
+            Ok(v) => {
+                h.tag(Tag::Cell);
+                self.value(&v, h)
+            }
+            Err(_) => {
+                h.tag(Tag::EmptyCell);
+                Ok(())
+            }
+        }
     }
 
     fn items(
@@ -516,10 +619,10 @@ impl<'py> Walker<'py> {
     }
 
     fn builtin_function(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
-        let qualname: String = obj.getattr("__qualname__")?.extract()?;
-        let owner = obj.getattr("__self__")?;
+        let qualname: String = obj.getattr(intern!(obj.py(), "__qualname__"))?.extract()?;
+        let owner = obj.getattr(intern!(obj.py(), "__self__"))?;
         if owner.is_none() || owner.is_instance_of::<PyModule>() {
-            let module = match obj.getattr("__module__")? {
+            let module = match obj.getattr(intern!(obj.py(), "__module__"))? {
                 m if m.is_none() => String::new(),
                 m => m.extract::<String>()?,
             };
@@ -541,15 +644,23 @@ impl<'py> Walker<'py> {
     /// modules imported in its body, `__wrapped__`.
     pub fn function(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
         h.tag(Tag::Function);
-        let globals = f.getattr("__globals__")?.cast_into::<PyDict>()?;
-        let module: String = match globals.get_item("__name__")? {
+        if let Some(b) = self.plan.as_mut() {
+            b.guards.function(f);
+        }
+        let globals = f
+            .getattr(intern!(f.py(), "__globals__"))?
+            .cast_into::<PyDict>()?;
+        let module: String = match self.get(&globals, "__name__")? {
             Some(n) => n.extract().unwrap_or_default(),
             None => String::new(),
         };
         if let Some(lib) = self.library(&module)? {
             h.tag(Tag::Library);
             h.str(&module);
-            h.str(&f.getattr("__qualname__")?.extract::<String>()?);
+            h.str(
+                &f.getattr(intern!(f.py(), "__qualname__"))?
+                    .extract::<String>()?,
+            );
             h.str(&lib);
             // A library decorator's wrapper (bytecache.memoize, functools.wraps)
             // stands for the user's function it wraps.
@@ -576,8 +687,8 @@ impl<'py> Walker<'py> {
         globals: &Bound<'py, PyDict>,
         h: &mut Hasher,
     ) -> HResult<()> {
-        let qualname: String = f.getattr("__qualname__")?.extract()?;
-        let info = code_info(&f.getattr("__code__")?)?;
+        let qualname: String = f.getattr(intern!(f.py(), "__qualname__"))?.extract()?;
+        let info = code_info(&f.getattr(intern!(f.py(), "__code__"))?)?;
         if info.writes_globals {
             return Err(HashError::Unhashable(format!(
                 "function `{qualname}` assigns a global: a cached call would skip that effect"
@@ -590,14 +701,16 @@ impl<'py> Walker<'py> {
         // function from an edit of something it reaches.
         let mut own = Hasher::new();
         own.digest(info.digest);
-        self.value(&f.getattr("__defaults__")?, &mut own)?;
-        self.value(&f.getattr("__kwdefaults__")?, &mut own)?;
-        let closure = f.getattr("__closure__")?;
+        self.site(|| format!("a default argument of `{qualname}`"));
+        self.value(&f.getattr(intern!(f.py(), "__defaults__"))?, &mut own)?;
+        self.value(&f.getattr(intern!(f.py(), "__kwdefaults__"))?, &mut own)?;
+        let closure = f.getattr(intern!(f.py(), "__closure__"))?;
         if !closure.is_none() {
             let cells = closure.cast_into::<PyTuple>()?;
             own.u64(cells.len() as u64);
             for cell in cells.iter() {
-                self.value(&cell, &mut own)?;
+                self.site(|| format!("a closure variable of `{qualname}`"));
+                self.cell(&cell, &mut own)?;
             }
         }
         let own = own.finish();
@@ -607,18 +720,23 @@ impl<'py> Walker<'py> {
                 Some(n) => n.extract().unwrap_or_default(),
                 None => String::new(),
             };
-            let file: String = f.getattr("__code__")?.getattr("co_filename")?.extract()?;
+            let file: String = f
+                .getattr(intern!(f.py(), "__code__"))?
+                .getattr(intern!(f.py(), "co_filename"))?
+                .extract()?;
             self.note(Dep {
                 kind: "function",
                 name: format!("{module}.{qualname}"),
                 display: file.rsplit('/').next().map(str::to_owned),
                 digest: own,
+                leaf: None,
             });
         }
-        let builtins = f.getattr("__builtins__")?;
+        let builtins = f.getattr(intern!(f.py(), "__builtins__"))?;
         let builtins = builtins.cast::<PyDict>().ok();
         let mut names: Vec<String> = info.globals.clone();
         if info.dynamic {
+            self.read_all(globals);
             for k in globals.keys() {
                 if let Ok(k) = k.extract::<String>() {
                     if !(k.starts_with("__") && k.ends_with("__")) {
@@ -637,12 +755,15 @@ impl<'py> Walker<'py> {
         for name in &names {
             h.tag(Tag::Global);
             h.str(name);
-            if let Some(v) = globals.get_item(name)? {
+            if let Some(v) = self.get(globals, name)? {
                 let mut sub = Hasher::new();
+                self.site(|| format!("global `{name}` of `{qualname}`"));
                 self.dependency(&v, attrs, &mut sub)
                     .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
                 let d = sub.finish();
                 h.digest(d);
+                // The value itself became a leaf: its digest comes later.
+                let leaf = self.plan.as_ref().and_then(|b| b.index_of(&v));
                 if self.record.is_some() && !v.is_instance_of::<PyFunction>() {
                     let module: String = match globals.get_item("__name__")? {
                         Some(n) => n.extract().unwrap_or_default(),
@@ -653,10 +774,11 @@ impl<'py> Walker<'py> {
                         name: format!("{module}.{name}"),
                         display: short_display(&v),
                         digest: d,
+                        leaf,
                     });
                 }
             } else if let Some(b) = match builtins {
-                Some(b) => b.get_item(name)?,
+                Some(b) => self.get(b, name)?,
                 None => None,
             } {
                 h.tag(Tag::Builtin);
@@ -666,7 +788,11 @@ impl<'py> Walker<'py> {
             }
         }
         if ENVIRONMENT_NAMES.iter().any(|n| info.attrs.contains(*n)) {
-            // The process environment is read: its content is a dependency.
+            // The process environment is read: its content is a dependency,
+            // which no guard watches.
+            if let Some(b) = self.plan.as_mut() {
+                b.guards.uncacheable = true;
+            }
             h.tag(Tag::Global);
             h.str("os.environ");
             self.value(&self.support.call_method0("environment")?, h)?;
@@ -676,6 +802,12 @@ impl<'py> Walker<'py> {
             let target = self
                 .support
                 .call_method1("imported", (globals, *level, name.as_str()))?;
+            // It depends on `__package__` and on what is loaded.
+            self.get(globals, "__package__")?;
+            let loaded = PyModule::import(self.py, "sys")?.getattr("modules")?;
+            if let Ok(loaded) = loaded.cast::<PyDict>() {
+                self.read_all(loaded);
+            }
             if let Ok(m) = target.cast::<PyModule>() {
                 self.module(m, attrs, h)?;
             } else {
@@ -691,8 +823,11 @@ impl<'py> Walker<'py> {
         // Functions keep `__wrapped__` in their `__dict__`: look there first,
         // which costs no AttributeError when it is absent.
         let wrapped = match f.cast::<PyFunction>() {
-            Ok(_) => match f.getattr("__dict__")?.cast_into::<PyDict>() {
-                Ok(d) => d.get_item("__wrapped__")?,
+            Ok(_) => match f
+                .getattr(intern!(f.py(), "__dict__"))?
+                .cast_into::<PyDict>()
+            {
+                Ok(d) => self.get(&d, "__wrapped__")?,
                 Err(_) => None,
             },
             Err(_) => f.getattr_opt("__wrapped__")?,
@@ -737,15 +872,22 @@ impl<'py> Walker<'py> {
             return Ok(());
         }
         h.tag(Tag::Class);
+        if let Some(b) = self.plan.as_mut() {
+            b.guards.class(t);
+        }
         let obj = t.as_any();
         self.memoized(obj, h, |w, h| {
             h.str(&qualname);
-            let bases = t.getattr("__bases__")?.cast_into::<PyTuple>()?;
+            let bases = t
+                .getattr(intern!(t.py(), "__bases__"))?
+                .cast_into::<PyTuple>()?;
             h.u64(bases.len() as u64);
             for base in bases.iter() {
                 w.class(base.cast::<PyType>()?, h)?;
             }
-            let members = t.getattr("__dict__")?.cast_into::<PyMappingProxy>()?;
+            let members = t
+                .getattr(intern!(t.py(), "__dict__"))?
+                .cast_into::<PyMappingProxy>()?;
             let mut items: Vec<(String, Bound<'py, PyAny>)> = Vec::new();
             for kv in members.items()?.iter() {
                 let kv = kv.cast_into::<PyTuple>()?;
@@ -757,7 +899,15 @@ impl<'py> Walker<'py> {
             items.sort_by(|a, b| a.0.cmp(&b.0));
             for (name, v) in items {
                 let mut sub = Hasher::new();
-                let digest = match w.dependency(&v, None, &mut sub) {
+                let id = w.next_member;
+                w.next_member += 1;
+                let outer = w.plan.as_mut().map(|b| b.scope.replace(id));
+                w.site(|| format!("attribute `{name}` of class `{qualname}`"));
+                let walked = w.dependency(&v, None, &mut sub);
+                if let (Some(b), Some(outer)) = (w.plan.as_mut(), outer) {
+                    b.scope = outer;
+                }
+                let digest = match walked {
                     Ok(()) => Ok(sub.finish()),
                     Err(HashError::Unhashable(msg)) => {
                         Err(format!("attribute `{name}` of class `{qualname}`: {msg}"))
@@ -765,6 +915,7 @@ impl<'py> Walker<'py> {
                     Err(e) => return Err(e),
                 };
                 w.members.push(Member {
+                    id,
                     class: qualname.clone(),
                     name,
                     digest,
@@ -797,17 +948,23 @@ impl<'py> Walker<'py> {
         self.guarded(obj, h, |w, h| {
             let dict = m.dict();
             let mut keys: Vec<String> = match attrs {
-                Some(set) => set
-                    .iter()
-                    .filter(|k| dict.contains(k.as_str()).unwrap_or(false))
-                    .cloned()
-                    .collect(),
-                None => dict
-                    .keys()
-                    .iter()
-                    .filter_map(|k| k.extract::<String>().ok())
-                    .filter(|k| !(k.starts_with("__") && k.ends_with("__")))
-                    .collect(),
+                Some(set) => {
+                    let mut keys = Vec::new();
+                    for k in set {
+                        if w.get(&dict, k)?.is_some() {
+                            keys.push(k.clone());
+                        }
+                    }
+                    keys
+                }
+                None => {
+                    w.read_all(&dict);
+                    dict.keys()
+                        .iter()
+                        .filter_map(|k| k.extract::<String>().ok())
+                        .filter(|k| !(k.starts_with("__") && k.ends_with("__")))
+                        .collect()
+                }
             };
             keys.sort();
             h.u64(keys.len() as u64);
@@ -815,6 +972,7 @@ impl<'py> Walker<'py> {
                 if let Some(v) = dict.get_item(&k)? {
                     h.tag(Tag::Name);
                     h.str(&k);
+                    w.site(|| format!("`{name}.{k}`"));
                     w.dependency(&v, attrs, h)
                         .map_err(|e| context(e, || format!("`{name}.{k}`")))?;
                 }
@@ -824,8 +982,28 @@ impl<'py> Walker<'py> {
     }
 }
 
+/// Whether a plan hashes `obj` by content on every call: anything that can
+/// change without a guarded dict or slot changing. Tuples, functions,
+/// classes, modules, code, builtins, ranges, slices and the read-only
+/// wrappers are walked (their parts may be leaves).
+fn is_leaf(obj: &Bound<'_, PyAny>) -> bool {
+    let walked = obj.is_exact_instance_of::<PyTuple>()
+        || obj.is_instance_of::<PyFunction>()
+        || obj.is_instance_of::<PyType>()
+        || obj.is_instance_of::<PyModule>()
+        || obj.is_instance_of::<PyCode>()
+        || obj.is_instance_of::<PyCFunction>()
+        || obj.is_exact_instance_of::<PyRange>()
+        || obj.is_exact_instance_of::<PySlice>();
+    !walked
+        && !matches!(
+            type_name(obj).as_str(),
+            "method" | "staticmethod" | "classmethod" | "property"
+        )
+}
+
 /// Prefixes an unhashable message with where the value was found.
-fn context(e: HashError, what: impl FnOnce() -> String) -> HashError {
+pub fn context(e: HashError, what: impl FnOnce() -> String) -> HashError {
     match e {
         HashError::Unhashable(msg) if !msg.starts_with("global") && !msg.starts_with('`') => {
             HashError::Unhashable(format!("{}: {msg}", what()))

@@ -4,18 +4,19 @@ mod buffer;
 mod bytecode;
 mod code;
 mod digest;
+mod guard;
 mod hash;
+mod memo;
+mod plan;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
 use crate::py::errors::UnhashableError;
 pub use digest::Digest;
-use digest::{Hasher, Tag};
+use digest::Hasher;
 use hash::{Dep, HashError, Walker};
-
-/// Bumped whenever the meaning of a digest changes, so old entries miss.
-const KEY_VERSION: u64 = 1;
+pub use memo::{is_disabled, recall_call};
 
 fn to_py(e: HashError) -> PyErr {
     match e {
@@ -36,7 +37,8 @@ pub fn value_digest(obj: &Bound<'_, PyAny>) -> PyResult<Digest> {
 }
 
 /// The key digest of a call of `func` with its bound `arguments` (defaults
-/// applied), minus those named in `ignore`; see [`call_key`].
+/// applied), minus those named in `ignore`, without any cached plan; see
+/// [`call_key`]. `Memo.key` gives the same digest from a cached plan.
 pub fn key_digest(
     func: &Bound<'_, PyAny>,
     arguments: &Bound<'_, PyDict>,
@@ -51,44 +53,28 @@ fn key_and_record(
     ignore: &[String],
     record: bool,
 ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
-    let py = func.py();
-    let mut w = Walker::new(py)?;
-    if record {
-        w.record = Some(Vec::new());
-    }
-    let mut h = Hasher::new();
-    h.tag(Tag::Key);
-    h.u64(KEY_VERSION);
-    let v = py.version_info();
-    h.u64(u64::from(v.major) << 8 | u64::from(v.minor));
-    w.value(func, &mut h).map_err(to_py)?;
-    for (name, value) in arguments.iter() {
-        let name: String = name.extract()?;
-        if ignore.contains(&name) {
-            continue;
-        }
-        h.tag(Tag::Argument);
-        h.str(&name);
-        let mut sub = Hasher::new();
-        w.value(&value, &mut sub).map_err(|e| match e {
-            HashError::Unhashable(msg) => {
-                UnhashableError::new_err(format!("argument `{name}`: {msg}"))
-            }
-            HashError::Python(e) => e,
-        })?;
-        let d = sub.finish();
-        h.digest(d);
-        if let Some(r) = w.record.as_mut() {
-            r.push(Dep {
-                kind: "argument",
-                name,
-                display: None,
-                digest: d,
-            });
+    let (cached, deps) = plan::build(func, record)?;
+    let plan = cached.plan.map_err(UnhashableError::new_err)?;
+    plan::key(func.py(), &plan, arguments.iter(), ignore, deps).map_err(to_py)
+}
+
+/// A key as Python sees it: 16 bytes, or `(key, record)` when recorded.
+fn key_result(
+    py: Python<'_>,
+    digest: Digest,
+    deps: Option<Vec<Dep>>,
+) -> PyResult<Bound<'_, PyAny>> {
+    let key = PyBytes::new(py, &digest.to_le_bytes());
+    match deps {
+        None => Ok(key.into_any()),
+        Some(deps) => {
+            let items = deps
+                .into_iter()
+                .map(|d| (d.kind, d.name, d.display, format!("{:032x}", d.digest)))
+                .collect::<Vec<_>>();
+            Ok((key, items).into_pyobject(py)?.into_any())
         }
     }
-    w.finish(&mut h).map_err(to_py)?;
-    Ok((h.finish(), w.record.take()))
 }
 
 /// The 16-byte content hash of a value; for a function, its fingerprint
@@ -114,19 +100,8 @@ fn call_key<'py>(
     ignore: Vec<String>,
     record: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let py = func.py();
     let (digest, deps) = key_and_record(func, arguments, &ignore, record)?;
-    let key = PyBytes::new(py, &digest.to_le_bytes());
-    match deps {
-        None => Ok(key.into_any()),
-        Some(deps) => {
-            let items = deps
-                .into_iter()
-                .map(|d| (d.kind, d.name, d.display, format!("{:032x}", d.digest)))
-                .collect::<Vec<_>>();
-            Ok((key, items).into_pyobject(py)?.into_any())
-        }
-    }
+    key_result(func.py(), digest, deps)
 }
 
 /// The 16-byte content hash of a file (read in chunks, without the GIL).
@@ -152,5 +127,5 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_value, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
-    Ok(())
+    memo::register(m)
 }

@@ -1,0 +1,375 @@
+//! `Memo`: what Rust keeps about one memoized function: its cached plan (so
+//! a key costs the arguments plus a guard check) and the small immutable
+//! results already returned in this process, so a repeated call is answered
+//! without the store, without unpickling and, under the frame hook, without
+//! leaving Rust.
+//!
+//! Only results that are indistinguishable from a fresh unpickled copy are
+//! kept (None, bool, int, float, complex, str, bytes and tuples/frozensets of
+//! those, bounded in size), and only for entries with nothing to re-validate
+//! on a hit: no data files read, no output to replay. Everything else goes
+//! through the store on every hit.
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use ahash::AHashMap;
+use pyo3::ffi;
+use pyo3::intern;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{
+    PyBool, PyBytes, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyInt, PyString, PyTuple,
+};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::digest::Digest;
+use super::hash::Dep;
+use super::plan::{self, Cached};
+use super::to_py;
+use crate::py::errors::UnhashableError;
+
+/// Results kept per function; beyond this the table starts over.
+const MAX_RESULTS: usize = 4096;
+/// Largest result kept (bytes of str/bytes content plus 16 per item).
+const MAX_RESULT_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// `with bytecache.disabled():` depth on this thread.
+    static DISABLED: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Bumped by `bytecache.clear()`: every table of kept results starts over.
+static CLEARED: AtomicU64 = AtomicU64::new(0);
+static FAST_HITS: AtomicU64 = AtomicU64::new(0);
+static FAST_SAVED_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Function address -> its memo, for the frame hook (`Memo.register`).
+static REGISTRY: PyOnceLock<Mutex<AHashMap<usize, Py<Memo>>>> = PyOnceLock::new();
+
+struct Results {
+    epoch: u64,
+    map: AHashMap<Digest, (Py<PyAny>, u64)>,
+}
+
+#[pyclass(module = "bytecache._bytecache", frozen)]
+pub struct Memo {
+    func: Py<PyAny>,
+    ignore: Vec<String>,
+    /// Parameter names in frame order (`*args`, `**kwargs` last).
+    names: Vec<Py<PyString>>,
+    cached: Mutex<Option<Arc<Cached>>>,
+    results: Mutex<Results>,
+    hits: AtomicU64,
+    saved_ns: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn digest_of(key: &[u8]) -> Option<Digest> {
+    Some(Digest::from_le_bytes(key.try_into().ok()?))
+}
+
+/// True for values a fresh unpickled copy could not be told apart from
+/// (immutable, no identity-bearing parts), within `budget` bytes.
+fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
+    let cost = if v.is_none()
+        || v.is_exact_instance_of::<PyBool>()
+        || v.is_exact_instance_of::<PyInt>()
+        || v.is_exact_instance_of::<PyFloat>()
+        || v.is_exact_instance_of::<PyComplex>()
+        || v.is_exact_instance_of::<PyEllipsis>()
+    {
+        16
+    } else if let Ok(s) = v.cast_exact::<PyString>() {
+        16 + s.len().unwrap_or(usize::MAX / 2)
+    } else if let Ok(b) = v.cast_exact::<PyBytes>() {
+        16 + b.as_bytes().len()
+    } else if let Ok(t) = v.cast_exact::<PyTuple>() {
+        if *budget < 16 {
+            return false;
+        }
+        *budget -= 16;
+        return t.iter().all(|item| shareable(&item, budget));
+    } else if let Ok(s) = v.cast_exact::<PyFrozenSet>() {
+        if *budget < 16 {
+            return false;
+        }
+        *budget -= 16;
+        return s.iter().all(|item| shareable(&item, budget));
+    } else {
+        return false;
+    };
+    if cost > *budget {
+        return false;
+    }
+    *budget -= cost;
+    true
+}
+
+impl Memo {
+    /// The cached plan while its guards hold, else a new one (with the
+    /// dependency record when asked; a record always means a new walk).
+    fn plan(&self, py: Python<'_>, record: bool) -> PyResult<(Arc<Cached>, Option<Vec<Dep>>)> {
+        if !record {
+            let cached = lock(&self.cached).clone();
+            if let Some(c) = cached {
+                if c.guards.hold(py) {
+                    return Ok((c, None));
+                }
+            }
+        }
+        let (c, deps) = plan::build(self.func.bind(py), record)?;
+        let c = Arc::new(c);
+        *lock(&self.cached) = c.reusable.then(|| c.clone());
+        Ok((c, deps))
+    }
+
+    fn compute<'py>(
+        &self,
+        py: Python<'py>,
+        arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        record: bool,
+    ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
+        let (c, deps) = self.plan(py, record)?;
+        let plan = match &c.plan {
+            Ok(p) => p,
+            Err(msg) => return Err(UnhashableError::new_err(msg.clone())),
+        };
+        plan::key(py, plan, arguments, &self.ignore, deps).map_err(to_py)
+    }
+
+    /// The kept result for `key`, counting the hit.
+    fn recall_digest(&self, py: Python<'_>, key: Digest) -> Option<Py<PyAny>> {
+        let mut r = lock(&self.results);
+        let epoch = CLEARED.load(Ordering::Acquire);
+        if r.epoch != epoch {
+            r.map.clear();
+            r.epoch = epoch;
+            return None;
+        }
+        let (value, saved_ns) = r.map.get(&key)?;
+        let value = value.clone_ref(py);
+        let saved_ns = *saved_ns;
+        drop(r);
+        self.hits.fetch_add(1, Ordering::Relaxed);
+        self.saved_ns.fetch_add(saved_ns, Ordering::Relaxed);
+        FAST_HITS.fetch_add(1, Ordering::Relaxed);
+        FAST_SAVED_NS.fetch_add(saved_ns, Ordering::Relaxed);
+        Some(value)
+    }
+
+    fn has_results(&self) -> bool {
+        !lock(&self.results).map.is_empty()
+    }
+}
+
+#[pymethods]
+impl Memo {
+    #[new]
+    #[pyo3(signature = (func, ignore = Vec::new()))]
+    fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
+        let names = match func.getattr_opt("__code__")? {
+            Some(code) => {
+                let n = code
+                    .getattr(intern!(code.py(), "co_argcount"))?
+                    .extract::<usize>()?
+                    + code
+                        .getattr(intern!(code.py(), "co_kwonlyargcount"))?
+                        .extract::<usize>()?;
+                let flags: u32 = code.getattr(intern!(code.py(), "co_flags"))?.extract()?;
+                let n = n + usize::from(flags & 0x04 != 0) + usize::from(flags & 0x08 != 0);
+                let varnames = code
+                    .getattr(intern!(code.py(), "co_varnames"))?
+                    .cast_into::<PyTuple>()?;
+                varnames
+                    .iter()
+                    .take(n)
+                    .map(|v| Ok(v.cast_into::<PyString>()?.unbind()))
+                    .collect::<PyResult<_>>()?
+            }
+            None => Vec::new(),
+        };
+        Ok(Memo {
+            func: func.clone().unbind(),
+            ignore,
+            names,
+            cached: Mutex::new(None),
+            results: Mutex::new(Results {
+                epoch: CLEARED.load(Ordering::Acquire),
+                map: AHashMap::new(),
+            }),
+            hits: AtomicU64::new(0),
+            saved_ns: AtomicU64::new(0),
+        })
+    }
+
+    /// The key of a call with bound `arguments` (defaults applied); with
+    /// `record=True`, `(key, record)` (see `call_key`).
+    #[pyo3(signature = (arguments, record = false))]
+    fn key<'py>(
+        &self,
+        py: Python<'py>,
+        arguments: &Bound<'py, PyDict>,
+        record: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (digest, deps) = self.compute(py, arguments.iter(), record)?;
+        super::key_result(py, digest, deps)
+    }
+
+    /// `(value,)` when a result for `key` is kept in this process, else None.
+    fn recall<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        match digest_of(key).and_then(|d| self.recall_digest(py, d)) {
+            Some(v) => Ok(Some(PyTuple::new(py, [v])?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps `value` for `key` when it is shareable (see the module docs);
+    /// `seconds` is what computing it took. Returns whether it was kept.
+    fn remember(&self, key: &[u8], value: &Bound<'_, PyAny>, seconds: f64) -> bool {
+        let Some(d) = digest_of(key) else {
+            return false;
+        };
+        if !shareable(value, &mut MAX_RESULT_BYTES.clone()) {
+            return false;
+        }
+        let mut r = lock(&self.results);
+        let epoch = CLEARED.load(Ordering::Acquire);
+        if r.epoch != epoch || r.map.len() >= MAX_RESULTS {
+            r.map.clear();
+            r.epoch = epoch;
+        }
+        let ns = (seconds.max(0.0) * 1e9) as u64;
+        r.map.insert(d, (value.clone().unbind(), ns));
+        true
+    }
+
+    /// Drops the results kept for this function.
+    fn forget(&self) {
+        lock(&self.results).map.clear();
+    }
+
+    /// Lets the frame hook answer calls of this function from kept results.
+    fn register(slf: &Bound<'_, Self>) {
+        let py = slf.py();
+        let registry = REGISTRY.get_or_init(py, || Mutex::new(AHashMap::new()));
+        let func = slf.get().func.as_ptr() as usize;
+        lock(registry).insert(func, slf.clone().unbind());
+    }
+
+    /// Hits answered from kept results, and the compute time they saved.
+    #[getter]
+    fn fast_hits(&self) -> (u64, f64) {
+        (
+            self.hits.load(Ordering::Relaxed),
+            self.saved_ns.load(Ordering::Relaxed) as f64 / 1e9,
+        )
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        visit.call(&self.func)?;
+        if let Ok(cached) = self.cached.try_lock() {
+            if let Some(c) = cached.as_ref() {
+                for r in c.references() {
+                    visit.call(r)?;
+                }
+            }
+        }
+        if let Ok(r) = self.results.try_lock() {
+            for (v, _) in r.map.values() {
+                visit.call(v)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Forgets every memo registered with the frame hook.
+#[pyfunction]
+fn unregister_all(py: Python<'_>) {
+    if let Some(registry) = REGISTRY.get(py) {
+        let old = std::mem::take(&mut *lock(registry));
+        drop(old);
+    }
+}
+
+/// Every kept result of every function starts over (`bytecache.clear()`).
+#[pyfunction]
+fn forget_all() {
+    CLEARED.fetch_add(1, Ordering::AcqRel);
+}
+
+/// Hits answered from kept results in this process, and the time saved.
+#[pyfunction]
+fn fast_totals() -> (u64, f64) {
+    (
+        FAST_HITS.load(Ordering::Relaxed),
+        FAST_SAVED_NS.load(Ordering::Relaxed) as f64 / 1e9,
+    )
+}
+
+/// Enters (`True`) or leaves (`False`) a `bytecache.disabled()` block on
+/// this thread.
+#[pyfunction]
+fn set_disabled(on: bool) {
+    DISABLED.with(|d| {
+        d.set(if on {
+            d.get() + 1
+        } else {
+            d.get().saturating_sub(1)
+        })
+    });
+}
+
+/// True inside a `bytecache.disabled()` block on this thread.
+#[pyfunction]
+pub fn is_disabled() -> bool {
+    DISABLED.with(|d| d.get() > 0)
+}
+
+/// The frame hook's fast path: the kept result of a call of `func` with the
+/// frame's bound arguments `args`, if any. Any failure means "not here"
+/// (the Python path then handles the call and reports problems).
+///
+/// # Safety
+/// GIL held; `func` and every pointer in `args` are live (borrowed).
+pub unsafe fn recall_call(
+    py: Python<'_>,
+    func: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> Option<*mut ffi::PyObject> {
+    if is_disabled() {
+        return None;
+    }
+    let memo = {
+        let registry = REGISTRY.get(py)?;
+        let r = lock(registry);
+        r.get(&(func as usize))?.clone_ref(py)
+    };
+    let memo = memo.get();
+    if memo.names.len() != args.len() || !memo.has_results() {
+        return None;
+    }
+    let arguments = memo.names.iter().zip(args).map(|(n, &v)| {
+        // SAFETY: `v` is a live borrowed object (caller).
+        let v = unsafe { Bound::from_borrowed_ptr(py, v) };
+        (n.bind(py).clone().into_any(), v)
+    });
+    match memo.compute(py, arguments, false) {
+        Ok((key, _)) => memo.recall_digest(py, key).map(Py::into_ptr),
+        Err(_) => None, // the Python path reports it
+    }
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<Memo>()?;
+    m.add_function(wrap_pyfunction!(unregister_all, m)?)?;
+    m.add_function(wrap_pyfunction!(forget_all, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_totals, m)?)?;
+    m.add_function(wrap_pyfunction!(set_disabled, m)?)?;
+    m.add_function(wrap_pyfunction!(is_disabled, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Plans: a function's fingerprint computed once and reused while its guards
+//! hold, so a call's key costs the arguments' hashing plus a few pointer
+//! compares instead of a walk of everything the function reaches.
+//!
+//! A plan splits the fingerprint into a static digest (code, immutable
+//! constants and globals, functions and classes reached, each watched by a
+//! guard) and leaves: values that can change in place without any dict or
+//! slot changing (a global list, a numpy array, an instance, a mutable
+//! default). The static digest holds a placeholder for each leaf; leaves are
+//! hashed by content on every call. Every key is computed this way, whether
+//! the plan was just built or reused, so both give the same key.
+//!
+//! Class members are folded in only when reachable code can name them (see
+//! [`Walker::finish`]); leaves found inside a member are hashed only when that
+//! member is folded in.
+use std::sync::{Arc, OnceLock};
+
+use ahash::{AHashMap, AHashSet};
+use pyo3::prelude::*;
+use pyo3::types::PyString;
+
+use super::digest::{Digest, Hasher, Tag};
+use super::guard::{self, Guards};
+use super::hash::{context, Dep, HResult, HashError, Member, Walker};
+
+/// Bumped whenever the meaning of a digest changes, so old entries miss.
+const KEY_VERSION: u64 = 2;
+
+/// A value hashed by content on every call.
+pub struct Leaf {
+    pub obj: Py<PyAny>,
+    /// Where it was found, for messages ("global `rows` of `load`").
+    pub site: String,
+    /// The class member whose digest it is part of (hashed only when that
+    /// member is folded in); `None`: always hashed.
+    pub scope: Option<u32>,
+}
+
+pub struct Plan {
+    digest: Digest,
+    leaves: Vec<Leaf>,
+    /// Members not folded in at build time: folded in by a call whose
+    /// arguments or leaves reach code that names them.
+    pub(super) pending: Vec<Member>,
+    pub(super) used: AHashSet<String>,
+    pub(super) dynamic: bool,
+}
+
+/// A built plan (or the reason the function cannot be fingerprinted) and the
+/// guards under which it stays valid.
+pub struct Cached {
+    pub guards: Guards,
+    pub plan: Result<Arc<Plan>, String>,
+    /// False when something was read that no guard watches.
+    pub reusable: bool,
+}
+
+impl Cached {
+    /// Every reference held, for the garbage collector.
+    pub fn references(&self) -> impl Iterator<Item = &Py<PyAny>> {
+        let leaves = self
+            .plan
+            .iter()
+            .flat_map(|p| p.leaves.iter().map(|l| &l.obj));
+        self.guards.references().chain(leaves)
+    }
+}
+
+/// Walker state while a plan is built.
+#[derive(Default)]
+pub struct Building {
+    pub guards: guard::Builder,
+    leaves: Vec<Leaf>,
+    index: AHashMap<(usize, Option<u32>), usize>,
+    /// Where values being hashed now come from.
+    pub site: String,
+    /// The member whose digest is being computed.
+    pub scope: Option<u32>,
+}
+
+impl Building {
+    /// The index of `obj` as a leaf of the current scope.
+    pub fn leaf(&mut self, obj: &Bound<'_, PyAny>) -> usize {
+        let key = (obj.as_ptr() as usize, self.scope);
+        if let Some(&i) = self.index.get(&key) {
+            return i;
+        }
+        let i = self.leaves.len();
+        self.leaves.push(Leaf {
+            obj: obj.clone().unbind(),
+            site: self.site.clone(),
+            scope: self.scope,
+        });
+        self.index.insert(key, i);
+        i
+    }
+
+    /// The index of `obj` if it is a leaf of the current scope.
+    pub fn index_of(&self, obj: &Bound<'_, PyAny>) -> Option<usize> {
+        self.index
+            .get(&(obj.as_ptr() as usize, self.scope))
+            .copied()
+    }
+}
+
+fn python_version(py: Python<'_>) -> u64 {
+    static VERSION: OnceLock<u64> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let v = py.version_info();
+        u64::from(v.major) << 8 | u64::from(v.minor)
+    })
+}
+
+/// Builds the plan of `func` (with its dependency record when asked).
+pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<Vec<Dep>>)> {
+    let py = func.py();
+    let mut w = Walker::new(py)?;
+    w.plan = Some(Building::default());
+    if record {
+        w.record = Some(Vec::new());
+    }
+    let mut h = Hasher::new();
+    let walked = w.value(func, &mut h);
+    let building = w.plan.take().unwrap_or_default();
+    let plan = match walked {
+        Ok(()) => match w.fold_used(&mut h) {
+            Ok(pending) => {
+                let folded: AHashSet<u32> = w.folded_ids();
+                let leaves = building
+                    .leaves
+                    .into_iter()
+                    .map(|mut l| {
+                        if l.scope.is_some_and(|id| folded.contains(&id)) {
+                            l.scope = None;
+                        }
+                        l
+                    })
+                    .collect();
+                Ok(Arc::new(Plan {
+                    digest: h.finish(),
+                    leaves,
+                    pending,
+                    used: std::mem::take(&mut w.used),
+                    dynamic: w.dynamic,
+                }))
+            }
+            Err(HashError::Unhashable(msg)) => Err(msg),
+            Err(HashError::Python(e)) => return Err(e),
+        },
+        Err(HashError::Unhashable(msg)) => Err(msg),
+        Err(HashError::Python(e)) => return Err(e),
+    };
+    let reusable = !building.guards.uncacheable;
+    Ok((
+        Cached {
+            guards: building.guards.finish(),
+            plan,
+            reusable,
+        },
+        w.record.take(),
+    ))
+}
+
+/// The key digest of a call: `plan`'s function with `arguments` (name,
+/// value) in parameter order, minus those named in `ignore`. With a record
+/// (from [`build`]), appends the arguments and fills in the digests of
+/// globals hashed as leaves.
+pub fn key<'py>(
+    py: Python<'py>,
+    plan: &Arc<Plan>,
+    arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+    ignore: &[String],
+    record: Option<Vec<Dep>>,
+) -> HResult<(Digest, Option<Vec<Dep>>)> {
+    let mut w = Walker::new(py)?;
+    w.record = record;
+    w.base = Some(plan.clone());
+    let mut leaf_digests: Vec<Option<Digest>> = Vec::new();
+    if w.record.is_some() {
+        leaf_digests = vec![None; plan.leaves.len()];
+    }
+    let mut h = Hasher::new();
+    h.tag(Tag::Key);
+    h.u64(KEY_VERSION);
+    h.u64(python_version(py));
+    h.digest(plan.digest);
+    hash_leaves(&mut w, plan, None, &mut h, &mut leaf_digests)?;
+    for (name, value) in arguments {
+        let name = name.cast_into::<PyString>()?;
+        let name = name.to_str()?;
+        if ignore.iter().any(|i| i == name) {
+            continue;
+        }
+        h.tag(Tag::Argument);
+        h.str(name);
+        let mut sub = Hasher::new();
+        w.value(&value, &mut sub).map_err(|e| match e {
+            HashError::Unhashable(msg) => {
+                HashError::Unhashable(format!("argument `{name}`: {msg}"))
+            }
+            other => other,
+        })?;
+        let d = sub.finish();
+        h.digest(d);
+        if let Some(r) = w.record.as_mut() {
+            r.push(Dep {
+                kind: "argument",
+                name: name.to_owned(),
+                display: None,
+                digest: d,
+                leaf: None,
+            });
+        }
+    }
+    for id in w.fold_pending(&mut h)? {
+        hash_leaves(&mut w, plan, Some(id), &mut h, &mut leaf_digests)?;
+    }
+    w.finish(&mut h)?;
+    let mut record = w.record.take();
+    for dep in record.iter_mut().flatten() {
+        if let Some(d) = dep
+            .leaf
+            .and_then(|i| leaf_digests.get(i).copied().flatten())
+        {
+            dep.digest = d;
+        }
+    }
+    Ok((h.finish(), record))
+}
+
+/// Hashes the leaves of `scope` by content, in plan order.
+fn hash_leaves(
+    w: &mut Walker<'_>,
+    plan: &Plan,
+    scope: Option<u32>,
+    h: &mut Hasher,
+    digests: &mut [Option<Digest>],
+) -> HResult<()> {
+    for (i, leaf) in plan.leaves.iter().enumerate() {
+        if leaf.scope != scope {
+            continue;
+        }
+        let mut sub = Hasher::new();
+        w.value(leaf.obj.bind(w.py()), &mut sub)
+            .map_err(|e| context(e, || leaf.site.clone()))?;
+        let d = sub.finish();
+        h.digest(d);
+        if let Some(slot) = digests.get_mut(i) {
+            *slot = Some(d);
+        }
+    }
+    Ok(())
+}
