@@ -12,7 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
-use _bytecache::identity::{key_digest, value_digest};
+use _bytecache::identity::{key_digest, value_digest, Memo};
 
 /// A module whose `f` reaches ten helper functions and a global.
 const TEN_HELPERS: &str = r#"
@@ -55,13 +55,19 @@ fn identity(c: &mut Criterion) {
         let g = m.getattr("g").expect("g");
         let args = PyDict::new(py);
         args.set_item("x", 5).expect("set_item");
+        // What a call costs: the cached plan's guards, then the argument.
+        let memo = Memo::for_function(&g).expect("a function");
         c.bench_function("key of g(int)", |b| {
+            b.iter(|| memo.key_digest(&args).expect("hashable"))
+        });
+        c.bench_function("key of g(int), no cached plan", |b| {
             b.iter(|| key_digest(&g, &args, &[]).expect("hashable"))
         });
 
         let f = m.getattr("f").expect("f");
+        let memo = Memo::for_function(&f).expect("a function");
         c.bench_function("fingerprint, 10 helpers, again", |b| {
-            b.iter(|| value_digest(&f).expect("hashable"))
+            b.iter(|| memo.key_digest(&args).expect("hashable"))
         });
         let mut n = 0u64;
         c.bench_function("fingerprint, 10 helpers, first time", |b| {
@@ -72,7 +78,11 @@ fn identity(c: &mut Criterion) {
                         .getattr("f")
                         .expect("f")
                 },
-                |f| value_digest(&f).expect("hashable"),
+                |f| {
+                    Memo::for_function(&f)
+                        .and_then(|m| m.key_digest(&args))
+                        .expect("hashable")
+                },
                 BatchSize::SmallInput,
             )
         });

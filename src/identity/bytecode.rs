@@ -105,27 +105,29 @@ pub fn instructions<'a>(code: &'a [u8], t: &'a OpTable) -> impl Iterator<Item = 
     let mut ext: u32 = 0;
     code.chunks_exact(2).flat_map(move |unit| {
         let (op, arg) = (unit[0], u32::from(unit[1]));
+        let mut out = [None, None];
         if op == t.cache || Some(op) == t.nop {
-            return Vec::new();
+            return out.into_iter().flatten();
         }
         if op == t.extended_arg {
             ext = (ext | arg) << 8;
-            return Vec::new();
+            return out.into_iter().flatten();
         }
         let full = ext | arg;
         ext = 0;
         match t.fused.iter().find(|(f, _, _)| *f == op) {
-            Some(&(_, first, second)) => vec![
-                Instr {
+            Some(&(_, first, second)) => {
+                out[0] = Some(Instr {
                     op: first,
                     arg: full >> 4,
-                },
-                Instr {
+                });
+                out[1] = Some(Instr {
                     op: second,
                     arg: full & 15,
-                },
-            ],
-            None => vec![Instr { op, arg: full }],
+                });
+            }
+            None => out[0] = Some(Instr { op, arg: full }),
         }
+        out.into_iter().flatten()
     })
 }

@@ -15,7 +15,7 @@ use ahash::{AHashMap, AHashSet};
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyTuple};
+use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
 
 use super::bytecode::{instructions, table};
 use super::digest::{Digest, Hasher, Tag};
@@ -41,8 +41,9 @@ const CO_VARKEYWORDS: u32 = 0x08;
 
 pub struct CodeInfo {
     pub digest: Digest,
-    /// Names loaded as globals (or module-level names) here or in nested code.
-    pub globals: Vec<String>,
+    /// Names loaded as globals (or module-level names) here or in nested
+    /// code: the code's own (interned) name objects, sorted, no duplicates.
+    pub globals: Vec<Py<PyString>>,
     /// Every name in `co_names` here or in nested code: the attributes this
     /// code may read from a module it uses.
     pub attrs: AHashSet<String>,
@@ -153,7 +154,9 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
             h.str(name);
             h.u64(u64::from(ins.arg & ((1u32 << shift) - 1)));
             if ins.op == t.load_global || ins.op == t.load_name {
-                info.globals.push(name.to_owned());
+                if let Ok(n) = names.get_item(idx) {
+                    info.globals.push(n.cast_into::<PyString>()?.unbind());
+                }
             } else if ins.op == t.store_global || ins.op == t.delete_global {
                 info.writes_globals = true;
             } else if ins.op == t.import_name {
@@ -192,8 +195,9 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     if let Some(table) = code.getattr_opt("co_exceptiontable")? {
         h.bytes(table.cast_into::<PyBytes>()?.as_bytes());
     }
-    info.globals.sort();
-    info.globals.dedup();
+    let text = |n: &Py<PyString>| n.bind(py).to_str().map(str::to_owned).unwrap_or_default();
+    info.globals.sort_by_cached_key(text);
+    info.globals.dedup_by(|a, b| text(a) == text(b));
     info.digest = h.finish();
     Ok(info)
 }
@@ -203,7 +207,8 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
 fn const_digest(c: &Bound<'_, PyAny>, info: &mut CodeInfo) -> PyResult<Digest> {
     if c.is_instance_of::<PyCode>() {
         let nested = code_info(c)?;
-        info.globals.extend(nested.globals.iter().cloned());
+        info.globals
+            .extend(nested.globals.iter().map(|g| g.clone_ref(c.py())));
         info.attrs.extend(nested.attrs.iter().cloned());
         info.imports.extend(nested.imports.iter().cloned());
         info.dynamic |= nested.dynamic;

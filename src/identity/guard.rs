@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ahash::{AHashMap, AHashSet};
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString, PyType};
+use pyo3::types::{PyDict, PyFunction, PyString, PyType};
 
 /// What a slot held: a strong reference, or `None` for NULL.
 type Slot = Option<Py<PyAny>>;
@@ -55,7 +55,8 @@ struct DictGuard {
     strict: bool,
     /// The names read and what each was bound to.
     entries: Vec<(Py<PyString>, Slot)>,
-    names: AHashSet<String>,
+    /// The addresses of the (interned) names in `entries`.
+    names: AHashSet<usize>,
 }
 
 impl DictGuard {
@@ -81,6 +82,18 @@ impl DictGuard {
     }
 }
 
+/// A function's `__dict__`, if it has one (reading `f.__dict__` would
+/// create an empty one).
+pub fn function_dict<'py>(f: &Bound<'py, PyFunction>) -> Option<Bound<'py, PyDict>> {
+    // SAFETY: `f` is a live function (its type was checked by the cast that
+    // produced the `Bound<PyFunction>`); `func_dict` is NULL or a borrowed dict.
+    let d = unsafe { function_slots(f.as_ptr())[3] };
+    slot(f.py(), d)?
+        .into_bound(f.py())
+        .cast_into::<PyDict>()
+        .ok()
+}
+
 /// A function's mutable slots: `__code__`, `__defaults__`, `__kwdefaults__`,
 /// `__dict__`, and the contents of its closure cells.
 struct FunctionGuard {
@@ -101,53 +114,59 @@ unsafe fn function_slots(f: *mut ffi::PyObject) -> [*mut ffi::PyObject; 4] {
     }
 }
 
-/// The content pointers of a closure's cells (borrowed).
+/// The content pointer of each closure cell (borrowed), passed to `each`
+/// in order; returns the number of cells.
 ///
 /// # Safety
 /// GIL held; `f` is a live `PyFunctionObject`.
-unsafe fn cell_contents(f: *mut ffi::PyObject) -> Vec<*mut ffi::PyObject> {
+unsafe fn cell_contents(f: *mut ffi::PyObject, mut each: impl FnMut(*mut ffi::PyObject)) -> usize {
     // SAFETY: forwarded; `func_closure` is NULL or a tuple of cells.
     unsafe {
         let closure = (*f.cast::<ffi::PyFunctionObject>()).func_closure;
         if closure.is_null() || ffi::PyTuple_Check(closure) == 0 {
-            return Vec::new();
+            return 0;
         }
-        (0..ffi::PyTuple_GET_SIZE(closure))
-            .map(|i| {
-                let cell = ffi::PyTuple_GET_ITEM(closure, i);
-                if ffi::PyCell_Check(cell) == 0 {
-                    cell // not a cell: its identity stands in
-                } else {
-                    (*cell.cast::<ffi::PyCellObject>()).ob_ref
-                }
-            })
-            .collect()
+        let n = ffi::PyTuple_GET_SIZE(closure);
+        for i in 0..n {
+            let cell = ffi::PyTuple_GET_ITEM(closure, i);
+            each(if ffi::PyCell_Check(cell) == 0 {
+                cell // not a cell: its identity stands in
+            } else {
+                (*cell.cast::<ffi::PyCellObject>()).ob_ref
+            });
+        }
+        usize::try_from(n).unwrap_or(0)
     }
 }
 
 impl FunctionGuard {
     fn new(f: &Bound<'_, PyAny>) -> Self {
         let py = f.py();
+        let mut cells = Vec::new();
         // SAFETY: callers pass functions only (checked by `Builder::function`).
-        let (slots, cells) = unsafe { (function_slots(f.as_ptr()), cell_contents(f.as_ptr())) };
+        let slots = unsafe {
+            cell_contents(f.as_ptr(), |p| cells.push(slot(py, p)));
+            function_slots(f.as_ptr())
+        };
         FunctionGuard {
             func: f.clone().unbind(),
             slots: slots.map(|p| slot(py, p)),
-            cells: cells.into_iter().map(|p| slot(py, p)).collect(),
+            cells,
         }
     }
 
     fn holds(&self) -> bool {
+        let mut i = 0;
+        let mut same_cells = true;
         // SAFETY: `func` is a live function we hold (GIL held by caller).
-        let (slots, cells) = unsafe {
-            (
-                function_slots(self.func.as_ptr()),
-                cell_contents(self.func.as_ptr()),
-            )
+        let (slots, n) = unsafe {
+            let n = cell_contents(self.func.as_ptr(), |p| {
+                same_cells &= self.cells.get(i).is_some_and(|s| same(s, p));
+                i += 1;
+            });
+            (function_slots(self.func.as_ptr()), n)
         };
-        self.slots.iter().zip(slots).all(|(s, p)| same(s, p))
-            && cells.len() == self.cells.len()
-            && self.cells.iter().zip(cells).all(|(s, p)| same(s, p))
+        same_cells && n == self.cells.len() && self.slots.iter().zip(slots).all(|(s, p)| same(s, p))
     }
 }
 
@@ -230,13 +249,18 @@ impl Builder {
             })
     }
 
-    /// `d[name]` was read and found `found`.
-    pub fn read(&mut self, d: &Bound<'_, PyDict>, name: &str, found: Option<&Bound<'_, PyAny>>) {
-        let py = d.py();
+    /// `d[name]` was read and found `found`; `name` is interned, so one
+    /// object stands for each distinct name.
+    pub fn read(
+        &mut self,
+        d: &Bound<'_, PyDict>,
+        name: &Bound<'_, PyString>,
+        found: Option<&Bound<'_, PyAny>>,
+    ) {
         let g = self.dict(d);
-        if !g.strict && g.names.insert(name.to_owned()) {
-            let key = PyString::intern(py, name).unbind();
-            g.entries.push((key, found.map(|v| v.clone().unbind())));
+        if !g.strict && g.names.insert(name.as_ptr() as usize) {
+            g.entries
+                .push((name.clone().unbind(), found.map(|v| v.clone().unbind())));
         }
     }
 
@@ -249,7 +273,7 @@ impl Builder {
 
     /// A function's slots were read.
     pub fn function(&mut self, f: &Bound<'_, PyAny>) {
-        if f.is_instance_of::<pyo3::types::PyFunction>() {
+        if f.is_instance_of::<PyFunction>() {
             self.functions
                 .entry(f.as_ptr() as usize)
                 .or_insert_with(|| FunctionGuard::new(f));

@@ -8,6 +8,7 @@
 //! are equal across processes and `PYTHONHASHSEED` values. Anything that
 //! cannot be hashed by content is an [`HashError::Unhashable`]: the caller
 //! then runs the function without memoizing; no argument is ever dropped.
+use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
 use ahash::{AHashMap, AHashSet};
@@ -22,7 +23,7 @@ use pyo3::types::{
 };
 
 use super::buffer::Buffer;
-use super::code::code_info;
+use super::code::{code_info, CodeInfo};
 use super::digest::{Digest, Hasher, Tag};
 use super::plan::{Building, Plan};
 
@@ -101,7 +102,7 @@ pub fn plain_value(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<()> {
     }
 }
 
-fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
+pub fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
     if obj.is_none() {
         h.tag(Tag::None);
     } else if obj.is_exact_instance_of::<PyBool>() {
@@ -179,11 +180,10 @@ fn short_display(v: &Bound<'_, PyAny>) -> Option<String> {
 
 pub struct Walker<'py> {
     py: Python<'py>,
-    support: Bound<'py, PyModule>,
     stack: Vec<usize>,
     memo: AHashMap<usize, Digest>,
     /// Every attribute name any code reached in this walk can use.
-    pub(super) used: AHashSet<String>,
+    pub(super) used: Used,
     /// Some reached code looks attributes up by computed names.
     pub(super) dynamic: bool,
     /// Class members, hashed apart and folded in by [`Walker::finish`] only
@@ -195,7 +195,7 @@ pub struct Walker<'py> {
     /// While building a plan: guards and leaves (see `plan.rs`).
     pub plan: Option<Building>,
     /// The plan this walk completes (a call's arguments and leaves).
-    pub base: Option<Arc<Plan>>,
+    pub base: Option<Rc<Plan>>,
     next_member: u32,
     folded: Vec<u32>,
 }
@@ -211,13 +211,10 @@ impl<'py> Walker<'py> {
     pub fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(Walker {
             py,
-            support: SUPPORT
-                .get_or_try_init(py, || py.import("bytecache._modkind").map(Bound::unbind))?
-                .bind(py)
-                .clone(),
             stack: Vec::new(),
-            memo: AHashMap::new(),
-            used: AHashSet::new(),
+            // Keyed by addresses within one walk: fixed seeds are enough.
+            memo: AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            used: Used::default(),
             dynamic: false,
             members: Vec::new(),
             record: None,
@@ -230,6 +227,15 @@ impl<'py> Walker<'py> {
 
     pub fn py(&self) -> Python<'py> {
         self.py
+    }
+
+    /// `bytecache._modkind` (imported on first use).
+    fn support(&self) -> PyResult<Bound<'py, PyModule>> {
+        let py = self.py;
+        Ok(SUPPORT
+            .get_or_try_init(py, || py.import("bytecache._modkind").map(Bound::unbind))?
+            .bind(py)
+            .clone())
     }
 
     fn fold(&mut self, m: &Member, h: &mut Hasher) -> HResult<()> {
@@ -303,10 +309,15 @@ impl<'py> Walker<'py> {
     }
 
     /// `d[name]`, noted in the plan being built.
-    fn get(&mut self, d: &Bound<'py, PyDict>, name: &str) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let v = d.get_item(name)?;
+    /// `d[key]`, noted in the plan being built; `key` must be interned.
+    fn get(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        key: &Bound<'py, PyString>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let v = d.get_item(key)?;
         if let Some(b) = self.plan.as_mut() {
-            b.guards.read(d, name, v.as_ref());
+            b.guards.read(d, key, v.as_ref());
         }
         Ok(v)
     }
@@ -319,9 +330,12 @@ impl<'py> Walker<'py> {
     }
 
     /// Where the values hashed next come from (for a leaf's messages).
-    fn site(&mut self, what: impl FnOnce() -> String) {
+    /// (Only worked out when `v` can be or hold a leaf.)
+    fn site(&mut self, v: &Bound<'py, PyAny>, what: impl FnOnce() -> String) {
         if let Some(b) = self.plan.as_mut() {
-            b.site = what();
+            if may_hold_leaf(v) {
+                b.site = what();
+            }
         }
     }
 
@@ -333,7 +347,7 @@ impl<'py> Walker<'py> {
             return Ok(kind);
         }
         let kind = self
-            .support
+            .support()?
             .call_method1("classify", (module,))?
             .extract::<Option<String>>()?;
         if let Ok(mut c) = cache.lock() {
@@ -650,7 +664,7 @@ impl<'py> Walker<'py> {
         let globals = f
             .getattr(intern!(f.py(), "__globals__"))?
             .cast_into::<PyDict>()?;
-        let module: String = match self.get(&globals, "__name__")? {
+        let module: String = match self.get(&globals, intern!(self.py, "__name__"))? {
             Some(n) => n.extract().unwrap_or_default(),
             None => String::new(),
         };
@@ -694,22 +708,23 @@ impl<'py> Walker<'py> {
                 "function `{qualname}` assigns a global: a cached call would skip that effect"
             )));
         }
-        self.used.extend(info.attrs.iter().cloned());
+        self.used.add(&info);
         self.dynamic |= info.dynamic;
         // The function itself: code, defaults and closure cells. Its own
         // digest goes into the record, so `explain` can tell an edit of this
         // function from an edit of something it reaches.
         let mut own = Hasher::new();
         own.digest(info.digest);
-        self.site(|| format!("a default argument of `{qualname}`"));
-        self.value(&f.getattr(intern!(f.py(), "__defaults__"))?, &mut own)?;
+        let defaults = f.getattr(intern!(f.py(), "__defaults__"))?;
+        self.site(&defaults, || format!("a default argument of `{qualname}`"));
+        self.value(&defaults, &mut own)?;
         self.value(&f.getattr(intern!(f.py(), "__kwdefaults__"))?, &mut own)?;
         let closure = f.getattr(intern!(f.py(), "__closure__"))?;
         if !closure.is_none() {
             let cells = closure.cast_into::<PyTuple>()?;
             own.u64(cells.len() as u64);
             for cell in cells.iter() {
-                self.site(|| format!("a closure variable of `{qualname}`"));
+                self.site(&cell, || format!("a closure variable of `{qualname}`"));
                 self.cell(&cell, &mut own)?;
             }
         }
@@ -734,30 +749,37 @@ impl<'py> Walker<'py> {
         }
         let builtins = f.getattr(intern!(f.py(), "__builtins__"))?;
         let builtins = builtins.cast::<PyDict>().ok();
-        let mut names: Vec<String> = info.globals.clone();
+        let mut names: Vec<Bound<'py, PyString>> = info
+            .globals
+            .iter()
+            .map(|n| n.bind(self.py).clone())
+            .collect();
         if info.dynamic {
             self.read_all(globals);
             for k in globals.keys() {
-                if let Ok(k) = k.extract::<String>() {
-                    if !(k.starts_with("__") && k.ends_with("__")) {
+                if let Ok(k) = k.cast_into::<PyString>() {
+                    let t = k.to_str()?;
+                    if !(t.starts_with("__") && t.ends_with("__")) {
                         names.push(k);
                     }
                 }
             }
-            names.sort();
-            names.dedup();
+            let text = |n: &Bound<'py, PyString>| n.to_str().map(str::to_owned).unwrap_or_default();
+            names.sort_by_cached_key(text);
+            names.dedup_by(|a, b| text(a) == text(b));
         }
         let attrs = if info.dynamic {
             None
         } else {
             Some(&info.attrs)
         };
-        for name in &names {
+        for key in &names {
+            let name = key.to_str()?;
             h.tag(Tag::Global);
             h.str(name);
-            if let Some(v) = self.get(globals, name)? {
+            if let Some(v) = self.get(globals, key)? {
                 let mut sub = Hasher::new();
-                self.site(|| format!("global `{name}` of `{qualname}`"));
+                self.site(&v, || format!("global `{name}` of `{qualname}`"));
                 self.dependency(&v, attrs, &mut sub)
                     .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
                 let d = sub.finish();
@@ -778,7 +800,7 @@ impl<'py> Walker<'py> {
                     });
                 }
             } else if let Some(b) = match builtins {
-                Some(b) => self.get(b, name)?,
+                Some(b) => self.get(b, key)?,
                 None => None,
             } {
                 h.tag(Tag::Builtin);
@@ -795,15 +817,15 @@ impl<'py> Walker<'py> {
             }
             h.tag(Tag::Global);
             h.str("os.environ");
-            self.value(&self.support.call_method0("environment")?, h)?;
+            self.value(&self.support()?.call_method0("environment")?, h)?;
         }
         for (level, name) in &info.imports {
             h.tag(Tag::Module);
             let target = self
-                .support
+                .support()?
                 .call_method1("imported", (globals, *level, name.as_str()))?;
             // It depends on `__package__` and on what is loaded.
-            self.get(globals, "__package__")?;
+            self.get(globals, intern!(self.py, "__package__"))?;
             let loaded = PyModule::import(self.py, "sys")?.getattr("modules")?;
             if let Ok(loaded) = loaded.cast::<PyDict>() {
                 self.read_all(loaded);
@@ -823,12 +845,9 @@ impl<'py> Walker<'py> {
         // Functions keep `__wrapped__` in their `__dict__`: look there first,
         // which costs no AttributeError when it is absent.
         let wrapped = match f.cast::<PyFunction>() {
-            Ok(_) => match f
-                .getattr(intern!(f.py(), "__dict__"))?
-                .cast_into::<PyDict>()
-            {
-                Ok(d) => self.get(&d, "__wrapped__")?,
-                Err(_) => None,
+            Ok(func) => match super::guard::function_dict(func) {
+                Some(d) => self.get(&d, intern!(self.py, "__wrapped__"))?,
+                None => None,
             },
             Err(_) => f.getattr_opt("__wrapped__")?,
         };
@@ -902,7 +921,7 @@ impl<'py> Walker<'py> {
                 let id = w.next_member;
                 w.next_member += 1;
                 let outer = w.plan.as_mut().map(|b| b.scope.replace(id));
-                w.site(|| format!("attribute `{name}` of class `{qualname}`"));
+                w.site(&v, || format!("attribute `{name}` of class `{qualname}`"));
                 let walked = w.dependency(&v, None, &mut sub);
                 if let (Some(b), Some(outer)) = (w.plan.as_mut(), outer) {
                     b.scope = outer;
@@ -951,7 +970,7 @@ impl<'py> Walker<'py> {
                 Some(set) => {
                     let mut keys = Vec::new();
                     for k in set {
-                        if w.get(&dict, k)?.is_some() {
+                        if w.get(&dict, &PyString::intern(w.py, k))?.is_some() {
                             keys.push(k.clone());
                         }
                     }
@@ -972,13 +991,47 @@ impl<'py> Walker<'py> {
                 if let Some(v) = dict.get_item(&k)? {
                     h.tag(Tag::Name);
                     h.str(&k);
-                    w.site(|| format!("`{name}.{k}`"));
+                    w.site(&v, || format!("`{name}.{k}`"));
                     w.dependency(&v, attrs, h)
                         .map_err(|e| context(e, || format!("`{name}.{k}`")))?;
                 }
             }
             Ok(())
         })
+    }
+}
+
+/// Whether `v` can be, or contain, a plan leaf (false for what is common and
+/// cannot: scalars, functions, classes, modules, tuples of those).
+fn may_hold_leaf(v: &Bound<'_, PyAny>) -> bool {
+    if let Ok(t) = v.cast_exact::<PyTuple>() {
+        return t.iter().any(|item| may_hold_leaf(&item));
+    }
+    !(v.is_none()
+        || v.is_exact_instance_of::<PyBool>()
+        || v.is_exact_instance_of::<PyInt>()
+        || v.is_exact_instance_of::<PyFloat>()
+        || v.is_exact_instance_of::<PyString>()
+        || v.is_exact_instance_of::<PyBytes>()
+        || v.is_instance_of::<PyFunction>()
+        || v.is_instance_of::<PyType>()
+        || v.is_instance_of::<PyModule>())
+}
+
+/// The attribute names reached code can use: the code analyses it came from
+/// (shared, not copied).
+#[derive(Default)]
+pub struct Used(Vec<Arc<CodeInfo>>);
+
+impl Used {
+    fn add(&mut self, info: &Arc<CodeInfo>) {
+        if !self.0.iter().any(|i| Arc::ptr_eq(i, info)) {
+            self.0.push(info.clone());
+        }
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.iter().any(|i| i.attrs.contains(name))
     }
 }
 

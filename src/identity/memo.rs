@@ -10,8 +10,8 @@
 //! on a hit: no data files read, no output to replay. Everything else goes
 //! through the store on every hit.
 use std::cell::Cell;
+use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 
 use ahash::AHashMap;
 use pyo3::ffi;
@@ -24,6 +24,7 @@ use pyo3::types::{
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::digest::Digest;
+use super::gil::GilCell;
 use super::hash::Dep;
 use super::plan::{self, Cached};
 use super::to_py;
@@ -41,15 +42,28 @@ thread_local! {
 
 /// Bumped by `bytecache.clear()`: every table of kept results starts over.
 static CLEARED: AtomicU64 = AtomicU64::new(0);
-static FAST_HITS: AtomicU64 = AtomicU64::new(0);
-static FAST_SAVED_NS: AtomicU64 = AtomicU64::new(0);
+/// Hits answered from kept results in this process, and the nanoseconds of
+/// computing they saved.
+static FAST: GilCell<Counts> = GilCell::new(Counts {
+    hits: 0,
+    saved_ns: 0,
+});
 
 /// Function address -> its memo, for the frame hook (`Memo.register`).
-static REGISTRY: PyOnceLock<Mutex<AHashMap<usize, Py<Memo>>>> = PyOnceLock::new();
+static REGISTRY: PyOnceLock<GilCell<AHashMap<usize, Py<Memo>>>> = PyOnceLock::new();
 
+#[derive(Clone, Copy, Default)]
+struct Counts {
+    hits: u64,
+    saved_ns: u64,
+}
+
+#[derive(Default)]
 struct Results {
     epoch: u64,
+    /// Values are `shareable`: dropping one never runs Python code.
     map: AHashMap<Digest, (Py<PyAny>, u64)>,
+    counts: Counts,
 }
 
 #[pyclass(module = "bytecache._bytecache", frozen)]
@@ -58,14 +72,8 @@ pub struct Memo {
     ignore: Vec<String>,
     /// Parameter names in frame order (`*args`, `**kwargs` last).
     names: Vec<Py<PyString>>,
-    cached: Mutex<Option<Arc<Cached>>>,
-    results: Mutex<Results>,
-    hits: AtomicU64,
-    saved_ns: AtomicU64,
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+    cached: GilCell<Option<Rc<Cached>>>,
+    results: GilCell<Results>,
 }
 
 fn digest_of(key: &[u8]) -> Option<Digest> {
@@ -112,9 +120,10 @@ fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
 impl Memo {
     /// The cached plan while its guards hold, else a new one (with the
     /// dependency record when asked; a record always means a new walk).
-    fn plan(&self, py: Python<'_>, record: bool) -> PyResult<(Arc<Cached>, Option<Vec<Dep>>)> {
+    fn plan(&self, py: Python<'_>, record: bool) -> PyResult<(Rc<Cached>, Option<Vec<Dep>>)> {
         if !record {
-            let cached = lock(&self.cached).clone();
+            // SAFETY: cloning an `Rc` runs no Python code.
+            let cached = unsafe { self.cached.with(py, |c| c.clone()) };
             if let Some(c) = cached {
                 if c.guards.hold(py) {
                     return Ok((c, None));
@@ -122,8 +131,11 @@ impl Memo {
             }
         }
         let (c, deps) = plan::build(self.func.bind(py), record)?;
-        let c = Arc::new(c);
-        *lock(&self.cached) = c.reusable.then(|| c.clone());
+        let c = Rc::new(c);
+        let keep = c.reusable.then(|| c.clone());
+        // SAFETY: a swap runs no Python code; the old plan is dropped after.
+        let old = unsafe { self.cached.with(py, |slot| std::mem::replace(slot, keep)) };
+        drop(old);
         Ok((c, deps))
     }
 
@@ -143,26 +155,44 @@ impl Memo {
 
     /// The kept result for `key`, counting the hit.
     fn recall_digest(&self, py: Python<'_>, key: Digest) -> Option<Py<PyAny>> {
-        let mut r = lock(&self.results);
         let epoch = CLEARED.load(Ordering::Acquire);
-        if r.epoch != epoch {
-            r.map.clear();
-            r.epoch = epoch;
-            return None;
+        // SAFETY: the closures only touch Rust data and incref a value;
+        // clearing drops shareable values only, whose deallocation runs no
+        // Python code.
+        unsafe {
+            let (value, saved_ns) = self.results.with(py, |r| {
+                if r.epoch != epoch {
+                    r.map.clear();
+                    r.epoch = epoch;
+                    return None;
+                }
+                let (value, saved_ns) = r.map.get(&key)?;
+                r.counts.hits += 1;
+                r.counts.saved_ns += saved_ns;
+                Some((value.clone_ref(py), *saved_ns))
+            })?;
+            FAST.with(py, |c| {
+                c.hits += 1;
+                c.saved_ns += saved_ns;
+            });
+            Some(value)
         }
-        let (value, saved_ns) = r.map.get(&key)?;
-        let value = value.clone_ref(py);
-        let saved_ns = *saved_ns;
-        drop(r);
-        self.hits.fetch_add(1, Ordering::Relaxed);
-        self.saved_ns.fetch_add(saved_ns, Ordering::Relaxed);
-        FAST_HITS.fetch_add(1, Ordering::Relaxed);
-        FAST_SAVED_NS.fetch_add(saved_ns, Ordering::Relaxed);
-        Some(value)
     }
 
-    fn has_results(&self) -> bool {
-        !lock(&self.results).map.is_empty()
+    fn has_results(&self, py: Python<'_>) -> bool {
+        // SAFETY: reads Rust data only.
+        unsafe { self.results.with(py, |r| !r.map.is_empty()) }
+    }
+}
+
+/// For Rust callers (benches): the same as `Memo(func)` / `memo.key(args)`.
+impl Memo {
+    pub fn for_function(func: &Bound<'_, PyAny>) -> PyResult<Self> {
+        Self::new(func, Vec::new())
+    }
+
+    pub fn key_digest(&self, arguments: &Bound<'_, PyDict>) -> PyResult<Digest> {
+        Ok(self.compute(arguments.py(), arguments.iter(), false)?.0)
     }
 }
 
@@ -196,13 +226,11 @@ impl Memo {
             func: func.clone().unbind(),
             ignore,
             names,
-            cached: Mutex::new(None),
-            results: Mutex::new(Results {
+            cached: GilCell::new(None),
+            results: GilCell::new(Results {
                 epoch: CLEARED.load(Ordering::Acquire),
-                map: AHashMap::new(),
+                ..Results::default()
             }),
-            hits: AtomicU64::new(0),
-            saved_ns: AtomicU64::new(0),
         })
     }
 
@@ -236,52 +264,57 @@ impl Memo {
         if !shareable(value, &mut MAX_RESULT_BYTES.clone()) {
             return false;
         }
-        let mut r = lock(&self.results);
+        let py = value.py();
         let epoch = CLEARED.load(Ordering::Acquire);
-        if r.epoch != epoch || r.map.len() >= MAX_RESULTS {
-            r.map.clear();
-            r.epoch = epoch;
-        }
         let ns = (seconds.max(0.0) * 1e9) as u64;
-        r.map.insert(d, (value.clone().unbind(), ns));
+        let value = value.clone().unbind();
+        // SAFETY: Rust data only; what is dropped is shareable (see Results).
+        unsafe {
+            self.results.with(py, |r| {
+                if r.epoch != epoch || r.map.len() >= MAX_RESULTS {
+                    r.map.clear();
+                    r.epoch = epoch;
+                }
+                r.map.insert(d, (value, ns));
+            });
+        }
         true
     }
 
     /// Drops the results kept for this function.
-    fn forget(&self) {
-        lock(&self.results).map.clear();
+    fn forget(&self, py: Python<'_>) {
+        // SAFETY: as in `remember`.
+        unsafe { self.results.with(py, |r| r.map.clear()) };
     }
 
     /// Lets the frame hook answer calls of this function from kept results.
     fn register(slf: &Bound<'_, Self>) {
         let py = slf.py();
-        let registry = REGISTRY.get_or_init(py, || Mutex::new(AHashMap::new()));
+        let registry = REGISTRY.get_or_init(py, || GilCell::new(AHashMap::new()));
         let func = slf.get().func.as_ptr() as usize;
-        lock(registry).insert(func, slf.clone().unbind());
+        let memo = slf.clone().unbind();
+        // SAFETY: a replaced memo is returned and dropped after.
+        let old = unsafe { registry.with(py, |r| r.insert(func, memo)) };
+        drop(old);
     }
 
     /// Hits answered from kept results, and the compute time they saved.
     #[getter]
-    fn fast_hits(&self) -> (u64, f64) {
-        (
-            self.hits.load(Ordering::Relaxed),
-            self.saved_ns.load(Ordering::Relaxed) as f64 / 1e9,
-        )
+    fn fast_hits(&self, py: Python<'_>) -> (u64, f64) {
+        // SAFETY: reads Rust data only.
+        let c = unsafe { self.results.with(py, |r| r.counts) };
+        (c.hits, c.saved_ns as f64 / 1e9)
     }
 
     fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
         visit.call(&self.func)?;
-        if let Ok(cached) = self.cached.try_lock() {
-            if let Some(c) = cached.as_ref() {
-                for r in c.references() {
-                    visit.call(r)?;
-                }
-            }
+        // SAFETY: called by the garbage collector (see `GilCell::peek`).
+        let (cached, results) = unsafe { (self.cached.peek(), self.results.peek()) };
+        for r in cached.iter().flat_map(|c| c.references()) {
+            visit.call(r)?;
         }
-        if let Ok(r) = self.results.try_lock() {
-            for (v, _) in r.map.values() {
-                visit.call(v)?;
-            }
+        for (v, _) in results.map.values() {
+            visit.call(v)?;
         }
         Ok(())
     }
@@ -291,7 +324,8 @@ impl Memo {
 #[pyfunction]
 fn unregister_all(py: Python<'_>) {
     if let Some(registry) = REGISTRY.get(py) {
-        let old = std::mem::take(&mut *lock(registry));
+        // SAFETY: the memos are taken out and dropped after.
+        let old = unsafe { registry.with(py, std::mem::take) };
         drop(old);
     }
 }
@@ -304,11 +338,10 @@ fn forget_all() {
 
 /// Hits answered from kept results in this process, and the time saved.
 #[pyfunction]
-fn fast_totals() -> (u64, f64) {
-    (
-        FAST_HITS.load(Ordering::Relaxed),
-        FAST_SAVED_NS.load(Ordering::Relaxed) as f64 / 1e9,
-    )
+fn fast_totals(py: Python<'_>) -> (u64, f64) {
+    // SAFETY: reads Rust data only.
+    let c = unsafe { FAST.with(py, |c| *c) };
+    (c.hits, c.saved_ns as f64 / 1e9)
 }
 
 /// Enters (`True`) or leaves (`False`) a `bytecache.disabled()` block on
@@ -344,13 +377,11 @@ pub unsafe fn recall_call(
     if is_disabled() {
         return None;
     }
-    let memo = {
-        let registry = REGISTRY.get(py)?;
-        let r = lock(registry);
-        r.get(&(func as usize))?.clone_ref(py)
-    };
+    let registry = REGISTRY.get(py)?;
+    // SAFETY: an incref only.
+    let memo = unsafe { registry.with(py, |r| r.get(&(func as usize)).map(|m| m.clone_ref(py))) }?;
     let memo = memo.get();
-    if memo.names.len() != args.len() || !memo.has_results() {
+    if memo.names.len() != args.len() || !memo.has_results(py) {
         return None;
     }
     let arguments = memo.names.iter().zip(args).map(|(n, &v)| {

@@ -4,6 +4,7 @@ mod buffer;
 mod bytecode;
 mod code;
 mod digest;
+mod gil;
 mod guard;
 mod hash;
 mod memo;
@@ -16,7 +17,7 @@ use crate::py::errors::UnhashableError;
 pub use digest::Digest;
 use digest::Hasher;
 use hash::{Dep, HashError, Walker};
-pub use memo::{is_disabled, recall_call};
+pub use memo::{is_disabled, recall_call, Memo};
 
 fn to_py(e: HashError) -> PyErr {
     match e {

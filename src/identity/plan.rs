@@ -13,7 +13,8 @@
 //! Class members are folded in only when reachable code can name them (see
 //! [`Walker::finish`]); leaves found inside a member are hashed only when that
 //! member is folded in.
-use std::sync::{Arc, OnceLock};
+use std::rc::Rc;
+use std::sync::OnceLock;
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::prelude::*;
@@ -21,7 +22,7 @@ use pyo3::types::PyString;
 
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{self, Guards};
-use super::hash::{context, Dep, HResult, HashError, Member, Walker};
+use super::hash::{context, try_plain, Dep, HResult, HashError, Member, Used, Walker};
 
 /// Bumped whenever the meaning of a digest changes, so old entries miss.
 const KEY_VERSION: u64 = 2;
@@ -42,7 +43,7 @@ pub struct Plan {
     /// Members not folded in at build time: folded in by a call whose
     /// arguments or leaves reach code that names them.
     pub(super) pending: Vec<Member>,
-    pub(super) used: AHashSet<String>,
+    pub(super) used: Used,
     pub(super) dynamic: bool,
 }
 
@@ -50,7 +51,7 @@ pub struct Plan {
 /// guards under which it stays valid.
 pub struct Cached {
     pub guards: Guards,
-    pub plan: Result<Arc<Plan>, String>,
+    pub plan: Result<Rc<Plan>, String>,
     /// False when something was read that no guard watches.
     pub reusable: bool,
 }
@@ -136,7 +137,7 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
                         l
                     })
                     .collect();
-                Ok(Arc::new(Plan {
+                Ok(Rc::new(Plan {
                     digest: h.finish(),
                     leaves,
                     pending,
@@ -167,16 +168,16 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
 /// globals hashed as leaves.
 pub fn key<'py>(
     py: Python<'py>,
-    plan: &Arc<Plan>,
+    plan: &Rc<Plan>,
     arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     ignore: &[String],
-    record: Option<Vec<Dep>>,
+    mut record: Option<Vec<Dep>>,
 ) -> HResult<(Digest, Option<Vec<Dep>>)> {
-    let mut w = Walker::new(py)?;
-    w.record = record;
-    w.base = Some(plan.clone());
+    // A walker only when something is not a plain scalar (the common call
+    // of a function with no mutable globals and scalar arguments needs none).
+    let mut walker: Option<Walker<'py>> = None;
     let mut leaf_digests: Vec<Option<Digest>> = Vec::new();
-    if w.record.is_some() {
+    if record.is_some() {
         leaf_digests = vec![None; plan.leaves.len()];
     }
     let mut h = Hasher::new();
@@ -184,7 +185,15 @@ pub fn key<'py>(
     h.u64(KEY_VERSION);
     h.u64(python_version(py));
     h.digest(plan.digest);
-    hash_leaves(&mut w, plan, None, &mut h, &mut leaf_digests)?;
+    if !plan.leaves.is_empty() {
+        hash_leaves(
+            lazy(&mut walker, py, plan)?,
+            plan,
+            None,
+            &mut h,
+            &mut leaf_digests,
+        )?;
+    }
     for (name, value) in arguments {
         let name = name.cast_into::<PyString>()?;
         let name = name.to_str()?;
@@ -194,15 +203,19 @@ pub fn key<'py>(
         h.tag(Tag::Argument);
         h.str(name);
         let mut sub = Hasher::new();
-        w.value(&value, &mut sub).map_err(|e| match e {
-            HashError::Unhashable(msg) => {
-                HashError::Unhashable(format!("argument `{name}`: {msg}"))
-            }
-            other => other,
-        })?;
+        if !try_plain(&value, &mut sub)? {
+            lazy(&mut walker, py, plan)?
+                .value(&value, &mut sub)
+                .map_err(|e| match e {
+                    HashError::Unhashable(msg) => {
+                        HashError::Unhashable(format!("argument `{name}`: {msg}"))
+                    }
+                    other => other,
+                })?;
+        }
         let d = sub.finish();
         h.digest(d);
-        if let Some(r) = w.record.as_mut() {
+        if let Some(r) = record.as_mut() {
             r.push(Dep {
                 kind: "argument",
                 name: name.to_owned(),
@@ -212,11 +225,13 @@ pub fn key<'py>(
             });
         }
     }
-    for id in w.fold_pending(&mut h)? {
-        hash_leaves(&mut w, plan, Some(id), &mut h, &mut leaf_digests)?;
+    // Without a walker nothing new can use a pending member.
+    if let Some(w) = walker.as_mut() {
+        for id in w.fold_pending(&mut h)? {
+            hash_leaves(w, plan, Some(id), &mut h, &mut leaf_digests)?;
+        }
+        w.finish(&mut h)?;
     }
-    w.finish(&mut h)?;
-    let mut record = w.record.take();
     for dep in record.iter_mut().flatten() {
         if let Some(d) = dep
             .leaf
@@ -226,6 +241,23 @@ pub fn key<'py>(
         }
     }
     Ok((h.finish(), record))
+}
+
+/// The walker in `slot`, created (extending `plan`) on first use.
+fn lazy<'a, 'py>(
+    slot: &'a mut Option<Walker<'py>>,
+    py: Python<'py>,
+    plan: &Rc<Plan>,
+) -> HResult<&'a mut Walker<'py>> {
+    let w = match slot.take() {
+        Some(w) => w,
+        None => {
+            let mut w = Walker::new(py)?;
+            w.base = Some(plan.clone());
+            w
+        }
+    };
+    Ok(slot.insert(w))
 }
 
 /// Hashes the leaves of `scope` by content, in plan order.
