@@ -25,8 +25,10 @@ def _binder(sig: inspect.Signature) -> Any:
     params = list(sig.parameters.values())
     simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
     names = tuple(p.name for p in params)
-    defaults = tuple(p.default for p in params)
     empty = inspect.Parameter.empty
+    required = sum(p.default is empty for p in params)
+    # For n positional arguments: the defaults of the parameters after them.
+    tails = [{p.name: p.default for p in params[n:]} for n in range(len(params) + 1)]
 
     def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         bound = sig.bind(*args, **kwargs)
@@ -38,11 +40,14 @@ def _binder(sig: inspect.Signature) -> Any:
 
     def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         n = len(args)
-        if kwargs or n > len(names) or any(d is empty for d in defaults[n:]):
+        try:
+            tail = tails[n]
+            out = {names[i]: args[i] for i in range(n)}
+        except IndexError:  # too many arguments (or a patched `len`)
             return slow(args, kwargs)
-        out = dict(zip(names, args, strict=False))
-        for name, default in zip(names[n:], defaults[n:], strict=True):
-            out[name] = default
+        if kwargs or n < required or any(d is empty for d in tail.values()):
+            return slow(args, kwargs)
+        out.update(tail)
         return out
 
     return fast
@@ -90,11 +95,15 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
     if unknown:
         raise TypeError(f"ignore= names no parameter of `{func.__qualname__}`: {sorted(unknown)}")
     target = _core.Target(func, ignore=ignore, cache_dir=cache_dir)
+    quick = target.memo.quick
 
     if inspect.iscoroutinefunction(func):
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+            kept = quick(args, kwargs)
+            if kept is not None:
+                return kept[0]
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
             if hit:
                 return token
@@ -106,6 +115,9 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
+            kept = quick(args, kwargs)  # a result kept in this process
+            if kept is not None:
+                return kept[0]
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
             if hit:
                 return token

@@ -101,33 +101,55 @@ pub struct Instr {
 /// Iterates the instructions of de-specialized `co_code`, skipping inline
 /// cache entries and `NOP`s, folding `EXTENDED_ARG` prefixes into the
 /// argument and expanding fused local loads/stores into their two halves.
-pub fn instructions<'a>(code: &'a [u8], t: &'a OpTable) -> impl Iterator<Item = Instr> + 'a {
-    let mut ext: u32 = 0;
-    code.chunks_exact(2).flat_map(move |unit| {
-        let (op, arg) = (unit[0], u32::from(unit[1]));
-        let mut out = [None, None];
-        if op == t.cache || Some(op) == t.nop {
-            return out.into_iter().flatten();
+pub fn instructions<'a>(code: &'a [u8], t: &'a OpTable) -> Instructions<'a> {
+    Instructions {
+        code,
+        pos: 0,
+        t,
+        pending: None,
+    }
+}
+
+pub struct Instructions<'a> {
+    code: &'a [u8],
+    pos: usize,
+    t: &'a OpTable,
+    /// The second half of a fused instruction.
+    pending: Option<Instr>,
+}
+
+impl Iterator for Instructions<'_> {
+    type Item = Instr;
+
+    fn next(&mut self) -> Option<Instr> {
+        if let Some(i) = self.pending.take() {
+            return Some(i);
         }
-        if op == t.extended_arg {
-            ext = (ext | arg) << 8;
-            return out.into_iter().flatten();
-        }
-        let full = ext | arg;
-        ext = 0;
-        match t.fused.iter().find(|(f, _, _)| *f == op) {
-            Some(&(_, first, second)) => {
-                out[0] = Some(Instr {
-                    op: first,
-                    arg: full >> 4,
-                });
-                out[1] = Some(Instr {
+        let t = self.t;
+        let mut ext: u32 = 0;
+        while let Some(unit) = self.code.get(self.pos..self.pos + 2) {
+            self.pos += 2;
+            let (op, arg) = (unit[0], u32::from(unit[1]));
+            if op == t.cache || Some(op) == t.nop {
+                continue;
+            }
+            if op == t.extended_arg {
+                ext = (ext | arg) << 8;
+                continue;
+            }
+            let full = ext | arg;
+            if let Some(&(_, first, second)) = t.fused.iter().find(|(f, _, _)| *f == op) {
+                self.pending = Some(Instr {
                     op: second,
                     arg: full & 15,
                 });
+                return Some(Instr {
+                    op: first,
+                    arg: full >> 4,
+                });
             }
-            None => out[0] = Some(Instr { op, arg: full }),
+            return Some(Instr { op, arg: full });
         }
-        out.into_iter().flatten()
-    })
+        None
+    }
 }

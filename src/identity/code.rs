@@ -9,16 +9,16 @@
 //! the code can see them through `locals()`/`vars()`/`eval`/`exec`) and
 //! constants no instruction loads (the docstring). So comments, docstrings,
 //! formatting, moved lines and renamed locals do not change it.
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-use ahash::{AHashMap, AHashSet};
+use ahash::AHashSet;
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
 
 use super::bytecode::{instructions, table};
 use super::digest::{Digest, Hasher, Tag};
+use super::extra;
 
 /// Names that let code reach globals or locals by a computed name. Code that
 /// uses one is fingerprinted against all of its module's globals and all
@@ -55,26 +55,17 @@ pub struct CodeInfo {
     pub writes_globals: bool,
 }
 
-type Cache = Mutex<AHashMap<usize, (Py<PyAny>, Arc<CodeInfo>)>>;
-static CACHE: PyOnceLock<Cache> = PyOnceLock::new();
-
-/// The cached analysis of a code object (computed on first use).
+/// The cached analysis of a code object (computed on first use and kept in
+/// the code object's `co_extra`).
 pub fn code_info(code: &Bound<'_, PyAny>) -> PyResult<Arc<CodeInfo>> {
-    let py = code.py();
-    let cache = CACHE.get_or_init(py, || Mutex::new(AHashMap::new()));
-    let id = code.as_ptr() as usize;
-    if let Some(info) = cache
-        .lock()
-        .ok()
-        .and_then(|c| c.get(&id).map(|(_, i)| i.clone()))
-    {
+    let code = code
+        .cast::<PyCode>()
+        .map_err(|_| pyo3::exceptions::PyTypeError::new_err("expected a code object"))?;
+    if let Some(info) = extra::get(code) {
         return Ok(info);
     }
-    let info = Arc::new(analyse(code)?);
-    if let Ok(mut c) = cache.lock() {
-        // The cache keeps the code object alive so its address is never reused.
-        c.insert(id, (code.clone().unbind(), info.clone()));
-    }
+    let info = Arc::new(analyse(code.as_any())?);
+    extra::set(code, &info);
     Ok(info)
 }
 
@@ -95,9 +86,13 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     let names = code
         .getattr(intern!(code.py(), "co_names"))?
         .cast_into::<PyTuple>()?;
-    let name_strs: Vec<String> = names
+    let name_objs: Vec<Bound<'_, PyString>> = names
         .iter()
-        .map(|n| n.extract::<String>())
+        .map(|n| n.cast_into::<PyString>())
+        .collect::<Result<_, _>>()?;
+    let name_strs: Vec<&str> = name_objs
+        .iter()
+        .map(|n| n.to_str())
         .collect::<PyResult<_>>()?;
     let flags: u32 = code.getattr(intern!(code.py(), "co_flags"))?.extract()?;
     let argcount: u32 = code.getattr(intern!(code.py(), "co_argcount"))?.extract()?;
@@ -111,11 +106,9 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     let mut info = CodeInfo {
         digest: 0,
         globals: Vec::new(),
-        attrs: name_strs.iter().cloned().collect(),
+        attrs: name_strs.iter().map(|n| (*n).to_owned()).collect(),
         imports: Vec::new(),
-        dynamic: name_strs
-            .iter()
-            .any(|n| DYNAMIC_NAMES.contains(&n.as_str())),
+        dynamic: name_strs.iter().any(|n| DYNAMIC_NAMES.contains(n)),
         writes_globals: false,
     };
 
@@ -150,7 +143,7 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
         if t.has_name[op] {
             let shift = t.name_shift[op];
             let idx = (ins.arg >> shift) as usize;
-            let name = name_strs.get(idx).map(String::as_str).unwrap_or("");
+            let name = name_strs.get(idx).copied().unwrap_or("");
             h.str(name);
             h.u64(u64::from(ins.arg & ((1u32 << shift) - 1)));
             if ins.op == t.load_global || ins.op == t.load_name {
@@ -184,7 +177,7 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     for n in varnames.iter().take(visible) {
         h.str(&n.extract::<String>()?);
     }
-    for attr in ["co_freevars", "co_cellvars"] {
+    for attr in [intern!(py, "co_freevars"), intern!(py, "co_cellvars")] {
         h.u64(code.getattr(attr)?.len()? as u64);
     }
     h.str(
@@ -192,12 +185,18 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
             .getattr(intern!(code.py(), "co_name"))?
             .extract::<String>()?,
     );
-    if let Some(table) = code.getattr_opt("co_exceptiontable")? {
+    if let Some(table) = code.getattr_opt(intern!(py, "co_exceptiontable"))? {
         h.bytes(table.cast_into::<PyBytes>()?.as_bytes());
     }
-    let text = |n: &Py<PyString>| n.bind(py).to_str().map(str::to_owned).unwrap_or_default();
-    info.globals.sort_by_cached_key(text);
-    info.globals.dedup_by(|a, b| text(a) == text(b));
+    let mut globals: Vec<Bound<'_, PyString>> =
+        info.globals.drain(..).map(|g| g.into_bound(py)).collect();
+    globals.sort_by(|a, b| {
+        a.to_str()
+            .unwrap_or_default()
+            .cmp(b.to_str().unwrap_or_default())
+    });
+    globals.dedup_by(|a, b| a.to_str().ok() == b.to_str().ok());
+    info.globals = globals.into_iter().map(Bound::unbind).collect();
     info.digest = h.finish();
     Ok(info)
 }

@@ -50,6 +50,7 @@ pub enum Tag {
     Wrapper,
     Unloaded,
     Leaf,
+    Nested,
 }
 
 /// Small writes go to an inline buffer; the result of a short input is one
@@ -58,7 +59,7 @@ pub enum Tag {
 pub struct Hasher {
     buf: [u8; BUF],
     len: usize,
-    state: Option<Box<Xxh3>>,
+    state: Option<Xxh3>,
 }
 
 const BUF: usize = 256;
@@ -84,7 +85,7 @@ impl Hasher {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn write(&mut self, b: &[u8]) {
         if self.len + b.len() <= BUF {
             self.buf[self.len..self.len + b.len()].copy_from_slice(b);
@@ -96,7 +97,7 @@ impl Hasher {
 
     #[cold]
     fn spill(&mut self, b: &[u8]) {
-        let state = self.state.get_or_insert_with(|| Box::new(Xxh3::new()));
+        let state = self.state.get_or_insert_with(Xxh3::new);
         state.update(&self.buf[..self.len]);
         self.len = 0;
         if b.len() > BUF {
@@ -107,17 +108,17 @@ impl Hasher {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn tag(&mut self, tag: Tag) {
         self.write(&[tag as u8]);
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn u64(&mut self, v: u64) {
         self.write(&v.to_le_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn i64(&mut self, v: i64) {
         self.write(&v.to_le_bytes());
     }
@@ -159,7 +160,7 @@ impl Hasher {
         self.bytes(s.as_bytes());
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn digest(&mut self, d: Digest) {
         self.write(&d.to_le_bytes());
     }
@@ -168,7 +169,7 @@ impl Hasher {
         match &self.state {
             None => xxhash_rust::xxh3::xxh3_128(&self.buf[..self.len]),
             Some(state) => {
-                let mut state: Xxh3 = (**state).clone(); // on the stack
+                let mut state: Xxh3 = state.clone();
                 state.update(&self.buf[..self.len]);
                 state.digest128()
             }

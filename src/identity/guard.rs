@@ -82,6 +82,45 @@ impl DictGuard {
     }
 }
 
+/// A function's parts, read from its struct: the `__code__`, `__defaults__`
+/// and `__kwdefaults__` getters raise an `object.__getattr__` audit event,
+/// which would call every audit hook (ours included) on every read.
+pub struct FunctionParts<'py> {
+    pub code: Bound<'py, PyAny>,
+    pub globals: Bound<'py, PyAny>,
+    pub builtins: Option<Bound<'py, PyAny>>,
+    /// `None` (Python's `None`) when absent, as the attributes read.
+    pub defaults: Bound<'py, PyAny>,
+    pub kwdefaults: Bound<'py, PyAny>,
+    pub closure: Bound<'py, PyAny>,
+}
+
+pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
+    let py = f.py();
+    let none = || py.None().into_bound(py);
+    // SAFETY: `f` is a live function (type checked by the cast that produced
+    // the `Bound<PyFunction>`); each field is NULL or a borrowed reference,
+    // which `slot` turns into a new one.
+    let (raw, globals, builtins, closure) = unsafe {
+        let o = &*f.as_ptr().cast::<ffi::PyFunctionObject>();
+        (
+            function_slots(f.as_ptr()),
+            o.func_globals,
+            o.func_builtins,
+            o.func_closure,
+        )
+    };
+    let get = |p| slot(py, p).map(|o| o.into_bound(py));
+    FunctionParts {
+        code: get(raw[0]).unwrap_or_else(none),
+        globals: get(globals).unwrap_or_else(none),
+        builtins: get(builtins),
+        defaults: get(raw[1]).unwrap_or_else(none),
+        kwdefaults: get(raw[2]).unwrap_or_else(none),
+        closure: get(closure).unwrap_or_else(none),
+    }
+}
+
 /// A function's `__dict__`, if it has one (reading `f.__dict__` would
 /// create an empty one).
 pub fn function_dict<'py>(f: &Bound<'py, PyFunction>) -> Option<Bound<'py, PyDict>> {

@@ -25,6 +25,7 @@ use pyo3::types::{
 use super::buffer::Buffer;
 use super::code::{code_info, CodeInfo};
 use super::digest::{Digest, Hasher, Tag};
+use super::guard::{function_parts, FunctionParts};
 use super::plan::{Building, Plan};
 
 const MAX_DEPTH: usize = 256;
@@ -348,7 +349,7 @@ impl<'py> Walker<'py> {
         }
         let kind = self
             .support()?
-            .call_method1("classify", (module,))?
+            .call_method1(intern!(self.py, "classify"), (module,))?
             .extract::<Option<String>>()?;
         if let Ok(mut c) = cache.lock() {
             c.insert(module.to_owned(), kind.clone());
@@ -485,7 +486,12 @@ impl<'py> Walker<'py> {
             } else {
                 Tag::Slice
             });
-            for attr in ["start", "stop", "step"] {
+            let py = self.py;
+            for attr in [
+                intern!(py, "start"),
+                intern!(py, "stop"),
+                intern!(py, "step"),
+            ] {
                 self.value(&obj.getattr(attr)?, h)?;
             }
             return Ok(());
@@ -522,7 +528,12 @@ impl<'py> Walker<'py> {
             "property" => {
                 h.tag(Tag::Wrapper);
                 h.str(&tname);
-                for attr in ["fget", "fset", "fdel"] {
+                let py = self.py;
+                for attr in [
+                    intern!(py, "fget"),
+                    intern!(py, "fset"),
+                    intern!(py, "fdel"),
+                ] {
                     self.value(&obj.getattr(attr)?, h)?;
                 }
                 return Ok(());
@@ -535,7 +546,7 @@ impl<'py> Walker<'py> {
             "cell" => return self.cell(obj, h),
             _ => {}
         }
-        if obj.hasattr("__wrapped__")? {
+        if obj.hasattr(intern!(self.py, "__wrapped__"))? {
             // Callable wrappers such as `functools.lru_cache`: the wrapper's
             // type plus the function it wraps.
             h.tag(Tag::Wrapper);
@@ -593,7 +604,7 @@ impl<'py> Walker<'py> {
     /// exposes, as pickle would see it (dataclasses, enums, plain instances,
     /// `functools.partial`, subclasses of builtins, pandas objects, ...).
     fn reduce(&mut self, obj: &Bound<'py, PyAny>, tname: &str, h: &mut Hasher) -> HResult<()> {
-        let reduced = match obj.call_method1("__reduce_ex__", (4,)) {
+        let reduced = match obj.call_method1(intern!(self.py, "__reduce_ex__"), (4,)) {
             Ok(r) => r,
             Err(e) => {
                 return Err(HashError::Unhashable(format!(
@@ -661,9 +672,8 @@ impl<'py> Walker<'py> {
         if let Some(b) = self.plan.as_mut() {
             b.guards.function(f);
         }
-        let globals = f
-            .getattr(intern!(f.py(), "__globals__"))?
-            .cast_into::<PyDict>()?;
+        let parts = function_parts(f.cast::<PyFunction>()?);
+        let globals = parts.globals.clone().cast_into::<PyDict>()?;
         let module: String = match self.get(&globals, intern!(self.py, "__name__"))? {
             Some(n) => n.extract().unwrap_or_default(),
             None => String::new(),
@@ -680,7 +690,7 @@ impl<'py> Walker<'py> {
             // stands for the user's function it wraps.
             return self.wrapped(f, h);
         }
-        self.memoized(f, h, |w, h| w.function_body(f, &globals, h))?;
+        self.memoized(f, h, |w, h| w.function_body(f, &parts, &globals, h))?;
         Ok(())
     }
 
@@ -698,11 +708,12 @@ impl<'py> Walker<'py> {
     fn function_body(
         &mut self,
         f: &Bound<'py, PyAny>,
+        parts: &FunctionParts<'py>,
         globals: &Bound<'py, PyDict>,
         h: &mut Hasher,
     ) -> HResult<()> {
         let qualname: String = f.getattr(intern!(f.py(), "__qualname__"))?.extract()?;
-        let info = code_info(&f.getattr(intern!(f.py(), "__code__"))?)?;
+        let info = code_info(&parts.code)?;
         if info.writes_globals {
             return Err(HashError::Unhashable(format!(
                 "function `{qualname}` assigns a global: a cached call would skip that effect"
@@ -715,13 +726,13 @@ impl<'py> Walker<'py> {
         // function from an edit of something it reaches.
         let mut own = Hasher::new();
         own.digest(info.digest);
-        let defaults = f.getattr(intern!(f.py(), "__defaults__"))?;
-        self.site(&defaults, || format!("a default argument of `{qualname}`"));
-        self.value(&defaults, &mut own)?;
-        self.value(&f.getattr(intern!(f.py(), "__kwdefaults__"))?, &mut own)?;
-        let closure = f.getattr(intern!(f.py(), "__closure__"))?;
-        if !closure.is_none() {
-            let cells = closure.cast_into::<PyTuple>()?;
+        self.site(&parts.defaults, || {
+            format!("a default argument of `{qualname}`")
+        });
+        self.value(&parts.defaults, &mut own)?;
+        self.value(&parts.kwdefaults, &mut own)?;
+        if !parts.closure.is_none() {
+            let cells = parts.closure.cast::<PyTuple>()?;
             own.u64(cells.len() as u64);
             for cell in cells.iter() {
                 self.site(&cell, || format!("a closure variable of `{qualname}`"));
@@ -735,8 +746,8 @@ impl<'py> Walker<'py> {
                 Some(n) => n.extract().unwrap_or_default(),
                 None => String::new(),
             };
-            let file: String = f
-                .getattr(intern!(f.py(), "__code__"))?
+            let file: String = parts
+                .code
                 .getattr(intern!(f.py(), "co_filename"))?
                 .extract()?;
             self.note(Dep {
@@ -747,8 +758,10 @@ impl<'py> Walker<'py> {
                 leaf: None,
             });
         }
-        let builtins = f.getattr(intern!(f.py(), "__builtins__"))?;
-        let builtins = builtins.cast::<PyDict>().ok();
+        let builtins = parts
+            .builtins
+            .as_ref()
+            .and_then(|b| b.cast::<PyDict>().ok());
         let mut names: Vec<Bound<'py, PyString>> = info
             .globals
             .iter()
@@ -849,7 +862,7 @@ impl<'py> Walker<'py> {
                 Some(d) => self.get(&d, intern!(self.py, "__wrapped__"))?,
                 None => None,
             },
-            Err(_) => f.getattr_opt("__wrapped__")?,
+            Err(_) => f.getattr_opt(intern!(self.py, "__wrapped__"))?,
         };
         if let Some(wrapped) = wrapped {
             h.tag(Tag::Wrapper);

@@ -19,12 +19,14 @@ use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyBytes, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyInt, PyString, PyTuple,
+    PyBool, PyBytes, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyFunction, PyInt,
+    PyString, PyTuple,
 };
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::digest::Digest;
 use super::gil::GilCell;
+use super::guard::function_parts;
 use super::hash::Dep;
 use super::plan::{self, Cached};
 use super::to_py;
@@ -72,6 +74,8 @@ pub struct Memo {
     ignore: Vec<String>,
     /// Parameter names in frame order (`*args`, `**kwargs` last).
     names: Vec<Py<PyString>>,
+    /// Positional-or-keyword parameters only: `quick` can bind a call.
+    simple: bool,
     cached: GilCell<Option<Rc<Cached>>>,
     results: GilCell<Results>,
 }
@@ -201,15 +205,19 @@ impl Memo {
     #[new]
     #[pyo3(signature = (func, ignore = Vec::new()))]
     fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
-        let names = match func.getattr_opt("__code__")? {
+        let mut simple = false;
+        let code = func
+            .cast::<PyFunction>()
+            .ok()
+            .map(|f| function_parts(f).code);
+        let names = match code {
             Some(code) => {
-                let n = code
-                    .getattr(intern!(code.py(), "co_argcount"))?
-                    .extract::<usize>()?
-                    + code
-                        .getattr(intern!(code.py(), "co_kwonlyargcount"))?
-                        .extract::<usize>()?;
-                let flags: u32 = code.getattr(intern!(code.py(), "co_flags"))?.extract()?;
+                let py = code.py();
+                let kwonly: usize = code.getattr(intern!(py, "co_kwonlyargcount"))?.extract()?;
+                let argcount: usize = code.getattr(intern!(py, "co_argcount"))?.extract()?;
+                let n = argcount + kwonly;
+                let flags: u32 = code.getattr(intern!(py, "co_flags"))?.extract()?;
+                simple = kwonly == 0 && flags & 0x0c == 0;
                 let n = n + usize::from(flags & 0x04 != 0) + usize::from(flags & 0x08 != 0);
                 let varnames = code
                     .getattr(intern!(code.py(), "co_varnames"))?
@@ -226,6 +234,7 @@ impl Memo {
             func: func.clone().unbind(),
             ignore,
             names,
+            simple,
             cached: GilCell::new(None),
             results: GilCell::new(Results {
                 epoch: CLEARED.load(Ordering::Acquire),
@@ -245,6 +254,51 @@ impl Memo {
     ) -> PyResult<Bound<'py, PyAny>> {
         let (digest, deps) = self.compute(py, arguments.iter(), record)?;
         super::key_result(py, digest, deps)
+    }
+
+    /// `(value,)` when the result of calling the function with `args` and
+    /// `kwargs` is kept in this process; None: take the full path (also for
+    /// keyword arguments, `*args`/`**kwargs`/keyword-only signatures, inside
+    /// `bytecache.disabled()` and when anything fails).
+    #[pyo3(signature = (args, kwargs = None))]
+    fn quick<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        if !self.simple || kwargs.is_some_and(|k| !k.is_empty()) || is_disabled() {
+            return Ok(None);
+        }
+        if !self.has_results(py) {
+            return Ok(None);
+        }
+        let Ok(func) = self.func.bind(py).cast::<PyFunction>() else {
+            return Ok(None);
+        };
+        let defaults = function_parts(func).defaults;
+        let defaults = defaults.cast::<PyTuple>().ok();
+        let (n, total) = (args.len(), self.names.len());
+        let nd = defaults.map_or(0, |d| d.len());
+        if n > total || n + nd < total {
+            return Ok(None); // a TypeError: the function itself reports it
+        }
+        let mut arguments = Vec::with_capacity(total);
+        for (i, name) in self.names.iter().enumerate() {
+            let value = match defaults {
+                _ if i < n => args.get_item(i)?,
+                Some(d) => d.get_item(i + nd - total)?,
+                None => return Ok(None),
+            };
+            arguments.push((name.bind(py).clone().into_any(), value));
+        }
+        match self.compute(py, arguments.into_iter(), false) {
+            Ok((key, _)) => match self.recall_digest(py, key) {
+                Some(v) => Ok(Some(PyTuple::new(py, [v])?)),
+                None => Ok(None),
+            },
+            Err(_) => Ok(None), // the full path reports it
+        }
     }
 
     /// `(value,)` when a result for `key` is kept in this process, else None.
@@ -378,8 +432,10 @@ pub unsafe fn recall_call(
         return None;
     }
     let registry = REGISTRY.get(py)?;
-    // SAFETY: an incref only.
-    let memo = unsafe { registry.with(py, |r| r.get(&(func as usize)).map(|m| m.clone_ref(py))) }?;
+    // SAFETY: an incref only. (A `Bound`, not a `Py`: dropping it decrefs at
+    // once; pyo3 defers a `Py` drop here, outside any pyo3 entry point.)
+    let memo =
+        unsafe { registry.with(py, |r| r.get(&(func as usize)).map(|m| m.bind(py).clone())) }?;
     let memo = memo.get();
     if memo.names.len() != args.len() || !memo.has_results(py) {
         return None;

@@ -4,6 +4,7 @@ mod buffer;
 mod bytecode;
 mod code;
 mod digest;
+mod extra;
 mod gil;
 mod guard;
 mod hash;

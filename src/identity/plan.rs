@@ -202,8 +202,19 @@ pub fn key<'py>(
         }
         h.tag(Tag::Argument);
         h.str(name);
-        let mut sub = Hasher::new();
-        if !try_plain(&value, &mut sub)? {
+        // A scalar goes in as is (it starts with its value tag); anything
+        // else as the digest of its walk, after `Tag::Nested`.
+        let d = if try_plain(&value, &mut h)? {
+            match record {
+                Some(_) => {
+                    let mut sub = Hasher::new();
+                    try_plain(&value, &mut sub)?;
+                    sub.finish()
+                }
+                None => 0,
+            }
+        } else {
+            let mut sub = Hasher::new();
             lazy(&mut walker, py, plan)?
                 .value(&value, &mut sub)
                 .map_err(|e| match e {
@@ -212,9 +223,11 @@ pub fn key<'py>(
                     }
                     other => other,
                 })?;
-        }
-        let d = sub.finish();
-        h.digest(d);
+            let d = sub.finish();
+            h.tag(Tag::Nested);
+            h.digest(d);
+            d
+        };
         if let Some(r) = record.as_mut() {
             r.push(Dep {
                 kind: "argument",
