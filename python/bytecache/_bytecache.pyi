@@ -12,18 +12,24 @@ __all__ = [
     "BytecacheError",
     "Claim",
     "CorruptCacheError",
+    "Memo",
     "StorageError",
     "Store",
     "UnhashableError",
     "UnsafeCacheDirError",
     "__version__",
     "call_key",
+    "fast_totals",
+    "forget_all",
     "hash_file",
     "hash_value",
     "hook_install",
     "hook_installed",
     "hook_reset_marks",
     "hook_uninstall",
+    "is_disabled",
+    "set_disabled",
+    "unregister_all",
 ]
 
 class BytecacheError(Exception): ...
@@ -43,6 +49,32 @@ def call_key(
 
 def hash_file(path: str | PathLike[str]) -> bytes:
     """16-byte content hash of a file."""
+
+@final
+class Memo:
+    """One memoized function: its cached fingerprint plan and the small
+    immutable results kept in this process."""
+
+    def __new__(cls, func: object, ignore: Sequence[str] = ...) -> Memo: ...
+    def key(self, arguments: dict[str, object], record: bool = False) -> Any:
+        """Like `call_key`, from the cached plan."""
+    def quick(
+        self, args: tuple[object, ...], kwargs: dict[str, object] | None = None
+    ) -> tuple[object] | None:
+        """(value,) when this call's result is kept in this process."""
+    def recall(self, key: bytes) -> tuple[object] | None: ...
+    def remember(self, key: bytes, value: object, seconds: float) -> bool: ...
+    def forget(self) -> None: ...
+    def register(self) -> None:
+        """Let the frame hook answer calls of this function from kept results."""
+    @property
+    def fast_hits(self) -> tuple[int, float]: ...
+
+def unregister_all() -> None: ...
+def forget_all() -> None: ...
+def fast_totals() -> tuple[int, float]: ...
+def set_disabled(on: bool) -> None: ...
+def is_disabled() -> bool: ...
 
 @final
 class Claim:
