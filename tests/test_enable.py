@@ -92,7 +92,7 @@ print(fast(1), slow(2))
 def test_environment_off(runner: Runner) -> None:
     runner.run(PIPELINE.replace("import helper\n", "").replace(" + helper.h(n)", ""))
     out = runner.run(PIPELINE.replace("import helper\n", "").replace(" + helper.h(n)", "")
-                     + "from bytecache import _auto\nprint(_auto.is_enabled())\n",
+                     + "print(bytecache.is_enabled())\n",
                      BYTECACHE="off")
     assert out.stdout.split() == ["RAN", "total", "RAN", "load", "12", "False"]
 

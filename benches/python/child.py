@@ -59,6 +59,8 @@ def contend(tool: str, cache_dir: str, go_file: str, keys: int, index: int) -> N
 
 
 def hook(repeats: int) -> None:
+    import tempfile
+    import types
     import warnings
 
     import bytecache
@@ -67,31 +69,52 @@ def hook(repeats: int) -> None:
         emit({"status": "n/a", "reason": "bytecache.enable() does not exist in this build"})
         return
 
-    def sample() -> list[float]:
+    def sample(fn) -> list[float]:
         out = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            workloads.fib(25)
+            fn()
             out.append(time.perf_counter() - t0)
         return out
 
-    sample()  # warm-up
-    base = sample()
+    def fib() -> None:
+        workloads.fib(25)
+
+    sample(fib), sample(workloads.pipeline)  # warm-up
+    base, base_pipeline = sample(fib), sample(workloads.pipeline)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Nothing of the benchmark is marked: only a module that does not exist.
         bytecache.enable(modules=["nothing_here"])
     is_enabled = getattr(bytecache, "is_enabled", None)
     active = bool(is_enabled()) if is_enabled is not None else None
-    hooked = sample()
+    hooked, hooked_pipeline = sample(fib), sample(workloads.pipeline)
     if hasattr(bytecache, "disable"):
         bytecache.disable()
-    after = sample()
+    after = sample(fib)
+
+    # A decorator-free hit: f(int) of a marked module, called in a loop.
+    marked = types.ModuleType("bench_marked")
+    exec("def f(x):\n    return x + 1\n", marked.__dict__)
+    sys.modules["bench_marked"] = marked
+    bytecache.enable(modules=["bench_marked"], min_seconds=0, cache_dir=tempfile.mkdtemp())
+    f = marked.f
+    f(123456)  # the miss that stores it
+
+    def hits(n: int = 100_000) -> None:
+        for _ in range(n):
+            f(123456)
+
+    hit_times = [t / 100_000 for t in sample(hits)]
+    bytecache.disable()
     emit({
         "status": "ok",
         "base": base,
         "hooked": hooked,
         "after": after,
+        "base_pipeline": base_pipeline,
+        "hooked_pipeline": hooked_pipeline,
+        "auto_hit": hit_times,
         "warnings": [str(w.message) for w in caught],
         "is_enabled": active,
     })

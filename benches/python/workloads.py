@@ -108,6 +108,25 @@ def fib(n):
     return n if n < 2 else fib(n - 1) + fib(n - 2)
 
 
+def pipeline():
+    """A small numpy (and pandas, when installed) pipeline: vectorized work with a
+    few Python calls per step, as in a notebook."""
+    rng = np.random.default_rng(0)
+    x = rng.random((100_000, 8))
+    w = rng.random((8, 8))
+    for _ in range(10):
+        x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-9)
+        x = np.tanh(x @ w)
+    total = float(x.sum())
+    try:
+        import pandas as pd
+    except ImportError:
+        return total
+    df = pd.DataFrame(x, columns=[f"c{i}" for i in range(8)])
+    df["g"] = (df["c0"] * 10).round().astype(int)
+    return total + float(df.groupby("g").mean().sum().sum())
+
+
 # --- arguments ----------------------------------------------------------------------------
 
 

@@ -41,6 +41,14 @@ def disable():  # noqa: ANN201
 
     _auto.disable()
 
+
+def is_enabled():  # noqa: ANN201
+    """True while `enable` is in effect."""
+    from bytecache import _auto
+
+    return _auto.is_enabled()
+
+
 __all__ = [
     "BytecacheError",
     "BytecacheWarning",
@@ -54,6 +62,7 @@ __all__ = [
     "disabled",
     "enable",
     "explain",
+    "is_enabled",
     "memoize",
     "once",
     "stats",
