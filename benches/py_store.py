@@ -1,6 +1,7 @@
 """Python-level timings of bytecache's Store vs diskcache (same run, same disk).
 
 Run: python benches/py_store.py   (after `maturin develop --release`)
+     python benches/py_store.py --scale   (get among 1k vs 1M entries; a few minutes)
 Reports the median over batches of per-call times.
 """
 
@@ -67,7 +68,44 @@ print(dt * 1e3)
 """
 
 
+def scale(n_small: int = 1_000, n_large: int = 1_000_000) -> dict[str, float]:
+    """A get of a random key among N entries, N = 1k and 1M, after one pass over
+    all keys (the steady state of a long-running process)."""
+    import random
+
+    res: dict[str, float] = {}
+    rng = random.Random(1)
+    for n in (n_small, n_large):
+        d = tempfile.mkdtemp()
+        s = bc.Store(d + "/store", secret_path=d + "/secret", max_bytes=8 << 30)
+        dc = diskcache.Cache(d + "/diskcache", size_limit=8 << 30)
+        keys = [i.to_bytes(16, "little") for i in range(n)]
+        g = b"g" * 16
+        for k in keys:
+            s.put(k, g, PAYLOAD, [], b"", 0.01)
+        with dc.transact():
+            for i in range(n):
+                dc.set(i, PAYLOAD)
+        for k in keys:
+            s.get(k)
+        order = [rng.randrange(n) for _ in range(BATCH * BATCHES)]
+        it = iter(order * 2)
+        res[f"bytecache get, random key among {n} (us)"] = per_call(
+            lambda: s.get(keys[next(it)]))
+        it2 = iter(order * 2)
+        res[f"diskcache get, random key among {n} (us)"] = per_call(lambda: dc.get(next(it2)))
+        dc.close()
+    for tool in ("bytecache", "diskcache"):
+        res[f"{tool} get ratio {n_large} / {n_small}"] = (
+            res[f"{tool} get, random key among {n_large} (us)"]
+            / res[f"{tool} get, random key among {n_small} (us)"])
+    return res
+
+
 def main() -> None:
+    if "--scale" in sys.argv:
+        print(json.dumps(scale(), indent=1))
+        return
     d = tempfile.mkdtemp()
     s = bc.Store(d + "/store", secret_path=d + "/secret")
     dc = diskcache.Cache(d + "/diskcache")

@@ -106,7 +106,7 @@ pub type Key = [u8; 16];
 const BIG_BIT: u32 = 1 << 31;
 const REC_ALIGN: u64 = 64;
 const MAX_CACHED_FILES: usize = 256;
-/// ~16 bytes each: caps the per-process verified set at ~32 MiB.
+/// Slots of the per-process verified table (8 bytes each: at most 16 MiB).
 const MAX_VERIFIED: usize = 1 << 21;
 
 #[derive(Debug, thiserror::Error)]
@@ -279,8 +279,45 @@ struct ReadState {
     /// process verified through the mappings in `files`. Records are
     /// immutable, so a later read of the same bytes skips the MAC (not the
     /// header and checked rkyv validation).
-    verified: ahash::HashSet<u64>,
+    verified: Verified,
     epoch: u64,
+}
+
+/// Fingerprints of verified records, one per index slot position (a table
+/// as large as the index, at most `MAX_VERIFIED`). Looked up by the slot
+/// position the index lookup just found, so the load is issued before the
+/// record is read and the two cache misses overlap (a hash set keyed by the
+/// fingerprint costs two more dependent misses per lookup among a million
+/// records). The position only places an entry: a hit needs the whole
+/// fingerprint (file, offset, length, header and MAC tag) to match.
+#[derive(Default)]
+struct Verified {
+    slots: Vec<u64>,
+}
+
+impl Verified {
+    /// What is stored for slot position `i` (0: nothing).
+    fn at(&self, i: usize) -> u64 {
+        let n = self.slots.len();
+        if n == 0 {
+            0
+        } else {
+            self.slots[i & (n - 1)]
+        }
+    }
+
+    fn insert(&mut self, i: usize, fp: u64, index_cap: usize) {
+        let want = index_cap.next_power_of_two().clamp(64, MAX_VERIFIED);
+        if self.slots.len() != want {
+            self.slots = vec![0; want]; // the index was resized: start over
+        }
+        let n = self.slots.len();
+        self.slots[i & (n - 1)] = fp;
+    }
+
+    fn clear(&mut self) {
+        self.slots.fill(0);
+    }
 }
 
 impl ReadState {
@@ -424,7 +461,7 @@ impl Store {
             state: RwLock::new(ReadState {
                 index: Arc::new(index),
                 files: HashMap::new(),
-                verified: ahash::HashSet::default(),
+                verified: Verified::default(),
                 epoch,
             }),
         })
@@ -552,9 +589,11 @@ impl Store {
     /// Verifies the record `slot` names (see the security policy), or
     /// reuses this mapping's earlier verification of the same immutable
     /// bytes; `full` always re-checks everything, buffers included.
+    /// `i`: the record's slot position in the index it was found in.
     fn check_record(
         &self,
         key: &Key,
+        i: usize,
         slot: &Slot,
         df: &DataFile,
         full: bool,
@@ -562,12 +601,14 @@ impl Store {
         let rec = record_bytes(df, slot).ok_or("record beyond the end of its file")?;
         let fp = format::fingerprint(slot.seg, slot.offset, rec);
         if !full
+            && fp != 0
             && self
                 .state
                 .read()
                 .unwrap_or_else(|p| p.into_inner())
                 .verified
-                .contains(&fp)
+                .at(i)
+                == fp
         {
             return format::decode(rec, key, None);
         }
@@ -582,10 +623,8 @@ impl Store {
             .get(&slot.seg)
             .is_some_and(|f| std::ptr::eq(Arc::as_ptr(f), df))
         {
-            if st.verified.len() >= MAX_VERIFIED {
-                st.verified.clear();
-            }
-            st.verified.insert(fp);
+            let cap = st.index.cap();
+            st.verified.insert(i, fp, cap);
         }
         Ok(dec)
     }
@@ -599,10 +638,11 @@ impl Store {
                 let Some((i, slot, seq)) = st.index.lookup(key) else {
                     return Ok(None);
                 };
+                let seen = st.verified.at(i); // loaded while the record is fetched
                 if let Some(df) = st.files.get(&slot.seg) {
                     if let Some(rec) = record_bytes(df, &slot) {
                         let fp = format::fingerprint(slot.seg, slot.offset, rec);
-                        if st.verified.contains(&fp) {
+                        if fp != 0 && seen == fp {
                             if let Ok(dec) = format::decode(rec, key, None) {
                                 return Ok(Some(view(&st.index, i, seq, &slot, df.clone(), dec)));
                             }
@@ -621,7 +661,7 @@ impl Store {
         else {
             return Ok(None);
         };
-        let dec = match self.check_record(key, &slot, &df, false) {
+        let dec = match self.check_record(key, i, &slot, &df, false) {
             Ok(dec) => dec,
             Err(reason) => {
                 self.quarantine(key, &slot, Some(&df), reason);
@@ -727,7 +767,7 @@ impl Store {
             if let Some(g) = group {
                 let df = self.data_file(slot.seg)?;
                 let ours = df.is_some_and(|df| {
-                    self.check_record(&slot.key, &slot, &df, false)
+                    self.check_record(&slot.key, i, &slot, &df, false)
                         .is_ok_and(|d| d.group == *g)
                 });
                 if !ours {
@@ -770,7 +810,7 @@ impl Store {
             let Some(df) = self.data_file(slot.seg)? else {
                 continue;
             };
-            let Ok(dec) = self.check_record(&slot.key, &slot, &df, false) else {
+            let Ok(dec) = self.check_record(&slot.key, i, &slot, &df, false) else {
                 continue;
             };
             let (hits, last_used_secs, _) = ix.usage(i);
@@ -815,7 +855,7 @@ impl Store {
             report.checked += 1;
             let df = self.data_file(slot.seg)?;
             let res = match &df {
-                Some(df) => self.check_record(&slot.key, &slot, df, true).map(|_| ()),
+                Some(df) => self.check_record(&slot.key, i, &slot, df, true).map(|_| ()),
                 None => Err("data file missing"),
             };
             if let Err(reason) = res {
