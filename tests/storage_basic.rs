@@ -120,6 +120,18 @@ fn eviction_bounds_bytes_and_compacts() {
     for m in s.list().unwrap() {
         assert_eq!(s.get(&m.key).unwrap().unwrap().payload(), &payload[..]);
     }
+    // An entry larger than max_bytes is refused (and says so), evicting nothing.
+    let before = s.stats().unwrap().entries;
+    let huge = NewEntry {
+        group: [0; 16],
+        payload: &vec![2u8; 300_000],
+        buffers: &[],
+        deps: b"",
+        compute_ns: 1,
+    };
+    assert!(!s.put(&key(99_999), &huge).unwrap());
+    assert!(s.get(&key(99_999)).unwrap().is_none());
+    assert_eq!(s.stats().unwrap().entries, before);
 }
 
 #[test]

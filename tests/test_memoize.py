@@ -278,6 +278,28 @@ f(1); f(1)
     assert proc.stderr.count("BytecacheWarning") == 1 and "pickled" in proc.stderr
 
 
+def test_result_larger_than_max_bytes_is_not_stored_with_one_warning(runner: Runner) -> None:
+    script = """
+import bytecache
+
+@bytecache.memoize
+def big(x):
+    ran()
+    return b"x" * 100_000
+
+@bytecache.memoize
+def small(x):
+    ran()
+    return x
+
+big(1); big(1); small(1); small(1)
+"""
+    proc = runner.run(script, BYTECACHE_MAX_BYTES="50000")
+    assert proc.stdout.count("RAN") == 3  # big twice, small once
+    assert proc.stderr.count("BytecacheWarning") == 1 and "max_bytes" in proc.stderr
+    assert runner.run(script, BYTECACHE_MAX_BYTES="50000").stdout.count("RAN") == 2
+
+
 def test_stats_clear_and_cache_info(runner: Runner) -> None:
     out = runner.run("""
 import bytecache

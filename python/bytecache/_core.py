@@ -363,13 +363,19 @@ class Miss:
         deps = (json.dumps({"files": files, "dirs": dirs}) + "\n" + json.dumps(record)).encode()
         _local.internal = True  # the store's own files are not the call's
         try:
-            self.store.put(self.key, t.group, payload, [b.raw() for b in buffers], deps, elapsed)
+            stored = self.store.put(self.key, t.group, payload, [b.raw() for b in buffers], deps,
+                                    elapsed)
         except Exception as e:  # noqa: BLE001 - a full disk or read-only dir must not break the call
             warn_once(f"bytecache could not store a result ({e}); continuing without caching",
                       key=f"put:{type(e).__name__}")
             return
         finally:
             _local.internal = False
+        if not stored:
+            size = len(payload) + sum(b.raw().nbytes for b in buffers)
+            _uncacheable(t, f"result of `{name}` ({size} bytes) is larger than the cache's "
+                            "max_bytes (BYTECACHE_MAX_BYTES); not cached")
+            return
         if not (files or dirs or self.recorder.output):
             t.memo.remember(self.key, result, elapsed)
         with _stats_lock:

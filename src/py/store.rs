@@ -105,7 +105,7 @@ impl PyStore {
         buffers: Vec<Bound<'_, PyAny>>,
         deps: &[u8],
         compute_seconds: f64,
-    ) -> PyResult<()> {
+    ) -> PyResult<bool> {
         let key = key16(key, "key")?;
         let group = key16(group, "group")?;
         let payload = Borrowed::new(payload)?;

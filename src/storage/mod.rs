@@ -713,11 +713,11 @@ impl Store {
     }
 
     /// Stores an entry (replacing any entry under `key`). Entries larger than
-    /// `max_bytes` are not stored.
-    pub fn put(&self, key: &Key, entry: &NewEntry<'_>) -> Result<()> {
+    /// `max_bytes` are not stored: returns whether it was.
+    pub fn put(&self, key: &Key, entry: &NewEntry<'_>) -> Result<bool> {
         let enc = format::encode(key, entry, now_ns(), &self.mac);
         if enc.total_len > self.opts.max_bytes {
-            return Ok(());
+            return Ok(false);
         }
         let mut w = self.writer()?;
         let small = entry.buffers.is_empty() && enc.total_len <= self.small_max();
@@ -739,7 +739,8 @@ impl Store {
             w.evict(self.opts.max_bytes / 10 * 9)?;
             w.sweep()?;
         }
-        w.finish()
+        w.finish()?;
+        Ok(true)
     }
 
     /// Removes `key`; whether it was present.
