@@ -49,7 +49,7 @@ import numpy
 from bytecache import _bytecache as bc
 s = bc.Store(sys.argv[1], secret_path=sys.argv[2])
 t = time.perf_counter()
-payload, buffers, deps, secs = s.get(bytes(16))
+payload, buffers, files, dirs, secs = s.get(bytes(16))
 a = pickle.loads(payload, buffers=buffers)
 dt = time.perf_counter() - t
 assert a.shape == (100 * 2**20 // 8,)
@@ -82,7 +82,7 @@ def scale(n_small: int = 1_000, n_large: int = 1_000_000) -> dict[str, float]:
         keys = [i.to_bytes(16, "little") for i in range(n)]
         g = b"g" * 16
         for k in keys:
-            s.put(k, g, PAYLOAD, [], b"", 0.01)
+            s.put(k, g, PAYLOAD, [], [], [], [], 0.01)
         with dc.transact():
             for i in range(n):
                 dc.set(i, PAYLOAD)
@@ -111,14 +111,14 @@ def main() -> None:
     dc = diskcache.Cache(d + "/diskcache")
     g = b"g" * 16
     k = b"k" * 16
-    s.put(k, g, PAYLOAD, [], b"", 0.01)
+    s.put(k, g, PAYLOAD, [], [], [], [], 0.01)
     dc.set("k", PAYLOAD)
     res: dict[str, float] = {}
     res["bytecache small get (us)"] = per_call(lambda: s.get(k))
     res["diskcache small get (us)"] = per_call(lambda: dc.get("k"))
     n = iter(range(10**9))
     res["bytecache small put (us)"] = per_call(
-        lambda: s.put(next(n).to_bytes(16, "little"), g, PAYLOAD, [], b"", 0.01)
+        lambda: s.put(next(n).to_bytes(16, "little"), g, PAYLOAD, [], [], [], [], 0.01)
     )
     m = iter(range(10**9))
     res["diskcache small put (us)"] = per_call(lambda: dc.set(next(m), PAYLOAD))
@@ -126,7 +126,7 @@ def main() -> None:
     arr = np.arange(100 * 2**20 // 8, dtype=np.float64)
     bufs: list[pickle.PickleBuffer] = []
     payload = pickle.dumps(arr, protocol=5, buffer_callback=bufs.append)
-    s.put(bytes(16), g, payload, [b.raw() for b in bufs], b"", 1.0)
+    s.put(bytes(16), g, payload, [b.raw() for b in bufs], [], [], [], 1.0)
     dc.set("big", arr)
     res["bytecache 100 MiB get, new process (ms)"] = new_process_ms(
         BC_BIG, d + "/store", d + "/secret"

@@ -2,7 +2,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use _bytecache::storage::{NewEntry, Options, Store};
+use _bytecache::storage::{Deps, NewEntry, Options, Store};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion};
 
 fn key(i: u64) -> [u8; 16] {
@@ -21,12 +21,18 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open(dir.join("store"), o).unwrap()
 }
 
+static NO_DEPS: Deps = Deps {
+    files: Vec::new(),
+    dirs: Vec::new(),
+    record: Vec::new(),
+};
+
 fn small(payload: &[u8]) -> NewEntry<'_> {
     NewEntry {
         group: [1; 16],
         payload,
         buffers: &[],
-        deps: b"deps",
+        deps: &NO_DEPS,
         compute_ns: 1000,
     }
 }
@@ -55,7 +61,7 @@ fn bench(c: &mut Criterion) {
             group: [1; 16],
             payload: b"hdr",
             buffers: &bufs,
-            deps: b"",
+            deps: &NO_DEPS,
             compute_ns: 1,
         },
     )

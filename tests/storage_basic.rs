@@ -2,7 +2,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
-use _bytecache::storage::{Claim, NewEntry, Options, StorageError, Store};
+use _bytecache::storage::{Claim, Deps, DirDep, NewEntry, Options, RecordDep, StorageError, Store};
 
 fn opts(dir: &tempfile::TempDir) -> Options {
     Options {
@@ -18,12 +18,28 @@ fn key(i: u64) -> [u8; 16] {
     k
 }
 
+fn sample_deps() -> Deps {
+    Deps {
+        files: vec![],
+        dirs: vec![DirDep {
+            path: "/data".into(),
+            digest: [1; 16],
+        }],
+        record: vec![RecordDep {
+            kind: "global".into(),
+            name: "m.K".into(),
+            display: Some("10".into()),
+            digest: [2; 16],
+        }],
+    }
+}
+
 fn put(s: &Store, k: u64, payload: &[u8], bufs: &[&[u8]], group: u8) {
     let e = NewEntry {
         group: [group; 16],
         payload,
         buffers: bufs,
-        deps: b"deps",
+        deps: &sample_deps(),
         compute_ns: 1_000_000,
     };
     s.put(&key(k), &e).unwrap();
@@ -39,7 +55,8 @@ fn round_trip_small_and_buffers() {
     put(&s, 2, b"with buffers", &[b"abc", &big], 7);
     let v = s.get(&key(1)).unwrap().unwrap();
     assert_eq!(v.payload(), b"hello");
-    assert_eq!(v.deps(), b"deps");
+    assert!(v.deps().is_some_and(|d| *d == sample_deps()));
+    assert!(v.has_file_deps());
     assert_eq!(v.buffer_count(), 0);
     assert_eq!(v.meta.compute_ns, 1_000_000);
     assert_eq!(v.meta.group, [7; 16]);
@@ -126,7 +143,7 @@ fn eviction_bounds_bytes_and_compacts() {
         group: [0; 16],
         payload: &vec![2u8; 300_000],
         buffers: &[],
-        deps: b"",
+        deps: &Deps::default(),
         compute_ns: 1,
     };
     assert!(!s.put(&key(99_999), &huge).unwrap());

@@ -6,7 +6,7 @@ mod common;
 use std::collections::HashMap;
 
 use _bytecache::storage::{NewEntry, Options, Store};
-use common::{check_value, key, put_value, snapshot};
+use common::{check_value, deps, key, put_value, snapshot};
 use proptest::prelude::*;
 
 #[derive(Clone, Debug)]
@@ -61,7 +61,7 @@ proptest! {
                     let payload = vec![fill; len];
                     let buffers: Vec<Vec<u8>> = (0..bufs).map(|b| vec![fill ^ b; len / 2 + b as usize]).collect();
                     let refs: Vec<&[u8]> = buffers.iter().map(Vec::as_slice).collect();
-                    let e = NewEntry { group: [k % 3; 16], payload: &payload, buffers: &refs, deps: &[k], compute_ns: 5 };
+                    let e = NewEntry { group: [k % 3; 16], payload: &payload, buffers: &refs, deps: &deps(u64::from(k)), compute_ns: 5 };
                     s.put(&key(u64::from(k)), &e).unwrap();
                     model.insert(k, (payload, buffers));
                 }

@@ -41,26 +41,34 @@ def run_py(code: str, *args: str, timeout: float = 120) -> str:
 def put_obj(store: bc.Store, k: bytes, obj: object, seconds: float = 0.5) -> None:
     bufs: list[pickle.PickleBuffer] = []
     payload = pickle.dumps(obj, protocol=5, buffer_callback=bufs.append)
-    store.put(k, GROUP, payload, [b.raw() for b in bufs], b"deps", seconds)
+    store.put(k, GROUP, payload, [b.raw() for b in bufs], [], [], [], seconds)
 
 
 def get_obj(store: bc.Store, k: bytes) -> object:
     got = store.get(k)
     assert got is not None
-    payload, buffers, _deps, _secs = got
+    payload, buffers, _files, _dirs, _secs = got
     return pickle.loads(payload, buffers=buffers)
 
 
 def test_round_trip(paths: tuple[str, str]) -> None:
     s = bc.Store(paths[0], secret_path=paths[1])
     assert s.get(key(1)) is None
-    s.put(key(1), GROUP, b"payload", [], b"dep-record", 1.25)
-    payload, buffers, deps, secs = s.get(key(1))
+    files = [("/data/a.csv", 10, 123, b"d" * 16)]
+    dirs = [("/data", b"e" * 16)]
+    record = [("function", "m.f", "m.py", b"f" * 16), ("global", "m.K", None, b"k" * 16)]
+    s.put(key(1), GROUP, b"payload", [], files, dirs, record, 1.25)
+    payload, buffers, got_files, got_dirs, secs = s.get(key(1))
     assert bytes(payload) == b"payload" and payload.readonly
-    assert buffers == [] and deps == b"dep-record" and secs == 1.25
+    assert buffers == [] and secs == 1.25
+    assert got_files == files and got_dirs == dirs
+    assert s.record(key(1)) == [(k, n, d, g.hex()) for k, n, d, g in record]
+    assert s.record(key(99)) is None
+    with pytest.raises(ValueError):
+        s.put(key(4), GROUP, b"p", [], [("/x", 1, 1, b"short")], [], [], 0.0)
     put_obj(s, key(2), {"a": [1, 2, 3]})
     assert get_obj(s, key(2)) == {"a": [1, 2, 3]}
-    s.put(key(3), b"h" * 16, memoryview(b"other group"), [bytearray(b"xy")], b"", 0.0)
+    s.put(key(3), b"h" * 16, memoryview(b"other group"), [bytearray(b"xy")], [], [], [], 0.0)
     assert [bytes(b) for b in s.get(key(3))[1]] == [b"xy"]
     st = s.stats()
     assert st["entries"] == 3 and st["hits"] >= 3 and st["max_bytes"] == 10 << 30
@@ -101,7 +109,7 @@ def test_100mib_numpy_zero_copy_and_private(paths: tuple[str, str]) -> None:
         from bytecache import _bytecache as bc
         s = bc.Store(sys.argv[1], secret_path=sys.argv[2])
         t0 = time.perf_counter()
-        payload, buffers, deps, secs = s.get((8).to_bytes(16, "little"))
+        payload, buffers, files, dirs, secs = s.get((8).to_bytes(16, "little"))
         a = pickle.loads(payload, buffers=buffers)
         dt = time.perf_counter() - t0
         a[0] = 42.0
@@ -120,8 +128,8 @@ def test_100mib_numpy_zero_copy_and_private(paths: tuple[str, str]) -> None:
 
 def test_corrupt_file_is_miss_and_quarantined(paths: tuple[str, str]) -> None:
     s = bc.Store(paths[0], secret_path=paths[1])
-    s.put(key(1), GROUP, b"precious payload", [], b"", 0.1)
-    s.put(key(2), GROUP, b"other", [], b"", 0.1)
+    s.put(key(1), GROUP, b"precious payload", [], [], [], [], 0.1)
+    s.put(key(2), GROUP, b"other", [], [], [], [], 0.1)
     data = Path(paths[0]) / "data"
     for f in data.iterdir():
         raw = bytearray(f.read_bytes())
@@ -134,7 +142,7 @@ def test_corrupt_file_is_miss_and_quarantined(paths: tuple[str, str]) -> None:
     q = list((Path(paths[0]) / "quarantine").iterdir())
     assert any(b"precious" in p.read_bytes().replace(bytes([ord("p") ^ 0xFF]), b"p") for p in q)
     assert s.stats()["entries"] == 1
-    s.put(key(1), GROUP, b"precious payload", [], b"", 0.1)
+    s.put(key(1), GROUP, b"precious payload", [], [], [], [], 0.1)
     assert bytes(s.get(key(1))[0]) == b"precious payload"
 
 
@@ -168,7 +176,7 @@ for rnd in range(2):
                 if c.compute:
                     computed.append(i)
                     time.sleep(0.0002)
-                    s.put(k, b"g" * 16, value(i), [], b"", 0.0002)
+                    s.put(k, b"g" * 16, value(i), [], [], [], [], 0.0002)
                 elif c.state == "timeout":
                     timeouts += 1
             got = s.get(k)
@@ -203,7 +211,7 @@ def test_cli(paths: tuple[str, str], tmp_path: Path) -> None:
     env = {**os.environ, "BYTECACHE_DIR": str(tmp_path / "c"), "XDG_CONFIG_HOME": str(tmp_path)}
     code = (
         "from bytecache import _bytecache as bc; import sys; "
-        "bc.Store(sys.argv[1]).put(bytes(16), bytes(16), b'x', [], b'', 1.0)"
+        "bc.Store(sys.argv[1]).put(bytes(16), bytes(16), b'x', [], [], [], [], 1.0)"
     )
     subprocess.run([sys.executable, "-c", code, str(tmp_path / "c" / "store")], env=env, check=True)
 
@@ -238,7 +246,7 @@ def test_large_buffer_corruption_found_by_verify(paths: tuple[str, str]) -> None
 def test_max_bytes_enforced(paths: tuple[str, str]) -> None:
     s = bc.Store(paths[0], max_bytes=100_000, secret_path=paths[1])
     for i in range(300):
-        s.put(key(i), GROUP, bytes([i % 256]) * 1000, [], b"", 0.01 * (i % 7))
+        s.put(key(i), GROUP, bytes([i % 256]) * 1000, [], [], [], [], 0.01 * (i % 7))
     st = s.stats()
     assert st["bytes"] <= 100_000 and st["max_bytes"] == 100_000
     assert 50 < st["entries"] < 100
@@ -255,10 +263,10 @@ def test_writers_stay_exclusive_across_fork(paths: tuple[str, str]) -> None:
         import os, sys
         from bytecache import _bytecache as bc
         s = bc.Store(sys.argv[1], secret_path=sys.argv[2])
-        s.put(bytes(16), bytes(16), b"before fork", [], b"", 0.0)
+        s.put(bytes(16), bytes(16), b"before fork", [], [], [], [], 0.0)
         base = 1 if os.fork() == 0 else 100_000
         for i in range(base, base + 3000):
-            s.put(i.to_bytes(16, "little"), bytes(16), b"v%d" % i, [], b"", 0.0)
+            s.put(i.to_bytes(16, "little"), bytes(16), b"v%d" % i, [], [], [], [], 0.0)
         if base == 1:
             os._exit(0)
         os.wait()

@@ -99,14 +99,30 @@ class Store:
         max_bytes: int | None = None,
         secret_path: str | PathLike[str] | None = None,
     ) -> Store: ...
-    def get(self, key: bytes) -> tuple[memoryview, list[memoryview], bytes, float] | None: ...
+    def get(
+        self, key: bytes
+    ) -> (
+        tuple[
+            memoryview,
+            list[memoryview],
+            list[tuple[str, int, int, bytes]],
+            list[tuple[str, bytes]],
+            float,
+        ]
+        | None
+    ):
+        """(payload, buffers, files, dirs, compute_seconds) or None."""
+    def record(self, key: bytes) -> list[tuple[str, str, str | None, str]] | None:
+        """The dependency record stored with `key`."""
     def put(
         self,
         key: bytes,
         group: bytes,
         payload: Buffer,
         buffers: Sequence[Buffer],
-        deps: bytes,
+        files: Sequence[tuple[str, int, int, bytes]],
+        dirs: Sequence[tuple[str, bytes]],
+        record: Sequence[tuple[str, str, str | None, bytes]],
         compute_seconds: float,
     ) -> bool:
         """False when the entry is larger than max_bytes (not stored)."""

@@ -192,21 +192,26 @@ def _install_audit_hook() -> None:
         _hook_installed = True
 
 
-def _file_state(path: str) -> list[Any] | None:
+# A file read: (path, size, mtime_ns, digest); a directory listed: (path, digest).
+FileDep = tuple[str, int, int, bytes]
+DirDep = tuple[str, bytes]
+
+
+def _file_state(path: str) -> FileDep | None:
     try:
         st = os.stat(path)
-        digest = _bytecache.hash_file(path).hex()
+        digest = _bytecache.hash_file(path)
     except OSError:
         return None
-    return [path, st.st_size, st.st_mtime_ns, digest]
+    return (path, st.st_size, st.st_mtime_ns, digest)
 
 
-def _dir_state(path: str) -> list[Any] | None:
+def _dir_state(path: str) -> DirDep | None:
     try:
         names = sorted(os.listdir(path))
     except OSError:
         return None
-    return [path, _bytecache.hash_value(tuple(names)).hex()]
+    return (path, _bytecache.hash_value(tuple(names)))
 
 
 def _shown(path: str) -> str:
@@ -214,9 +219,9 @@ def _shown(path: str) -> str:
     return path if rel.startswith("..") else rel
 
 
-def deps_valid(deps: dict[str, Any]) -> str | None:
+def deps_valid(files: list[FileDep], dirs: list[DirDep]) -> str | None:
     """None when every recorded file and directory is unchanged, else why not."""
-    for path, size, mtime_ns, digest in deps.get("files", ()):
+    for path, size, mtime_ns, digest in files:
         try:
             st = os.stat(path)
         except OSError:
@@ -227,43 +232,23 @@ def deps_valid(deps: dict[str, Any]) -> str | None:
         now = _file_state(path)
         if now is None or now[3] != digest:
             return f"file {_shown(path)} changed"
-    for path, digest in deps.get("dirs", ()):
+    for path, digest in dirs:
         now = _dir_state(path)
         if now is None or now[1] != digest:
             return f"directory {_shown(path)} changed"
     return None
 
 
-_NO_FILES = b'{"files": [], "dirs": []}'
-
 # How long a miss waits for another process computing the same call.
 CLAIM_TIMEOUT = 600.0
 
 
-def parse_deps(raw: bytes) -> dict[str, Any]:
-    """The files and directories an entry depends on (its first line)."""
-    line = bytes(raw).partition(b"\n")[0]
-    if not line or line == _NO_FILES:
-        return {}
-    import json
-
-    return json.loads(line)
-
-
-def parse_record(raw: bytes) -> list[list[Any]]:
-    """The functions, globals and arguments an entry's key covered."""
-    import json
-
-    rest = bytes(raw).partition(b"\n")[2]
-    return json.loads(rest) if rest else []
-
-
-def _inherit(deps: dict[str, Any]) -> None:
+def _inherit(files: list[FileDep], dirs: list[DirDep]) -> None:
     """A hit inside an outer miss: the outer result depends on the same files."""
     for r in _recorders():
-        for f in deps.get("files", ()):
+        for f in files:
             r.files[f[0]] = None
-        for d in deps.get("dirs", ()):
+        for d in dirs:
             r.dirs[d[0]] = None
 
 
@@ -346,7 +331,6 @@ class Miss:
         if after != self.key:
             _uncacheable(t, f"`{name}` mutated its arguments or the globals it reads; not cached")
             return
-        import json
         import pickle
 
         buffers: list[pickle.PickleBuffer] = []
@@ -360,11 +344,12 @@ class Miss:
         dirs = [s for s in map(_dir_state, self.recorder.dirs) if s is not None]
         if len(files) != len(self.recorder.files) or len(dirs) != len(self.recorder.dirs):
             return  # a file it read is already gone: nothing to validate against
-        deps = (json.dumps({"files": files, "dirs": dirs}) + "\n" + json.dumps(record)).encode()
+        covered = [(kind, name, display, bytes.fromhex(digest))
+                   for kind, name, display, digest in record]
         _local.internal = True  # the store's own files are not the call's
         try:
-            stored = self.store.put(self.key, t.group, payload, [b.raw() for b in buffers], deps,
-                                    elapsed)
+            stored = self.store.put(self.key, t.group, payload, [b.raw() for b in buffers],
+                                    files, dirs, covered, elapsed)
         except Exception as e:  # noqa: BLE001 - a full disk or read-only dir must not break the call
             warn_once(f"bytecache could not store a result ({e}); continuing without caching",
                       key=f"put:{type(e).__name__}")
@@ -461,19 +446,18 @@ def _load(target: Target, key: bytes, entry: Any) -> tuple[Any] | None:
         return None
     import pickle
 
-    payload, buffers, deps_raw, seconds = entry
+    payload, buffers, files, dirs, seconds = entry
     try:
-        deps = parse_deps(deps_raw)
-        if deps and deps_valid(deps) is not None:
+        if (files or dirs) and deps_valid(files, dirs) is not None:
             return None
         value, output = pickle.loads(payload, buffers=buffers)
     except Exception as e:  # noqa: BLE001 - unreadable entry: recompute
         warn_once(f"bytecache could not load a stored result ({e}); recomputing",
                   key=f"load:{type(e).__name__}")
         return None
-    _inherit(deps)
+    _inherit(files, dirs)
     _replay(output)
-    if not (deps or output):
+    if not (files or dirs or output):
         target.memo.remember(key, value, seconds)
     with _stats_lock:
         target.counters.hits += 1

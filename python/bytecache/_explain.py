@@ -91,7 +91,7 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
     store = _config.store(directory)
     entry = store.get(key)
     if entry is not None:
-        why = _core.deps_valid(_core.parse_deps(entry[2]))
+        why = _core.deps_valid(entry[2], entry[3])
         return "hit" if why is None else f"miss: {why}"
     group = target.group.hex()
     mine = [e for e in store.entries() if e["group"] == group]
@@ -99,8 +99,7 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
     if not mine:
         return f"miss: `{qualname}` was never computed"
     latest = max(mine, key=lambda e: e["created"])
-    prev = store.get(bytes.fromhex(latest["key"]))
-    old = _core.parse_record(prev[2]) if prev is not None else []
+    old = store.record(bytes.fromhex(latest["key"])) or []
     reasons = _diff(old, [list(r) for r in record])
     if not reasons:
         return f"miss: `{qualname}` changed"

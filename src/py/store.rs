@@ -10,7 +10,10 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
 use super::buffer::{payload_view, private_view, Borrowed};
 use super::errors::{CorruptCacheError, StorageError as PyStorageError, UnsafeCacheDirError};
-use crate::storage::{key_hex, Claim, ClaimLock, Key, NewEntry, Options, StorageError, Store};
+use crate::storage::{
+    key_hex, ArchivedDeps, Claim, ClaimLock, Deps, DirDep, FileDep, Key, NewEntry, Options,
+    RecordDep, StorageError, Store,
+};
 
 fn to_py(e: StorageError) -> PyErr {
     let msg = e.to_string();
@@ -43,9 +46,77 @@ pub struct PyStore {
 type GetResult<'py> = (
     Bound<'py, PyAny>,
     Bound<'py, PyList>,
-    Bound<'py, PyBytes>,
+    Bound<'py, PyList>,
+    Bound<'py, PyList>,
     f64,
 );
+
+/// Files: `(path, size, mtime_ns, digest)`; directories: `(path, digest)`.
+fn file_deps<'py>(
+    py: Python<'py>,
+    deps: Option<&ArchivedDeps>,
+) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
+    let Some(d) = deps else {
+        return Ok((PyList::empty(py), PyList::empty(py)));
+    };
+    let files = d.files.iter().map(|f| {
+        let digest = PyBytes::new(py, &f.digest);
+        (
+            f.path.as_str(),
+            f.size.to_native(),
+            f.mtime_ns.to_native(),
+            digest,
+        )
+    });
+    let dirs = d
+        .dirs
+        .iter()
+        .map(|x| (x.path.as_str(), PyBytes::new(py, &x.digest)));
+    Ok((PyList::new(py, files)?, PyList::new(py, dirs)?))
+}
+
+/// `put`'s `files`, `dirs` and `record` arguments.
+type FileArgs = Vec<(String, u64, i64, Vec<u8>)>;
+type DirArgs = Vec<(String, Vec<u8>)>;
+type RecordArgs = Vec<(String, String, Option<String>, Vec<u8>)>;
+type DepsArgs = (FileArgs, DirArgs, RecordArgs);
+
+fn deps_from(args: DepsArgs) -> PyResult<Deps> {
+    let (files, dirs, record) = args;
+    Ok(Deps {
+        files: files
+            .into_iter()
+            .map(|(path, size, mtime_ns, d)| {
+                Ok(FileDep {
+                    path,
+                    size,
+                    mtime_ns,
+                    digest: key16(&d, "file digest")?,
+                })
+            })
+            .collect::<PyResult<_>>()?,
+        dirs: dirs
+            .into_iter()
+            .map(|(path, d)| {
+                Ok(DirDep {
+                    path,
+                    digest: key16(&d, "directory digest")?,
+                })
+            })
+            .collect::<PyResult<_>>()?,
+        record: record
+            .into_iter()
+            .map(|(kind, name, display, d)| {
+                Ok(RecordDep {
+                    kind,
+                    name,
+                    display,
+                    digest: key16(&d, "record digest")?,
+                })
+            })
+            .collect::<PyResult<_>>()?,
+    })
+}
 
 #[pymethods]
 impl PyStore {
@@ -70,8 +141,10 @@ impl PyStore {
         })
     }
 
-    /// `(payload, buffers, deps, compute_seconds)` or None. Buffers are
-    /// writable private (copy-on-write) mappings.
+    /// `(payload, buffers, files, dirs, compute_seconds)` or None: the data
+    /// files (`(path, size, mtime_ns, digest)`) and directories
+    /// (`(path, digest)`) the entry depends on. Buffers are writable private
+    /// (copy-on-write) mappings.
     fn get<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<GetResult<'py>>> {
         let key = key16(key, "key")?;
         let Some(view) = self.inner.get(&key).map_err(to_py)? else {
@@ -87,15 +160,50 @@ impl PyStore {
                 map.map_err(|e| PyStorageError::new_err(format!("cannot map buffer: {e}")))?;
             bufs.push(private_view(py, map)?);
         }
-        let deps = PyBytes::new(py, view.deps());
+        let (files, dirs) = if view.has_file_deps() {
+            file_deps(py, view.deps())?
+        } else {
+            (PyList::empty(py), PyList::empty(py))
+        };
         let secs = view.meta.compute_ns as f64 / 1e9;
         let payload = payload_view(py, view)?.into_any();
-        Ok(Some((payload, PyList::new(py, bufs)?, deps, secs)))
+        Ok(Some((payload, PyList::new(py, bufs)?, files, dirs, secs)))
+    }
+
+    /// The dependency record stored with `key`: `(kind, name, display,
+    /// digest hex)` for every function, global and argument its key
+    /// covered, or None when there is no such entry.
+    #[allow(clippy::type_complexity)]
+    fn record(
+        &self,
+        key: &[u8],
+    ) -> PyResult<Option<Vec<(String, String, Option<String>, String)>>> {
+        let key = key16(key, "key")?;
+        let Some(view) = self.inner.get(&key).map_err(to_py)? else {
+            return Ok(None);
+        };
+        let Some(deps) = view.deps() else {
+            return Ok(None);
+        };
+        let hex = |d: &[u8; 16]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        Ok(Some(
+            deps.record
+                .iter()
+                .map(|r| {
+                    (
+                        r.kind.to_string(),
+                        r.name.to_string(),
+                        r.display.as_ref().map(|d| d.to_string()),
+                        hex(&r.digest),
+                    )
+                })
+                .collect(),
+        ))
     }
 
     // The Python signature fixes the argument list.
     #[allow(clippy::too_many_arguments)]
-    #[pyo3(signature = (key, group, payload, buffers, deps, compute_seconds))]
+    #[pyo3(signature = (key, group, payload, buffers, files, dirs, record, compute_seconds))]
     fn put(
         &self,
         py: Python<'_>,
@@ -103,9 +211,12 @@ impl PyStore {
         group: &[u8],
         payload: &Bound<'_, PyAny>,
         buffers: Vec<Bound<'_, PyAny>>,
-        deps: &[u8],
+        files: FileArgs,
+        dirs: DirArgs,
+        record: RecordArgs,
         compute_seconds: f64,
     ) -> PyResult<bool> {
+        let deps = deps_from((files, dirs, record))?;
         let key = key16(key, "key")?;
         let group = key16(group, "group")?;
         let payload = Borrowed::new(payload)?;
@@ -120,7 +231,7 @@ impl PyStore {
                 group,
                 payload: payload.bytes(),
                 buffers: &slices,
-                deps,
+                deps: &deps,
                 compute_ns: secs_to_ns(compute_seconds),
             };
             store.put(&key, &entry)

@@ -6,15 +6,15 @@
 //! 8       2     format VERSION (u16 LE)
 //! 10      2     ABI tag (u16 LE: endianness, pointer width)
 //! 12      4     meta_len (u32 LE): exact length of the rkyv archive
-//! 16      8     body_len (u64 LE) = align16(meta_len) + payload_len + deps_len
+//! 16      8     body_len (u64 LE) = align16(meta_len) + payload_len
 //! 24      8     total_len (u64 LE) = whole record incl. buffers
 //! 32      32    MAC = keyed BLAKE3(bytes[0..32] ++ body)
-//! 64      ...   body: rkyv-archived `Meta` (meta_len bytes), payload, deps
+//! 64      ...   body: rkyv-archived `Meta` (meta_len bytes), payload
 //! ...           buffers, each at a 4096-aligned offset from the record start
 //! ```
 //!
-//! The MAC authenticates the header, `Meta` (key, group, sizes, timings and
-//! the XXH3-128 of every buffer) and the payload (a pickle stream, which can
+//! The MAC authenticates the header, `Meta` (key, group, sizes, timings, the
+//! dependency record and the XXH3-128 of every buffer) and the payload (a pickle stream, which can
 //! run code when loaded). Buffers are raw bytes: they are covered through the
 //! authenticated per-buffer checksum, verified by [`Decoded::check_buffers`].
 //! `Meta` is only ever read through `rkyv::access` (bytecheck-validated),
@@ -29,7 +29,7 @@ use super::auth::MacKey;
 use super::{Key, NewEntry};
 
 pub const MAGIC: [u8; 8] = *b"BYTCREC1";
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// bit 0: little endian; bits 8..: pointer width in bytes.
 pub const ABI: u16 = (cfg!(target_endian = "little") as u16) | ((usize::BITS as u16 / 8) << 8);
 pub const PREFIX: usize = 64;
@@ -42,8 +42,47 @@ pub struct Meta {
     pub compute_ns: u64,
     pub created_ns: u64,
     pub payload_len: u64,
-    pub deps_len: u64,
+    pub deps: Deps,
     pub buffers: Vec<BufMeta>,
+}
+
+/// What a stored result depends on beyond its key: the data files and
+/// directories the call read (checked on every hit) and the functions,
+/// globals and arguments its key covered (what `explain` compares).
+#[derive(Archive, Serialize, Clone, Debug, Default, PartialEq)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+pub struct Deps {
+    pub files: Vec<FileDep>,
+    pub dirs: Vec<DirDep>,
+    pub record: Vec<RecordDep>,
+}
+
+/// A file read: its size, modification time and content digest.
+#[derive(Archive, Serialize, Clone, Debug, PartialEq)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+pub struct FileDep {
+    pub path: String,
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub digest: [u8; 16],
+}
+
+/// A directory listed: the digest of its sorted names.
+#[derive(Archive, Serialize, Clone, Debug, PartialEq)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+pub struct DirDep {
+    pub path: String,
+    pub digest: [u8; 16],
+}
+
+/// One function, global or argument the key covered.
+#[derive(Archive, Serialize, Clone, Debug, PartialEq)]
+#[rkyv(compare(PartialEq), derive(Debug))]
+pub struct RecordDep {
+    pub kind: String,
+    pub name: String,
+    pub display: Option<String>,
+    pub digest: [u8; 16],
 }
 
 #[derive(Archive, Serialize)]
@@ -67,14 +106,13 @@ pub struct Encoded<'a> {
 
 pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) -> Encoded<'a> {
     let payload_len = e.payload.len() as u64;
-    let deps_len = e.deps.len() as u64;
     let mut meta = Meta {
         key: *key,
         group: e.group,
         compute_ns: e.compute_ns,
         created_ns,
         payload_len,
-        deps_len,
+        deps: e.deps.clone(),
         buffers: e
             .buffers
             .iter()
@@ -85,12 +123,13 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
             })
             .collect(),
     };
-    // The archive's size does not depend on field values, so one dry run fixes
-    // meta_len and with it every buffer offset (no buffers: no second run).
+    // Filling in the buffer offsets (fixed-size integers) does not change the
+    // archive's size, so one dry run fixes meta_len and with it every buffer
+    // offset (no buffers: no second run).
     let mut archived = archive(&meta);
     let meta_len = archived.len() as u64;
     let meta_pad = align_up(meta_len, 16);
-    let body_len = meta_pad + payload_len + deps_len;
+    let body_len = meta_pad + payload_len;
     let mut end = PREFIX as u64 + body_len;
     for b in &mut meta.buffers {
         b.offset = align_up(end, BUF_ALIGN);
@@ -112,7 +151,6 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
     head.extend_from_slice(&archived);
     head.resize(PREFIX + meta_pad as usize, 0);
     head.extend_from_slice(e.payload);
-    head.extend_from_slice(e.deps);
     let tag = mac.mac(&[&head[..32], &head[PREFIX..]]);
     head[32..64].copy_from_slice(tag.as_bytes());
     let buffers = meta
@@ -129,7 +167,7 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
 }
 
 fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
-    // Serializing plain integers and a Vec into memory cannot fail.
+    // Serializing integers, strings and Vecs into memory cannot fail.
     rkyv::to_bytes::<rancor::Panic>(meta).unwrap_or_else(|never| match never {})
 }
 
@@ -142,7 +180,10 @@ pub struct Decoded {
     pub compute_ns: u64,
     pub created_ns: u64,
     pub payload: Range<usize>,
-    pub deps: Range<usize>,
+    /// The archived `Meta` (see [`deps`]).
+    pub meta: Range<usize>,
+    /// Whether the entry depends on files or directories (checked on a hit).
+    pub has_file_deps: bool,
     pub buffers: Vec<(Range<usize>, u128)>,
 }
 
@@ -223,12 +264,7 @@ pub fn decode(rec: &[u8], key: &Key, mac: Option<&MacKey>) -> Result<Decoded, &'
         return Err("record belongs to another key");
     }
     let payload_len = meta.payload_len.to_native();
-    let deps_len = meta.deps_len.to_native();
-    if meta_pad
-        .checked_add(payload_len)
-        .and_then(|x| x.checked_add(deps_len))
-        != Some(body_len)
-    {
+    if meta_pad.checked_add(payload_len) != Some(body_len) {
         return Err("body length mismatch");
     }
     let p0 = PREFIX + meta_pad as usize;
@@ -250,7 +286,16 @@ pub fn decode(rec: &[u8], key: &Key, mac: Option<&MacKey>) -> Result<Decoded, &'
         compute_ns: meta.compute_ns.to_native(),
         created_ns: meta.created_ns.to_native(),
         payload: p0..p1,
-        deps: p1..body_end,
+        meta: PREFIX..PREFIX + meta_len as usize,
+        has_file_deps: !(meta.deps.files.is_empty() && meta.deps.dirs.is_empty()),
         buffers,
     })
+}
+
+/// The dependency record of a record `decode` accepted (checked access
+/// again: `Decoded` keeps ranges, not references).
+pub fn deps<'r>(rec: &'r [u8], dec: &Decoded) -> Result<&'r ArchivedDeps, &'static str> {
+    let meta = rkyv::access::<ArchivedMeta, rancor::Failure>(&rec[dec.meta.clone()])
+        .map_err(|_| "archived meta failed validation")?;
+    Ok(&meta.deps)
 }

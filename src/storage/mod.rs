@@ -90,6 +90,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use auth::default_secret_path;
+pub use format::{ArchivedDeps, Deps, DirDep, FileDep, RecordDep};
 pub use lock::ClaimLock;
 pub use memmap2::MmapMut;
 
@@ -173,7 +174,7 @@ pub struct NewEntry<'a> {
     pub group: [u8; 16],
     pub payload: &'a [u8],
     pub buffers: &'a [&'a [u8]],
-    pub deps: &'a [u8],
+    pub deps: &'a Deps,
     pub compute_ns: u64,
 }
 
@@ -212,8 +213,15 @@ impl EntryView {
     pub fn payload(&self) -> &[u8] {
         &self.rec()[self.dec.payload.clone()]
     }
-    pub fn deps(&self) -> &[u8] {
-        &self.rec()[self.dec.deps.clone()]
+    /// The dependency record (validated archive). `None` only if it cannot
+    /// be read, which `decode` already ruled out.
+    pub fn deps(&self) -> Option<&ArchivedDeps> {
+        format::deps(self.rec(), &self.dec).ok()
+    }
+
+    /// Whether the entry depends on files or directories.
+    pub fn has_file_deps(&self) -> bool {
+        self.dec.has_file_deps
     }
     pub fn buffers(&self) -> Vec<&[u8]> {
         self.dec

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
 pub use _bytecache::storage::Options;
-use _bytecache::storage::{NewEntry, Store};
+use _bytecache::storage::{Deps, FileDep, NewEntry, RecordDep, Store};
 
 pub fn key(i: u64) -> [u8; 16] {
     let mut k = [0u8; 16];
@@ -28,6 +28,25 @@ pub fn value(i: u64) -> (Vec<u8>, Vec<Vec<u8>>) {
     (payload, bufs)
 }
 
+/// The dependency record stored with `key(i)`.
+pub fn deps(i: u64) -> Deps {
+    Deps {
+        files: vec![FileDep {
+            path: format!("/data/input-{i}.csv"),
+            size: i,
+            mtime_ns: -(i as i64),
+            digest: [(i % 256) as u8; 16],
+        }],
+        dirs: vec![],
+        record: vec![RecordDep {
+            kind: "function".into(),
+            name: format!("m.f{i}"),
+            display: (i % 2 == 0).then(|| "m.py".into()),
+            digest: [7; 16],
+        }],
+    }
+}
+
 pub fn put_value(s: &Store, i: u64) {
     let (payload, bufs) = value(i);
     let refs: Vec<&[u8]> = bufs.iter().map(Vec::as_slice).collect();
@@ -35,7 +54,7 @@ pub fn put_value(s: &Store, i: u64) {
         group: [(i % 3) as u8; 16],
         payload: &payload,
         buffers: &refs,
-        deps: b"d",
+        deps: &deps(i),
         compute_ns: i,
     };
     s.put(&key(i), &e).expect("put");
@@ -46,7 +65,7 @@ pub fn check_value(s: &Store, i: u64) -> Option<bool> {
     let v = s.get(&key(i)).expect("get")?;
     let (payload, bufs) = value(i);
     let got: Vec<Vec<u8>> = v.buffers().iter().map(|b| b.to_vec()).collect();
-    Some(v.payload() == payload && got == bufs && v.deps() == b"d")
+    Some(v.payload() == payload && got == bufs && v.deps().is_some_and(|d| *d == deps(i)))
 }
 
 pub fn opts(secret: &Path) -> Options {
