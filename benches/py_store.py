@@ -91,9 +91,10 @@ def scale(n_small: int = 1_000, n_large: int = 1_000_000) -> dict[str, float]:
         order = [rng.randrange(n) for _ in range(BATCH * BATCHES)]
         it = iter(order * 2)
         res[f"bytecache get, random key among {n} (us)"] = per_call(
-            lambda: s.get(keys[next(it)]))
+            lambda s=s, keys=keys, it=it: s.get(keys[next(it)]))
         it2 = iter(order * 2)
-        res[f"diskcache get, random key among {n} (us)"] = per_call(lambda: dc.get(next(it2)))
+        res[f"diskcache get, random key among {n} (us)"] = per_call(
+            lambda dc=dc, it2=it2: dc.get(next(it2)))
         dc.close()
     for tool in ("bytecache", "diskcache"):
         res[f"{tool} get ratio {n_large} / {n_small}"] = (
