@@ -198,6 +198,14 @@ impl Index {
             & (self.cap - 1)
     }
 
+    /// Every live slot with its position (slots mid-update are skipped).
+    pub fn live(&self) -> impl Iterator<Item = (usize, Slot)> + '_ {
+        (0..self.cap).filter_map(|i| match self.read(i) {
+            Some((s, _)) if s.state == LIVE => Some((i, s)),
+            _ => None,
+        })
+    }
+
     /// Seqlock read of slot `i`; `None` if a writer is (or died) mid-update.
     pub fn read(&self, i: usize) -> Option<(Slot, u64)> {
         let w = self.slot_words(i);

@@ -766,13 +766,8 @@ impl Store {
     pub fn clear(&self, group: Option<&[u8; 16]>) -> Result<u64> {
         let mut w = self.writer()?;
         let mut n = 0;
-        for i in 0..w.ix.cap() {
-            let Some((slot, _)) = w.ix.read(i) else {
-                continue;
-            };
-            if slot.state != LIVE {
-                continue;
-            }
+        let live: Vec<(usize, Slot)> = w.ix.live().collect();
+        for (i, slot) in live {
             if let Some(g) = group {
                 let df = self.data_file(slot.seg)?;
                 let ours = df.is_some_and(|df| {
@@ -809,13 +804,7 @@ impl Store {
     pub fn list(&self) -> Result<Vec<EntryMeta>> {
         let ix = self.current()?;
         let mut out = Vec::new();
-        for i in 0..ix.cap() {
-            let Some((slot, _)) = ix.read(i) else {
-                continue;
-            };
-            if slot.state != LIVE {
-                continue;
-            }
+        for (i, slot) in ix.live() {
             let Some(df) = self.data_file(slot.seg)? else {
                 continue;
             };
@@ -854,13 +843,7 @@ impl Store {
     pub fn verify(&self) -> Result<VerifyReport> {
         let ix = self.current()?;
         let mut report = VerifyReport::default();
-        for i in 0..ix.cap() {
-            let Some((slot, _)) = ix.read(i) else {
-                continue;
-            };
-            if slot.state != LIVE {
-                continue;
-            }
+        for (i, slot) in ix.live() {
             report.checked += 1;
             let df = self.data_file(slot.seg)?;
             let res = match &df {
@@ -1297,12 +1280,10 @@ impl Writer<'_> {
         let ix = self.ix.clone();
         let active = ix.h(H_ACTIVE_SEG).load(Relaxed) as u32;
         let mut live: HashMap<u32, (u64, Vec<usize>)> = HashMap::new();
-        for i in 0..ix.cap() {
-            if let Some((s, _)) = ix.read(i).filter(|(s, _)| s.state == LIVE) {
-                let e = live.entry(s.seg).or_default();
-                e.0 += s.len;
-                e.1.push(i);
-            }
+        for (i, s) in ix.live() {
+            let e = live.entry(s.seg).or_default();
+            e.0 += s.len;
+            e.1.push(i);
         }
         let dir = self.store.dir.join("data");
         // Snapshot the listing first: compaction below may create segments.
