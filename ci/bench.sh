@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The benchmark suite: bytecache against functools.lru_cache, joblib.Memory, diskcache and
 # cachier on the same workloads, plus the Rust storage benches. Writes bench-report/report.md,
-# bench-report/chart.png and bench-report/results.json. About 10-15 minutes.
+# bench-report/chart.png and bench-report/results.json. About 15-20 minutes.
 #   bash ci/bench.sh              # full run
 #   bash ci/bench.sh --quick      # smoke run (~3 min); other options: bench.py --help
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 # shellcheck disable=SC1091
 . ci/env.sh 3.11
 set +u
-python -m pip install -q joblib diskcache cachier matplotlib
+python -m pip install -q joblib diskcache cachier matplotlib pandas
 OUT=bench-report
 rm -rf "$OUT" && mkdir -p "$OUT"
 # The Rust storage benches first (criterion's quick mode), so the report can include them.
@@ -29,6 +29,11 @@ if ! PYO3_PYTHON=$(command -v python) \
     echo "(cargo bench failed or timed out; see the end of this output)" >>"$OUT/cargo-bench-identity.txt"
 fi
 grep -E '^[a-z].*|time:|thrpt:' "$OUT/cargo-bench-identity.txt" | grep -v '^\s*Compiling' | tail -20
+# The store through Python beside diskcache: small get/put, 100 MiB in a new process,
+# and a get among 1k vs 1M entries.
+echo "== python benches/py_store.py (and --scale)"
+python benches/py_store.py | tee "$OUT/py_store.json"
+python benches/py_store.py --scale | tee "$OUT/py_store_scale.json"
 echo "== python benches/python/bench.py --out $OUT $*"
 python benches/python/bench.py --out "$OUT" "$@"
 echo "report: $OUT/report.md  chart: $OUT/chart.png"
