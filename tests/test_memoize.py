@@ -31,6 +31,25 @@ def test_second_process_gets_stored_result(runner: Runner) -> None:
     assert first.replace("RAN\n", "") == second == "[42, {'n': 21}]\n"
 
 
+def test_versions_live_side_by_side(runner: Runner) -> None:
+    # Editing A -> B -> A: A's result is still there (B did not replace it).
+    a = """
+import bytecache
+
+@bytecache.memoize
+def f(x):
+    ran()
+    return x + 1
+
+print(f(1))
+"""
+    b = a.replace("x + 1", "x + 2")
+    assert runner.out(a) == ["RAN", "2"]
+    assert runner.out(b) == ["RAN", "3"]
+    assert runner.out(a) == ["2"]
+    assert runner.out(b) == ["3"]
+
+
 def test_defaults_bound_keywords_and_positionals_share_an_entry(runner: Runner) -> None:
     out = runner.run(BASIC.replace("print(slow(21))", """
 print(slow(21))

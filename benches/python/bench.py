@@ -558,16 +558,18 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
         log(f"  hash 100 MiB     {tool:<18} {fmt(wl.results[-1].median)} {wl.results[-1].note}")
 
     wl = Workload("key_int", "build the key of f(int)",
-                  "bytecache `call_key(f, {'x': 123456}, [])` (function fingerprint cached after "
-                  "first use, argument hashed); joblib `MemorizedFunc._get_args_id`; diskcache "
+                  "bytecache `Memo(f).key({'x': 123456})`, what every call computes (the "
+                  "function's plan built once, then its guards checked and the argument "
+                  "hashed); joblib `MemorizedFunc._get_args_id`; diskcache "
                   "`args_to_key` + `Disk.put`; cachier default hash_func; lru_cache "
                   "`functools._make_key` + `hash`")
     RESULTS.append(wl)
     from diskcache.core import args_to_key
     mem_f = joblib.Memory(fresh_dir("jl"), verbose=0).cache(workloads.f_int)
     x = 123456
+    memo = _bytecache.Memo(workloads.f_int)
     keyers = {
-        "bytecache": lambda: _bytecache.call_key(workloads.f_int, {"x": x}, []),
+        "bytecache": lambda: memo.key({"x": x}),
         "lru_cache": lambda: hash(functools_make_key((x,), {}, False)),
         "joblib": lambda: mem_f._get_args_id(x),
         "diskcache": lambda: dc.disk.put(args_to_key(("workloads.f_int",), (x,), {}, False, ())),
@@ -583,13 +585,15 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
     tools.close_all()
 
     first = Workload("fingerprint_first", "fingerprint: function reaching 10 helpers, first time",
-                     "`hash_value(top)` on a freshly imported local module where `top` calls 10 "
+                     "`Memo(top).key({'x': 1})` on a freshly imported local module where `top` "
+                     "calls 10 "
                      "helper functions (which read a module constant); nothing cached yet for "
                      "these code objects. Only bytecache tracks code; the others key on the "
                      "function's name (joblib also compares the function's own source, not "
                      "its helpers')")
     warm = Workload("fingerprint_warm", "fingerprint: same function, again (cached)",
-                    "`hash_value(top)` again on the same, unchanged function")
+                    "`memo.key({'x': 1})` again on the same, unchanged function (its plan's "
+                    "guards hold: no walk)")
     RESULTS.extend([first, warm])
     moddir = fresh_dir("fpmods")
     sys.path.insert(0, moddir)
@@ -606,9 +610,10 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
         importlib.invalidate_caches()
         mod = importlib.import_module(name)
         t0 = time.perf_counter()
-        _bytecache.hash_value(mod.top)
+        memo = _bytecache.Memo(mod.top)
+        memo.key({"x": 1})
         firsts.append(time.perf_counter() - t0)
-    warm_samples = measure(cfg, lambda: _bytecache.hash_value(mod.top))
+    warm_samples = measure(cfg, lambda: memo.key({"x": 1}))
     sys.path.remove(moddir)
     for tool in tool_list:
         if tool == "bytecache":

@@ -35,8 +35,6 @@ __all__ = ["enable", "disable", "is_enabled"]
 #: Calls observed before deciding that a function is too cheap to memoize.
 _PROBE_CALLS = 5
 
-_CO_VARARGS = 0x04
-_CO_VARKEYWORDS = 0x08
 
 _lock = threading.RLock()
 
@@ -210,19 +208,13 @@ def _target_and_names(func: Any) -> tuple[_core.Target, tuple[str, ...]]:
         cache_dir = config.cache_dir if config is not None else None
         target = _core.Target(func, cache_dir=cache_dir)
         target.memo.register()  # the hook answers kept results itself
-        cached = _targets[func] = (target, _arg_names(func.__code__))
+        cached = _targets[func] = (target, target.memo.names)
     return cached
 
 
 def target_for(func: Any) -> _core.Target:
     """The core target of a decorator-free function (for `explain`)."""
     return _target_and_names(func)[0]
-
-
-def _arg_names(code: Any) -> tuple[str, ...]:
-    n = code.co_argcount + code.co_kwonlyargcount
-    n += bool(code.co_flags & _CO_VARARGS) + bool(code.co_flags & _CO_VARKEYWORDS)
-    return tuple(code.co_varnames[:n])
 
 
 def _matches(name: Any, patterns: tuple[str, ...]) -> bool:

@@ -269,6 +269,9 @@ class Target:
         self.cache_dir = cache_dir
         # The cached fingerprint plan and the results kept in this process.
         self.memo = _bytecache.Memo(func, self.ignore)
+        # Library classification (sysconfig, distribution metadata) loads now,
+        # with the definition, rather than inside the first call.
+        from bytecache import _modkind  # noqa: F401
         self.counters = Counters()
         self.counters.memo = self.memo
 

@@ -93,6 +93,8 @@ pub struct FunctionParts<'py> {
     pub defaults: Bound<'py, PyAny>,
     pub kwdefaults: Bound<'py, PyAny>,
     pub closure: Bound<'py, PyAny>,
+    /// Its `__dict__`, if it has one (reading `f.__dict__` would create one).
+    pub dict: Option<Bound<'py, PyDict>>,
 }
 
 pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
@@ -118,19 +120,8 @@ pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
         defaults: get(raw[1]).unwrap_or_else(none),
         kwdefaults: get(raw[2]).unwrap_or_else(none),
         closure: get(closure).unwrap_or_else(none),
+        dict: get(raw[3]).and_then(|d| d.cast_into::<PyDict>().ok()),
     }
-}
-
-/// A function's `__dict__`, if it has one (reading `f.__dict__` would
-/// create an empty one).
-pub fn function_dict<'py>(f: &Bound<'py, PyFunction>) -> Option<Bound<'py, PyDict>> {
-    // SAFETY: `f` is a live function (its type was checked by the cast that
-    // produced the `Bound<PyFunction>`); `func_dict` is NULL or a borrowed dict.
-    let d = unsafe { function_slots(f.as_ptr())[3] };
-    slot(f.py(), d)?
-        .into_bound(f.py())
-        .cast_into::<PyDict>()
-        .ok()
 }
 
 /// A function's mutable slots: `__code__`, `__defaults__`, `__kwdefaults__`,

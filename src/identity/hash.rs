@@ -858,7 +858,7 @@ impl<'py> Walker<'py> {
         // Functions keep `__wrapped__` in their `__dict__`: look there first,
         // which costs no AttributeError when it is absent.
         let wrapped = match f.cast::<PyFunction>() {
-            Ok(func) => match super::guard::function_dict(func) {
+            Ok(func) => match function_parts(func).dict {
                 Some(d) => self.get(&d, intern!(self.py, "__wrapped__"))?,
                 None => None,
             },

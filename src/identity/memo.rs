@@ -352,6 +352,12 @@ impl Memo {
         drop(old);
     }
 
+    /// The parameter names, in frame order.
+    #[getter]
+    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.names.iter().map(|n| n.bind(py)))
+    }
+
     /// Hits answered from kept results, and the compute time they saved.
     #[getter]
     fn fast_hits(&self, py: Python<'_>) -> (u64, f64) {
