@@ -1014,21 +1014,19 @@ impl<'py> Walker<'py> {
     }
 }
 
-/// Whether `v` can be, or contain, a plan leaf (false for what is common and
-/// cannot: scalars, functions, classes, modules, tuples of those).
+/// Whether `v` is, or is a tuple holding, a plan leaf (functions, classes and
+/// modules name their own sites for what they hold).
 fn may_hold_leaf(v: &Bound<'_, PyAny>) -> bool {
     if let Ok(t) = v.cast_exact::<PyTuple>() {
         return t.iter().any(|item| may_hold_leaf(&item));
     }
-    !(v.is_none()
+    let scalar = v.is_none()
         || v.is_exact_instance_of::<PyBool>()
         || v.is_exact_instance_of::<PyInt>()
         || v.is_exact_instance_of::<PyFloat>()
         || v.is_exact_instance_of::<PyString>()
-        || v.is_exact_instance_of::<PyBytes>()
-        || v.is_instance_of::<PyFunction>()
-        || v.is_instance_of::<PyType>()
-        || v.is_instance_of::<PyModule>())
+        || v.is_exact_instance_of::<PyBytes>();
+    !scalar && is_leaf(v)
 }
 
 /// The attribute names reached code can use: the code analyses it came from
