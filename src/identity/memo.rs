@@ -93,24 +93,14 @@ fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
         || v.is_exact_instance_of::<PyFloat>()
         || v.is_exact_instance_of::<PyComplex>()
         || v.is_exact_instance_of::<PyEllipsis>()
+        || v.is_exact_instance_of::<PyTuple>()
+        || v.is_exact_instance_of::<PyFrozenSet>()
     {
         16
     } else if let Ok(s) = v.cast_exact::<PyString>() {
         16 + s.len().unwrap_or(usize::MAX / 2)
     } else if let Ok(b) = v.cast_exact::<PyBytes>() {
         16 + b.as_bytes().len()
-    } else if let Ok(t) = v.cast_exact::<PyTuple>() {
-        if *budget < 16 {
-            return false;
-        }
-        *budget -= 16;
-        return t.iter().all(|item| shareable(&item, budget));
-    } else if let Ok(s) = v.cast_exact::<PyFrozenSet>() {
-        if *budget < 16 {
-            return false;
-        }
-        *budget -= 16;
-        return s.iter().all(|item| shareable(&item, budget));
     } else {
         return false;
     };
@@ -118,6 +108,12 @@ fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
         return false;
     }
     *budget -= cost;
+    if let Ok(t) = v.cast_exact::<PyTuple>() {
+        return t.iter().all(|item| shareable(&item, budget));
+    }
+    if let Ok(s) = v.cast_exact::<PyFrozenSet>() {
+        return s.iter().all(|item| shareable(&item, budget));
+    }
     true
 }
 
@@ -315,7 +311,8 @@ impl Memo {
         let Some(d) = digest_of(key) else {
             return false;
         };
-        if !shareable(value, &mut MAX_RESULT_BYTES.clone()) {
+        let mut budget = MAX_RESULT_BYTES;
+        if !shareable(value, &mut budget) {
             return false;
         }
         let py = value.py();
