@@ -20,6 +20,8 @@ use std::ffi::{c_char, c_int, c_void};
 use std::mem::offset_of;
 
 use pyo3::ffi::{self, PyObject, PyThreadState, PyVarObject, Py_ssize_t};
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyCode, PyString, PyTuple};
 
 /// An opaque `_PyInterpreterFrame`. Only this module knows its layout.
 #[repr(C)]
@@ -518,6 +520,61 @@ pub unsafe fn code_nlocalsplus(code: *mut PyObject) -> usize {
 pub unsafe fn code_name(code: *mut PyObject) -> *mut PyObject {
     // SAFETY: caller.
     unsafe { (*code.cast::<RawCode>()).co_name }
+}
+
+/// `CO_FAST_LOCAL`: a `co_localspluskinds` entry that is a local variable
+/// (what `co_varnames` lists).
+pub const CO_FAST_LOCAL: u8 = 0x20;
+
+/// What a fingerprint reads from a code object, straight from its struct:
+/// no attribute lookups, and none of the tuples `co_varnames`,
+/// `co_cellvars` and `co_freevars` build on every access since 3.11.
+pub struct CodeParts<'py> {
+    pub consts: Bound<'py, PyTuple>,
+    pub names: Bound<'py, PyTuple>,
+    pub exceptiontable: Bound<'py, PyBytes>,
+    /// Every local, cell and free variable name, in frame order.
+    pub localsplusnames: Bound<'py, PyTuple>,
+    /// One kind byte per `localsplusnames` entry (`CO_FAST_*`).
+    pub localspluskinds: Bound<'py, PyBytes>,
+    pub name: Bound<'py, PyString>,
+    pub flags: u32,
+    pub argcount: u32,
+    pub posonlyargcount: u32,
+    pub kwonlyargcount: u32,
+    pub ncellvars: u32,
+    pub nfreevars: u32,
+}
+
+/// The fields of `code` a fingerprint reads (new references to the objects).
+pub fn code_parts<'py>(code: &Bound<'py, PyCode>) -> CodeParts<'py> {
+    let py = code.py();
+    // SAFETY: `code` is a live code object (its type was checked by the cast
+    // that made the `Bound<PyCode>`), so it has the `RawCode` layout of the
+    // version we were built for; the GIL is held.
+    let c = unsafe { &*code.as_ptr().cast::<RawCode>() };
+    // SAFETY: CPython's code constructor sets each of these fields to a
+    // live object of the stated type (tuple, bytes, str) and never changes
+    // it afterwards; we take a new reference to each.
+    let field = |p: *mut PyObject| unsafe { Bound::from_borrowed_ptr(py, p) };
+    let count = |n: c_int| u32::try_from(n).unwrap_or(0);
+    // SAFETY (each `cast_into_unchecked`): the types named above.
+    unsafe {
+        CodeParts {
+            consts: field(c.co_consts).cast_into_unchecked(),
+            names: field(c.co_names).cast_into_unchecked(),
+            exceptiontable: field(c.co_exceptiontable).cast_into_unchecked(),
+            localsplusnames: field(c.co_localsplusnames).cast_into_unchecked(),
+            localspluskinds: field(c.co_localspluskinds).cast_into_unchecked(),
+            name: field(c.co_name).cast_into_unchecked(),
+            flags: count(c.co_flags),
+            argcount: count(c.co_argcount),
+            posonlyargcount: count(c.co_posonlyargcount),
+            kwonlyargcount: count(c.co_kwonlyargcount),
+            ncellvars: count(c.co_ncellvars),
+            nfreevars: count(c.co_nfreevars),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

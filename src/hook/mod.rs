@@ -16,6 +16,7 @@
 //! top of us (and chains to us), we stay linked as a pure pass-through.
 
 mod compat;
+pub(crate) use compat::{code_parts, CO_FAST_LOCAL};
 mod eval;
 mod mark;
 mod stack;

@@ -11,7 +11,6 @@
 //! formatting, moved lines and renamed locals do not change it.
 use std::sync::Arc;
 
-use ahash::AHashSet;
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
@@ -19,6 +18,7 @@ use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
 use super::bytecode::{instructions, table};
 use super::digest::{Digest, Hasher, Tag};
 use super::extra;
+use crate::hook::{code_parts, CO_FAST_LOCAL};
 
 /// Names that let code reach globals or locals by a computed name. Code that
 /// uses one is fingerprinted against all of its module's globals and all
@@ -45,14 +45,29 @@ pub struct CodeInfo {
     /// code: the code's own (interned) name objects, sorted, no duplicates.
     pub globals: Vec<Py<PyString>>,
     /// Every name in `co_names` here or in nested code: the attributes this
-    /// code may read from a module it uses.
-    pub attrs: AHashSet<String>,
+    /// code may read from a module it uses (the code's own name objects).
+    pub attrs: Vec<Py<PyString>>,
+    /// `name_hash` of each of `attrs`, sorted, for membership tests.
+    attr_hashes: Vec<u64>,
     /// Modules imported inside the body: (level, name).
     pub imports: Vec<(u32, String)>,
     /// Reaches names by computed strings (`globals()[name]`, `getattr`, ...).
     pub dynamic: bool,
     /// Assigns or deletes a global: calls have a side effect a hit would skip.
     pub writes_globals: bool,
+}
+
+impl CodeInfo {
+    /// Whether this code (or code nested in it) names attribute `name`. A
+    /// hash collision can only make an unused name look used, which walks
+    /// one member more: never less.
+    pub fn names_attr(&self, name: &str) -> bool {
+        self.attr_hashes.binary_search(&name_hash(name)).is_ok()
+    }
+}
+
+fn name_hash(name: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(name.as_bytes())
 }
 
 /// The cached analysis of a code object (computed on first use and kept in
@@ -64,29 +79,22 @@ pub fn code_info(code: &Bound<'_, PyAny>) -> PyResult<Arc<CodeInfo>> {
     if let Some(info) = extra::get(code) {
         return Ok(info);
     }
-    let info = Arc::new(analyse(code.as_any())?);
+    let info = Arc::new(analyse(code)?);
     extra::set(code, &info);
     Ok(info)
 }
 
-fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
+fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
     let py = code.py();
-    if !code.is_instance_of::<PyCode>() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(
-            "expected a code object",
-        ));
-    }
     let t = table(py)?;
+    let parts = code_parts(code);
+    // `co_code` is the de-specialized copy (the struct holds the adaptive one).
     let co_code = code
-        .getattr(intern!(code.py(), "co_code"))?
+        .getattr(intern!(py, "co_code"))?
         .cast_into::<PyBytes>()?;
-    let consts = code
-        .getattr(intern!(code.py(), "co_consts"))?
-        .cast_into::<PyTuple>()?;
-    let names = code
-        .getattr(intern!(code.py(), "co_names"))?
-        .cast_into::<PyTuple>()?;
-    let name_objs: Vec<Bound<'_, PyString>> = names
+    let consts = &parts.consts;
+    let name_objs: Vec<Bound<'_, PyString>> = parts
+        .names
         .iter()
         .map(|n| n.cast_into::<PyString>())
         .collect::<Result<_, _>>()?;
@@ -94,19 +102,12 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
         .iter()
         .map(|n| n.to_str())
         .collect::<PyResult<_>>()?;
-    let flags: u32 = code.getattr(intern!(code.py(), "co_flags"))?.extract()?;
-    let argcount: u32 = code.getattr(intern!(code.py(), "co_argcount"))?.extract()?;
-    let posonly: u32 = code
-        .getattr(intern!(code.py(), "co_posonlyargcount"))?
-        .extract()?;
-    let kwonly: u32 = code
-        .getattr(intern!(code.py(), "co_kwonlyargcount"))?
-        .extract()?;
 
     let mut info = CodeInfo {
         digest: 0,
         globals: Vec::new(),
-        attrs: name_strs.iter().map(|n| (*n).to_owned()).collect(),
+        attrs: name_objs.iter().map(|n| n.clone().unbind()).collect(),
+        attr_hashes: name_strs.iter().map(|n| name_hash(n)).collect(),
         imports: Vec::new(),
         dynamic: name_strs.iter().any(|n| DYNAMIC_NAMES.contains(n)),
         writes_globals: false,
@@ -120,9 +121,10 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     // The last two constants loaded: `IMPORT_NAME` follows (level, fromlist).
     let mut recent_consts: [Option<usize>; 2] = [None, None];
     for ins in instructions(co_code.as_bytes(), t) {
+        // One byte of opcode, then what its argument refers to: the opcode
+        // decides the operand's encoding, so the stream stays unambiguous.
         let op = usize::from(ins.op);
-        h.tag(Tag::Instr);
-        h.u64(u64::from(ins.op));
+        h.u8(ins.op);
         if t.has_const[op] {
             let i = ins.arg as usize;
             let d = match const_digests.get(i).copied().flatten() {
@@ -145,10 +147,10 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
             let idx = (ins.arg >> shift) as usize;
             let name = name_strs.get(idx).copied().unwrap_or("");
             h.str(name);
-            h.u64(u64::from(ins.arg & ((1u32 << shift) - 1)));
+            h.u32(ins.arg & ((1u32 << shift) - 1));
             if ins.op == t.load_global || ins.op == t.load_name {
-                if let Ok(n) = names.get_item(idx) {
-                    info.globals.push(n.cast_into::<PyString>()?.unbind());
+                if let Some(n) = name_objs.get(idx) {
+                    info.globals.push(n.clone().unbind());
                 }
             } else if ins.op == t.store_global || ins.op == t.delete_global {
                 info.writes_globals = true;
@@ -161,33 +163,37 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
             }
             continue;
         }
-        h.u64(u64::from(ins.arg));
+        h.u32(ins.arg);
     }
 
-    // Argument layout: the count of each kind and the names callers can use.
-    for v in [argcount, posonly, kwonly, flags] {
+    // Argument layout: the count of each kind and the names callers can use
+    // (every local name when the code can see them: `co_varnames`).
+    for v in [
+        parts.argcount,
+        parts.posonlyargcount,
+        parts.kwonlyargcount,
+        parts.flags,
+    ] {
         h.u64(u64::from(v));
     }
-    let varnames = code
-        .getattr(intern!(code.py(), "co_varnames"))?
-        .cast_into::<PyTuple>()?;
-    let mut named = (argcount + kwonly) as usize;
-    named += usize::from(flags & CO_VARARGS != 0) + usize::from(flags & CO_VARKEYWORDS != 0);
-    let visible = if info.dynamic { varnames.len() } else { named };
-    for n in varnames.iter().take(visible) {
-        h.str(&n.extract::<String>()?);
+    let mut named = (parts.argcount + parts.kwonlyargcount) as usize;
+    named +=
+        usize::from(parts.flags & CO_VARARGS != 0) + usize::from(parts.flags & CO_VARKEYWORDS != 0);
+    let visible = if info.dynamic { usize::MAX } else { named };
+    let kinds = parts.localspluskinds.as_bytes();
+    let varnames = parts
+        .localsplusnames
+        .iter_borrowed()
+        .zip(kinds)
+        .filter(|(_, &k)| k & CO_FAST_LOCAL != 0)
+        .take(visible);
+    for (n, _) in varnames {
+        h.str(n.cast::<PyString>()?.to_str()?);
     }
-    for attr in [intern!(py, "co_freevars"), intern!(py, "co_cellvars")] {
-        h.u64(code.getattr(attr)?.len()? as u64);
-    }
-    h.str(
-        &code
-            .getattr(intern!(code.py(), "co_name"))?
-            .extract::<String>()?,
-    );
-    if let Some(table) = code.getattr_opt(intern!(py, "co_exceptiontable"))? {
-        h.bytes(table.cast_into::<PyBytes>()?.as_bytes());
-    }
+    h.u64(u64::from(parts.nfreevars));
+    h.u64(u64::from(parts.ncellvars));
+    h.str(parts.name.to_str()?);
+    h.bytes(parts.exceptiontable.as_bytes());
     let mut globals: Vec<Bound<'_, PyString>> =
         info.globals.drain(..).map(|g| g.into_bound(py)).collect();
     globals.sort_by(|a, b| {
@@ -197,6 +203,8 @@ fn analyse(code: &Bound<'_, PyAny>) -> PyResult<CodeInfo> {
     });
     globals.dedup_by(|a, b| a.to_str().ok() == b.to_str().ok());
     info.globals = globals.into_iter().map(Bound::unbind).collect();
+    info.attr_hashes.sort_unstable();
+    info.attr_hashes.dedup();
     info.digest = h.finish();
     Ok(info)
 }
@@ -208,7 +216,9 @@ fn const_digest(c: &Bound<'_, PyAny>, info: &mut CodeInfo) -> PyResult<Digest> {
         let nested = code_info(c)?;
         info.globals
             .extend(nested.globals.iter().map(|g| g.clone_ref(c.py())));
-        info.attrs.extend(nested.attrs.iter().cloned());
+        info.attrs
+            .extend(nested.attrs.iter().map(|a| a.clone_ref(c.py())));
+        info.attr_hashes.extend_from_slice(&nested.attr_hashes);
         info.imports.extend(nested.imports.iter().cloned());
         info.dynamic |= nested.dynamic;
         info.writes_globals |= nested.writes_globals;

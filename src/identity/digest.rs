@@ -44,7 +44,6 @@ pub enum Tag {
     Global,
     Missing,
     Name,
-    Instr,
     Argument,
     Key,
     Wrapper,
@@ -59,7 +58,8 @@ pub enum Tag {
 pub struct Hasher {
     buf: [u8; BUF],
     len: usize,
-    state: Option<Xxh3>,
+    /// Streaming state, boxed: it is large, and most hashers never spill.
+    state: Option<Box<Xxh3>>,
 }
 
 const BUF: usize = 256;
@@ -97,7 +97,7 @@ impl Hasher {
 
     #[cold]
     fn spill(&mut self, b: &[u8]) {
-        let state = self.state.get_or_insert_with(Xxh3::new);
+        let state = self.state.get_or_insert_with(|| Box::new(Xxh3::new()));
         state.update(&self.buf[..self.len]);
         self.len = 0;
         if b.len() > BUF {
@@ -116,6 +116,16 @@ impl Hasher {
     #[inline(always)]
     pub fn u64(&mut self, v: u64) {
         self.write(&v.to_le_bytes());
+    }
+
+    #[inline(always)]
+    pub fn u32(&mut self, v: u32) {
+        self.write(&v.to_le_bytes());
+    }
+
+    #[inline(always)]
+    pub fn u8(&mut self, v: u8) {
+        self.write(&[v]);
     }
 
     #[inline(always)]
@@ -165,11 +175,10 @@ impl Hasher {
         self.write(&d.to_le_bytes());
     }
 
-    pub fn finish(&self) -> Digest {
-        match &self.state {
+    pub fn finish(self) -> Digest {
+        match self.state {
             None => xxhash_rust::xxh3::xxh3_128(&self.buf[..self.len]),
-            Some(state) => {
-                let mut state: Xxh3 = state.clone();
+            Some(mut state) => {
                 state.update(&self.buf[..self.len]);
                 state.digest128()
             }

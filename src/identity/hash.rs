@@ -784,7 +784,7 @@ impl<'py> Walker<'py> {
         let attrs = if info.dynamic {
             None
         } else {
-            Some(&info.attrs)
+            Some(info.attrs.as_slice())
         };
         for key in &names {
             let name = key.to_str()?;
@@ -822,7 +822,7 @@ impl<'py> Walker<'py> {
                 h.tag(Tag::Missing);
             }
         }
-        if ENVIRONMENT_NAMES.iter().any(|n| info.attrs.contains(*n)) {
+        if ENVIRONMENT_NAMES.iter().any(|n| info.names_attr(n)) {
             // The process environment is read: its content is a dependency,
             // which no guard watches.
             if let Some(b) = self.plan.as_mut() {
@@ -876,7 +876,7 @@ impl<'py> Walker<'py> {
     fn dependency(
         &mut self,
         v: &Bound<'py, PyAny>,
-        attrs: Option<&AHashSet<String>>,
+        attrs: Option<&[Py<PyString>]>,
         h: &mut Hasher,
     ) -> HResult<()> {
         match v.cast::<PyModule>() {
@@ -964,7 +964,7 @@ impl<'py> Walker<'py> {
     fn module(
         &mut self,
         m: &Bound<'py, PyModule>,
-        attrs: Option<&AHashSet<String>>,
+        attrs: Option<&[Py<PyString>]>,
         h: &mut Hasher,
     ) -> HResult<()> {
         let name: String = m.name()?.extract()?;
@@ -979,35 +979,37 @@ impl<'py> Walker<'py> {
         let obj = m.as_any();
         self.guarded(obj, h, |w, h| {
             let dict = m.dict();
-            let mut keys: Vec<String> = match attrs {
-                Some(set) => {
-                    let mut keys = Vec::new();
-                    for k in set {
-                        if w.get(&dict, &PyString::intern(w.py, k))?.is_some() {
-                            keys.push(k.clone());
+            let mut items: Vec<(String, Bound<'py, PyAny>)> = Vec::new();
+            match attrs {
+                Some(names) => {
+                    for k in names {
+                        let k = k.bind(w.py);
+                        if let Some(v) = w.get(&dict, k)? {
+                            items.push((k.to_str()?.to_owned(), v));
                         }
                     }
-                    keys
                 }
                 None => {
                     w.read_all(&dict);
-                    dict.keys()
-                        .iter()
-                        .filter_map(|k| k.extract::<String>().ok())
-                        .filter(|k| !(k.starts_with("__") && k.ends_with("__")))
-                        .collect()
+                    for (k, v) in dict.iter() {
+                        if let Ok(k) = k.extract::<String>() {
+                            if !(k.starts_with("__") && k.ends_with("__")) {
+                                items.push((k, v));
+                            }
+                        }
+                    }
                 }
-            };
-            keys.sort();
-            h.u64(keys.len() as u64);
-            for k in keys {
-                if let Some(v) = dict.get_item(&k)? {
-                    h.tag(Tag::Name);
-                    h.str(&k);
-                    w.site(&v, || format!("`{name}.{k}`"));
-                    w.dependency(&v, attrs, h)
-                        .map_err(|e| context(e, || format!("`{name}.{k}`")))?;
-                }
+            }
+            // Nested code objects name the same attribute more than once.
+            items.sort_by(|a, b| a.0.cmp(&b.0));
+            items.dedup_by(|a, b| a.0 == b.0);
+            h.u64(items.len() as u64);
+            for (k, v) in items {
+                h.tag(Tag::Name);
+                h.str(&k);
+                w.site(&v, || format!("`{name}.{k}`"));
+                w.dependency(&v, attrs, h)
+                    .map_err(|e| context(e, || format!("`{name}.{k}`")))?;
             }
             Ok(())
         })
@@ -1042,7 +1044,7 @@ impl Used {
     }
 
     pub fn contains(&self, name: &str) -> bool {
-        self.0.iter().any(|i| i.attrs.contains(name))
+        self.0.iter().any(|i| i.names_attr(name))
     }
 }
 
