@@ -12,29 +12,25 @@ import sysconfig
 _PY = "python-{}.{}.{}".format(*sys.version_info[:3])
 _kinds: dict[str, str | None] = {}
 _dist_of: dict[str, list[str]] | None = None
-_real_dirs: dict[str, str] = {}
 
 
-def _dirs(*names: str) -> tuple[str, ...]:
+_NAMES = ("stdlib", "platstdlib", "purelib", "platlib")
+
+
+def _dirs(*names: str, resolve: bool = True) -> tuple[str, ...]:
     paths = sysconfig.get_paths()
-    return tuple(os.path.realpath(paths[n]) + os.sep for n in names if n in paths)
+    spell = os.path.realpath if resolve else os.path.normpath
+    return tuple(spell(paths[n]) + os.sep for n in names if n in paths)
 
 
 _STDLIB = _dirs("stdlib", "platstdlib")
 _SITE = _dirs("purelib", "platlib")
-
-
-def _realpath(path: str) -> str:
-    """`os.path.realpath(path)` with the directory's resolution cached: a
-    pure-Python realpath costs ~18 us, most of it per path component."""
-    head, tail = os.path.split(path)
-    if not os.path.isabs(head):
-        return os.path.realpath(path)  # depends on the working directory
-    real_head = _real_dirs.get(head)
-    if real_head is None:
-        real_head = _real_dirs[head] = os.path.realpath(head)
-    real = os.path.join(real_head, tail)
-    return os.path.realpath(real) if os.path.islink(real) else real
+_SITE_PART = os.sep + "site-packages" + os.sep
+# Library directories as spelled and as resolved: a module path outside all
+# of them is the user's code without resolving it (a system call per path
+# component). Taking a library for the user's code only walks it, which is
+# never stale; the other way round could be, so candidates are resolved.
+_LIBRARY_PREFIXES = _STDLIB + _SITE + _dirs(*_NAMES, resolve=False)
 
 
 def _distribution_version(top: str) -> str:
@@ -77,8 +73,10 @@ def _classify(name: str) -> str | None:
         # Namespace packages and synthetic modules (exec'd code, notebook
         # cells) belong to the user: walk them.
         return None
-    real = _realpath(path)
-    if real.startswith(_SITE) or os.sep + "site-packages" + os.sep in real:
+    if os.path.isabs(path) and not (path.startswith(_LIBRARY_PREFIXES) or _SITE_PART in path):
+        return None
+    real = os.path.realpath(path)
+    if real.startswith(_SITE) or _SITE_PART in real:
         return _distribution_version(name.partition(".")[0])
     if real.startswith(_STDLIB):
         return _PY

@@ -1,0 +1,76 @@
+"""Where a module comes from decides whether it is walked (the user's code) or
+keyed by version (a library). Taking a library for the user's code is only
+slower; the other way round would return stale results, so a module file that
+sits in a library directory but links to the user's code must be walked."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+import sysconfig
+import uuid
+from pathlib import Path
+
+import pytest
+
+from bytecache import _modkind
+
+
+def _load(name: str, path: Path) -> None:
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+
+
+def test_libraries_and_user_code(tmp_path: Path) -> None:
+    import json
+
+    import pytest as installed
+
+    assert _modkind.classify(json.__name__) == _modkind._PY
+    assert _modkind.classify(installed.__name__) == f"pytest=={installed.__version__}"
+    assert _modkind.classify("builtins") == _modkind._PY
+    name = f"user_{uuid.uuid4().hex}"
+    (tmp_path / f"{name}.py").write_text("X = 1\n")
+    _load(name, tmp_path / f"{name}.py")
+    try:
+        assert _modkind.classify(name) is None
+    finally:
+        del sys.modules[name]
+
+
+def test_a_link_from_a_library_directory_to_user_code_is_walked(tmp_path: Path) -> None:
+    site = Path(sysconfig.get_paths()["purelib"])
+    if not os.access(site, os.W_OK):
+        pytest.skip("site-packages is not writable here")
+    name = f"bytecache_link_{uuid.uuid4().hex}"
+    target = tmp_path / "mine.py"
+    target.write_text("X = 1\n")
+    link = site / f"{name}.py"
+    link.symlink_to(target)
+    try:
+        _load(name, link)
+        assert sys.modules[name].__file__ == str(link)
+        assert _modkind.classify(name) is None
+    finally:
+        link.unlink()
+        sys.modules.pop(name, None)
+
+
+def test_a_user_directory_linking_into_a_library_is_at_worst_walked(tmp_path: Path) -> None:
+    # The path does not start with a library directory, so it is not resolved:
+    # the module is walked like the user's own code (never stale).
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "thing.py").write_text("X = 1\n")
+    alias = tmp_path / "alias"
+    alias.symlink_to(lib)
+    name = f"alias_{uuid.uuid4().hex}"
+    _load(name, alias / "thing.py")
+    try:
+        assert _modkind.classify(name) is None
+    finally:
+        del sys.modules[name]
