@@ -69,8 +69,30 @@ fn identity(c: &mut Criterion) {
         c.bench_function("fingerprint, 10 helpers, again", |b| {
             b.iter(|| memo.key_digest(&args).expect("hashable"))
         });
+        // First time, as after re-running a notebook cell: the same module,
+        // new function and code objects (nothing cached but the module's
+        // classification).
+        let cell = CString::new(TEN_HELPERS).expect("no NUL in the source");
+        let globals = m.dict();
+        c.bench_function("fingerprint, 10 helpers, first time (cell re-run)", |b| {
+            b.iter_batched(
+                || {
+                    py.run(&cell, Some(&globals), None).expect("the cell runs");
+                    globals.get_item("f").expect("f").expect("f")
+                },
+                |f| {
+                    Memo::for_function(&f)
+                        .and_then(|m| m.key_digest(&args))
+                        .expect("hashable")
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        // First time in a module never seen before: includes classifying the
+        // module (standard library, installed, or the user's), once per
+        // module per process.
         let mut n = 0u64;
-        c.bench_function("fingerprint, 10 helpers, first time", |b| {
+        c.bench_function("fingerprint, 10 helpers, first time (new module)", |b| {
             b.iter_batched(
                 || {
                     n += 1;
