@@ -95,6 +95,8 @@ pub struct FunctionParts<'py> {
     pub closure: Bound<'py, PyAny>,
     /// Its `__dict__`, if it has one (reading `f.__dict__` would create one).
     pub dict: Option<Bound<'py, PyDict>>,
+    /// `__qualname__`, for messages and the dependency record.
+    pub qualname: Bound<'py, PyAny>,
 }
 
 pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
@@ -103,13 +105,14 @@ pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
     // SAFETY: `f` is a live function (type checked by the cast that produced
     // the `Bound<PyFunction>`); each field is NULL or a borrowed reference,
     // which `slot` turns into a new one.
-    let (raw, globals, builtins, closure) = unsafe {
+    let (raw, globals, builtins, closure, qualname) = unsafe {
         let o = &*f.as_ptr().cast::<ffi::PyFunctionObject>();
         (
             function_slots(f.as_ptr()),
             o.func_globals,
             o.func_builtins,
             o.func_closure,
+            o.func_qualname,
         )
     };
     let get = |p| slot(py, p).map(|o| o.into_bound(py));
@@ -121,6 +124,7 @@ pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
         kwdefaults: get(raw[2]).unwrap_or_else(none),
         closure: get(closure).unwrap_or_else(none),
         dict: get(raw[3]).and_then(|d| d.cast_into::<PyDict>().ok()),
+        qualname: get(qualname).unwrap_or_else(none),
     }
 }
 
