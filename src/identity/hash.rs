@@ -26,6 +26,7 @@ use super::buffer::Buffer;
 use super::code::{code_info, CodeInfo};
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{function_parts, FunctionParts};
+use super::native;
 use super::plan::{Building, Plan};
 
 const MAX_DEPTH: usize = 256;
@@ -88,6 +89,21 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     } else {
         format!("{module}.{name}")
     }
+}
+
+/// Cython's compiled functions (`cython_function_or_method` and its fused
+/// subclass, defined in a `_cython_<version>` shim module): native code like
+/// builtins, though not `PyCFunction`s.
+fn is_cython_function(obj: &Bound<'_, PyAny>) -> bool {
+    let t = obj.get_type();
+    t.module()
+        .is_ok_and(|m| m.to_str().is_ok_and(|m| m.starts_with("_cython_")))
+        && t.mro().iter().any(|base| {
+            base.cast::<PyType>().is_ok_and(|b| {
+                b.qualname()
+                    .is_ok_and(|q| q.to_str().is_ok_and(|q| q == "cython_function_or_method"))
+            })
+        })
 }
 
 /// Hashes constants-like values that need no context: None, bool, int,
@@ -510,7 +526,7 @@ impl<'py> Walker<'py> {
             h.digest(code_info(obj)?.digest);
             return Ok(());
         }
-        if obj.is_instance_of::<PyCFunction>() {
+        if obj.is_instance_of::<PyCFunction>() || is_cython_function(obj) {
             return self.builtin_function(obj, h);
         }
         let tname = type_name(obj);
@@ -643,26 +659,50 @@ impl<'py> Walker<'py> {
         Ok(())
     }
 
+    /// Native code (builtins, C-extension and Cython functions): from the
+    /// standard library or an installed distribution by name and version;
+    /// from the user's own extension module by the code loaded in this
+    /// process (`native`). Bound to an object (`[].append`): that object too.
     fn builtin_function(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
-        let qualname: String = obj.getattr(intern!(obj.py(), "__qualname__"))?.extract()?;
-        let owner = obj.getattr(intern!(obj.py(), "__self__"))?;
-        if owner.is_none() || owner.is_instance_of::<PyModule>() {
-            let module = match obj.getattr(intern!(obj.py(), "__module__"))? {
-                m if m.is_none() => String::new(),
-                m => m.extract::<String>()?,
-            };
-            h.tag(Tag::Builtin);
-            h.str(&module);
-            h.str(&qualname);
-            if let Some(lib) = self.library(&module)? {
-                h.str(&lib);
+        let py = obj.py();
+        let qualname: String = obj.getattr(intern!(py, "__qualname__"))?.extract()?;
+        if let Some(owner) = obj.getattr_opt(intern!(py, "__self__"))? {
+            if !(owner.is_none() || owner.is_instance_of::<PyModule>()) {
+                h.tag(Tag::BoundMethod);
+                h.str(&qualname);
+                return self.value(&owner, h);
             }
+        }
+        let module = match obj.getattr_opt(intern!(py, "__module__"))? {
+            Some(m) if !m.is_none() => m.extract::<String>()?,
+            _ => String::new(),
+        };
+        h.tag(Tag::Builtin);
+        h.str(&module);
+        h.str(&qualname);
+        if let Some(lib) = self.library(&module)? {
+            h.str(&lib);
             return Ok(());
         }
-        // A method bound to an object (`[].append`, `d.get`): its owner counts.
-        h.tag(Tag::BoundMethod);
-        h.str(&qualname);
-        self.value(&owner, h)
+        let file = PyModule::import(py, "sys")?
+            .getattr(intern!(py, "modules"))?
+            .cast_into::<PyDict>()?
+            .get_item(&module)?
+            .map(|m| m.getattr_opt(intern!(py, "__file__")))
+            .transpose()?
+            .flatten()
+            .and_then(|f| f.extract::<std::path::PathBuf>().ok());
+        match file.and_then(|f| native::loaded_object_digest(&f)) {
+            Some(d) => {
+                h.digest(d);
+                Ok(())
+            }
+            None => Err(HashError::Unhashable(format!(
+                "native function `{module}.{qualname}`: the code it runs cannot be located \
+                 (not from the standard library, an installed distribution or a loaded \
+                 extension module file)"
+            ))),
+        }
     }
 
     /// A function's fingerprint: code, defaults, closure, globals read,
@@ -681,10 +721,7 @@ impl<'py> Walker<'py> {
         if let Some(lib) = self.library(&module)? {
             h.tag(Tag::Library);
             h.str(&module);
-            h.str(
-                &f.getattr(intern!(f.py(), "__qualname__"))?
-                    .extract::<String>()?,
-            );
+            h.str(&parts.qualname.extract::<String>()?);
             h.str(&lib);
             // A library decorator's wrapper (bytecache.memoize, functools.wraps)
             // stands for the user's function it wraps.
@@ -712,7 +749,7 @@ impl<'py> Walker<'py> {
         globals: &Bound<'py, PyDict>,
         h: &mut Hasher,
     ) -> HResult<()> {
-        let qualname: String = f.getattr(intern!(f.py(), "__qualname__"))?.extract()?;
+        let qualname = &parts.qualname;
         let info = code_info(&parts.code)?;
         if info.writes_globals {
             return Err(HashError::Unhashable(format!(

@@ -9,6 +9,7 @@ mod gil;
 mod guard;
 mod hash;
 mod memo;
+mod native;
 mod plan;
 
 use pyo3::prelude::*;
