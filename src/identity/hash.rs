@@ -82,7 +82,7 @@ pub type HResult<T> = Result<T, HashError>;
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     let t = obj.get_type();
-    let module = t.module().map(|m| m.to_string()).unwrap_or_default();
+    let module = type_module(&t);
     let name = t.qualname().map(|m| m.to_string()).unwrap_or_default();
     if module == "builtins" {
         name
@@ -96,14 +96,22 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
 /// builtins, though not `PyCFunction`s.
 fn is_cython_function(obj: &Bound<'_, PyAny>) -> bool {
     let t = obj.get_type();
-    t.module()
-        .is_ok_and(|m| m.to_str().is_ok_and(|m| m.starts_with("_cython_")))
+    type_module(&t).starts_with("_cython_")
         && t.mro().iter().any(|base| {
             base.cast::<PyType>().is_ok_and(|b| {
                 b.qualname()
                     .is_ok_and(|q| q.to_str().is_ok_and(|q| q == "cython_function_or_method"))
             })
         })
+}
+
+/// `t.__module__` ("" if it is not a string). Read as an attribute:
+/// `PyType::module` looks in the type's dict, which on 3.13 finds the
+/// instances' `__module__` descriptor for some extension types.
+fn type_module(t: &Bound<'_, PyType>) -> String {
+    t.getattr(intern!(t.py(), "__module__"))
+        .and_then(|m| m.extract::<String>())
+        .unwrap_or_default()
 }
 
 /// Hashes constants-like values that need no context: None, bool, int,
@@ -926,7 +934,7 @@ impl<'py> Walker<'py> {
     /// classes of the standard library and installed distributions by name
     /// and version.
     pub fn class(&mut self, t: &Bound<'py, PyType>, h: &mut Hasher) -> HResult<()> {
-        let module = t.module().map(|m| m.to_string()).unwrap_or_default();
+        let module = type_module(t);
         let qualname = t.qualname().map(|m| m.to_string()).unwrap_or_default();
         if module == "builtins" {
             h.tag(Tag::Builtin);
