@@ -54,6 +54,34 @@ case("two_locals_split_across_lines",
      HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    a, b = n, 2\n'
      "    return [a,\n            b]\nprint(target(5))\n", "reuse")
 case("moved_down", t("n + 1"), HEADER + "\n" * 30 + TARGET.format(body="n + 1"), "reuse")
+LOOP = HEADER + """
+def pair(a, b):
+    if a == 3:
+        raise ValueError(a)
+    return a * b
+
+@bytecache.memoize
+def target(n):
+    ran()
+    total = 0
+    for i in range(n):
+        try:
+            total += pair({args})
+        except ValueError:
+            {handler}
+    return total
+
+print(target(5))
+"""
+# 3.13 fuses two local loads on one line into one instruction: the split
+# version is a code unit longer, which moves the loop's jumps and the
+# handler's exception-table range.
+case("loads_split_inside_loop_and_try",
+     LOOP.format(args="i, n", handler="total -= 1"),
+     LOOP.format(args="i,\n                        n", handler="total -= 1"), "reuse")
+case("handler_jumps_elsewhere",
+     LOOP.format(args="i, n", handler="total -= 1"),
+     LOOP.format(args="i, n", handler="break"), "recompute")
 case("local_renamed",
      HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    tmp = n * 3\n'
      "    return tmp\nprint(target(5))\n",

@@ -25,6 +25,10 @@ pub struct OpTable {
     pub fused: Vec<(u8, u8, u8)>,
     /// Placeholders kept only to carry line events.
     pub nop: Option<u8>,
+    /// Relative jumps (`hasjrel`; 3.13 `hasjump`), and which of them jump
+    /// backward.
+    pub jump: [bool; 256],
+    pub backward: [bool; 256],
 }
 
 static TABLE: PyOnceLock<OpTable> = PyOnceLock::new();
@@ -60,6 +64,8 @@ fn build(py: Python<'_>) -> PyResult<OpTable> {
         import_name: required("IMPORT_NAME")?,
         fused: Vec::new(),
         nop: op("NOP")?,
+        jump: [false; 256],
+        backward: [false; 256],
     };
     for (fused, first, second) in [
         ("LOAD_FAST_LOAD_FAST", "LOAD_FAST", "LOAD_FAST"),
@@ -77,6 +83,22 @@ fn build(py: Python<'_>) -> PyResult<OpTable> {
             if let Ok(op) = v.extract::<u8>() {
                 flags[usize::from(op)] = true;
             }
+        }
+    }
+    let jumps = match opcode.getattr_opt("hasjump")? {
+        Some(j) => j,
+        None => opcode.getattr("hasjrel")?,
+    };
+    for v in jumps.cast_into::<PyList>()?.iter() {
+        if let Ok(o) = v.extract::<u8>() {
+            t.jump[usize::from(o)] = true;
+        }
+    }
+    // `dis._is_backward_jump`: the name says so (3.11's POP_JUMP_BACKWARD_IF_*
+    // included).
+    for (name, o) in opmap.iter() {
+        if let (Ok(name), Ok(o)) = (name.extract::<String>(), o.extract::<u8>()) {
+            t.backward[usize::from(o)] = name.contains("JUMP_BACKWARD");
         }
     }
     let minor: u8 = py.version_info().minor;
@@ -101,21 +123,58 @@ pub struct Instr {
 /// Iterates the instructions of de-specialized `co_code`, skipping inline
 /// cache entries and `NOP`s, folding `EXTENDED_ARG` prefixes into the
 /// argument and expanding fused local loads/stores into their two halves.
+/// A jump's argument is replaced by its target's index in that sequence, so
+/// what the skipping and expanding changed in code-unit offsets (a `NOP`
+/// that only carried a line, two loads fused only when on one line) does not
+/// show.
 pub fn instructions<'a>(code: &'a [u8], t: &'a OpTable) -> Instructions<'a> {
     Instructions {
         code,
         pos: 0,
         t,
         pending: None,
+        logical: logical_positions(code, t),
     }
 }
 
 pub struct Instructions<'a> {
     code: &'a [u8],
+    /// Next code unit to read.
     pos: usize,
     t: &'a OpTable,
     /// The second half of a fused instruction.
     pending: Option<Instr>,
+    /// For each code unit (and one past the end): the index, in the
+    /// sequence this iterator yields, of the first instruction at or after it.
+    logical: Vec<u32>,
+}
+
+impl Instructions<'_> {
+    /// The index of the instruction at or after code unit `unit` (or past
+    /// the last), as yielded: what jumps and exception-table ranges refer to.
+    pub fn logical(&self, unit: usize) -> u32 {
+        let last = self.logical.last().copied().unwrap_or(0);
+        self.logical.get(unit).copied().unwrap_or(last)
+    }
+}
+
+fn logical_positions(code: &[u8], t: &OpTable) -> Vec<u32> {
+    let mut out = Vec::with_capacity(code.len() / 2 + 1);
+    let mut count = 0u32;
+    for unit in code.chunks_exact(2) {
+        out.push(count);
+        let op = unit[0];
+        if op == t.cache || Some(op) == t.nop || op == t.extended_arg {
+            continue;
+        }
+        count += if t.fused.iter().any(|(f, _, _)| *f == op) {
+            2
+        } else {
+            1
+        };
+    }
+    out.push(count);
+    out
 }
 
 impl Iterator for Instructions<'_> {
@@ -128,6 +187,7 @@ impl Iterator for Instructions<'_> {
         let t = self.t;
         let mut ext: u32 = 0;
         while let Some(unit) = self.code.get(self.pos..self.pos + 2) {
+            let at = self.pos / 2;
             self.pos += 2;
             let (op, arg) = (unit[0], u32::from(unit[1]));
             if op == t.cache || Some(op) == t.nop {
@@ -147,6 +207,25 @@ impl Iterator for Instructions<'_> {
                     op: first,
                     arg: full >> 4,
                 });
+            }
+            if t.jump[usize::from(op)] {
+                // `dis._get_jump_target`: relative to the end of the
+                // instruction and its inline caches.
+                let caches = self.code[self.pos..]
+                    .chunks_exact(2)
+                    .take_while(|u| u[0] == t.cache)
+                    .count();
+                let next = at + 1 + caches;
+                let delta = full as usize;
+                let target = if t.backward[usize::from(op)] {
+                    next.checked_sub(delta)
+                } else {
+                    next.checked_add(delta)
+                };
+                // Out of range (malformed code): keep the raw argument,
+                // distinguished from every target by the top bit.
+                let arg = target.map_or(full | 1 << 31, |u| self.logical(u));
+                return Some(Instr { op, arg });
             }
             return Some(Instr { op, arg: full });
         }

@@ -120,7 +120,8 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
     h.tag(Tag::Code);
     // The last two constants loaded: `IMPORT_NAME` follows (level, fromlist).
     let mut recent_consts: [Option<usize>; 2] = [None, None];
-    for ins in instructions(co_code.as_bytes(), t) {
+    let mut instrs = instructions(co_code.as_bytes(), t);
+    for ins in instrs.by_ref() {
         // One byte of opcode, then what its argument refers to: the opcode
         // decides the operand's encoding, so the stream stays unambiguous.
         let op = usize::from(ins.op);
@@ -193,7 +194,20 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
     h.u64(u64::from(parts.nfreevars));
     h.u64(u64::from(parts.ncellvars));
     h.str(parts.name.to_str()?);
-    h.bytes(parts.exceptiontable.as_bytes());
+    // Exception handlers: ranges and targets as instruction indices, like
+    // jumps (the raw table counts code units).
+    match exception_entries(parts.exceptiontable.as_bytes()) {
+        Some(entries) => {
+            h.u64(entries.len() as u64);
+            for [start, len, target, depth_lasti] in entries {
+                h.u32(instrs.logical(start as usize));
+                h.u32(instrs.logical((start + len) as usize));
+                h.u32(instrs.logical(target as usize));
+                h.u32(depth_lasti);
+            }
+        }
+        None => h.bytes(parts.exceptiontable.as_bytes()),
+    }
     let mut globals: Vec<Bound<'_, PyString>> =
         info.globals.drain(..).map(|g| g.into_bound(py)).collect();
     globals.sort_by(|a, b| {
@@ -207,6 +221,34 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
     info.attr_hashes.dedup();
     info.digest = h.finish();
     Ok(info)
+}
+
+/// The entries of a 3.11+ exception table: (start, length, target, depth
+/// and lasti), in code units (`dis._parse_exception_table`). `None` if it
+/// does not parse.
+fn exception_entries(table: &[u8]) -> Option<Vec<[u32; 4]>> {
+    fn varint(bytes: &mut impl Iterator<Item = u8>) -> Option<u32> {
+        let mut b = bytes.next()?;
+        let mut v = u32::from(b & 63);
+        while b & 64 != 0 {
+            b = bytes.next()?;
+            if v > u32::MAX >> 6 {
+                return None; // would overflow: not a table CPython wrote
+            }
+            v = v << 6 | u32::from(b & 63);
+        }
+        Some(v)
+    }
+    let mut bytes = table.iter().copied().peekable();
+    let mut out = Vec::new();
+    while bytes.peek().is_some() {
+        let mut entry = [0u32; 4];
+        for field in &mut entry {
+            *field = varint(&mut bytes)?;
+        }
+        out.push(entry);
+    }
+    Some(out)
 }
 
 /// Constants: None, bool, int, float, complex, str, bytes, tuples and
