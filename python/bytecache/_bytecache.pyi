@@ -60,8 +60,9 @@ class Memo:
         """Like `call_key`, from the cached plan."""
     def quick(
         self, args: tuple[object, ...], kwargs: dict[str, object] | None = None
-    ) -> tuple[object] | None:
-        """(value,) when this call's result is kept in this process."""
+    ) -> tuple[object] | bytes | None:
+        """(value,) when this call's result is kept in this process; else its
+        key when it was computed (for `begin`); None: bind and key in full."""
     def recall(self, key: bytes) -> tuple[object] | None: ...
     def remember(self, key: bytes, value: object, seconds: float) -> bool: ...
     def forget(self) -> None: ...

@@ -378,20 +378,22 @@ def _uncacheable(t: Target, message: str) -> None:
     warn_once(message)
 
 
-def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
-          ) -> tuple[bool, Any]:
+def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0,
+          key: bytes | None = None) -> tuple[bool, Any]:
     """(True, value) on a hit; (False, Miss) to compute and commit; (False, None)
-    when this call is not memoized (disabled, unhashable, cache unavailable)."""
+    when this call is not memoized (disabled, unhashable, cache unavailable).
+    `key`: already computed by `Memo.quick` (which found nothing kept)."""
     if is_disabled():
         return False, None
-    try:
-        key = target.memo.key(arguments)
-    except _bytecache.UnhashableError as e:
-        _uncacheable(target, f"not memoized: {e}")
-        return False, None
-    kept = target.memo.recall(key)
-    if kept is not None:
-        return True, kept[0]
+    if key is None:
+        try:
+            key = target.memo.key(arguments)
+        except _bytecache.UnhashableError as e:
+            _uncacheable(target, f"not memoized: {e}")
+            return False, None
+        kept = target.memo.recall(key)
+        if kept is not None:
+            return True, kept[0]
     directory = _config.cache_dir(target.cache_dir)
     try:
         store = _config.store(directory)

@@ -102,9 +102,9 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             kept = quick(args, kwargs)
-            if kept is not None:
+            if type(kept) is tuple:
                 return kept[0]
-            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
+            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
             if hit:
                 return token
             with _Run(token) as run:
@@ -115,10 +115,10 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            kept = quick(args, kwargs)  # a result kept in this process
-            if kept is not None:
+            kept = quick(args, kwargs)  # a result kept in this process, or the key
+            if type(kept) is tuple:
                 return kept[0]
-            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds)
+            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
             if hit:
                 return token
             with _Run(token) as run:

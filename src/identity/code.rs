@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
 use super::bytecode::{instructions, table};
 use super::digest::{Digest, Hasher, Tag};
 use super::extra;
-use crate::hook::{code_parts, CO_FAST_LOCAL};
+use crate::hook::{code_parts, CodeParts, CO_FAST_LOCAL};
 
 /// Names that let code reach globals or locals by a computed name. Code that
 /// uses one is fingerprinted against all of its module's globals and all
@@ -177,18 +177,12 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
     ] {
         h.u64(u64::from(v));
     }
-    let mut named = (parts.argcount + parts.kwonlyargcount) as usize;
-    named +=
-        usize::from(parts.flags & CO_VARARGS != 0) + usize::from(parts.flags & CO_VARKEYWORDS != 0);
-    let visible = if info.dynamic { usize::MAX } else { named };
-    let kinds = parts.localspluskinds.as_bytes();
-    let varnames = parts
-        .localsplusnames
-        .iter_borrowed()
-        .zip(kinds)
-        .filter(|(_, &k)| k & CO_FAST_LOCAL != 0)
-        .take(visible);
-    for (n, _) in varnames {
+    let visible = if info.dynamic {
+        usize::MAX
+    } else {
+        parameter_count(&parts)
+    };
+    for n in varnames(&parts).take(visible) {
         h.str(n.cast::<PyString>()?.to_str()?);
     }
     h.u64(u64::from(parts.nfreevars));
@@ -221,6 +215,32 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
     info.attr_hashes.dedup();
     info.digest = h.finish();
     Ok(info)
+}
+
+/// How many of a code object's first locals are its parameters (`*args`
+/// and `**kwargs` included).
+pub fn parameter_count(parts: &CodeParts<'_>) -> usize {
+    (parts.argcount + parts.kwonlyargcount) as usize
+        + usize::from(parts.flags & CO_VARARGS != 0)
+        + usize::from(parts.flags & CO_VARKEYWORDS != 0)
+}
+
+/// Whether calls can only pass positional-or-keyword parameters (no
+/// keyword-only ones, no `*args`, no `**kwargs`).
+pub fn plain_parameters(parts: &CodeParts<'_>) -> bool {
+    parts.kwonlyargcount == 0 && parts.flags & (CO_VARARGS | CO_VARKEYWORDS) == 0
+}
+
+/// The local variable names (`co_varnames`), parameters first.
+pub fn varnames<'a, 'py>(
+    parts: &'a CodeParts<'py>,
+) -> impl Iterator<Item = Bound<'py, PyAny>> + 'a {
+    parts
+        .localsplusnames
+        .iter()
+        .zip(parts.localspluskinds.as_bytes())
+        .filter(|(_, &k)| k & CO_FAST_LOCAL != 0)
+        .map(|(n, _)| n)
 }
 
 /// The entries of a 3.11+ exception table: (start, length, target, depth

@@ -15,21 +15,22 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::AHashMap;
 use pyo3::ffi;
-use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
-    PyBool, PyBytes, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyFunction, PyInt,
-    PyString, PyTuple,
+    PyBool, PyBytes, PyCode, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyFunction,
+    PyInt, PyString, PyTuple,
 };
 use pyo3::{PyTraverseError, PyVisit};
 
+use super::code::{parameter_count, plain_parameters, varnames};
 use super::digest::Digest;
 use super::gil::GilCell;
 use super::guard::function_parts;
 use super::hash::Dep;
 use super::plan::{self, Cached};
 use super::to_py;
+use crate::hook::code_parts;
 use crate::py::errors::UnhashableError;
 
 /// Results kept per function; beyond this the table starts over.
@@ -202,29 +203,17 @@ impl Memo {
     #[pyo3(signature = (func, ignore = Vec::new()))]
     fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
         let mut simple = false;
-        let code = func
-            .cast::<PyFunction>()
-            .ok()
-            .map(|f| function_parts(f).code);
-        let names = match code {
-            Some(code) => {
-                let py = code.py();
-                let kwonly: usize = code.getattr(intern!(py, "co_kwonlyargcount"))?.extract()?;
-                let argcount: usize = code.getattr(intern!(py, "co_argcount"))?.extract()?;
-                let n = argcount + kwonly;
-                let flags: u32 = code.getattr(intern!(py, "co_flags"))?.extract()?;
-                simple = kwonly == 0 && flags & 0x0c == 0;
-                let n = n + usize::from(flags & 0x04 != 0) + usize::from(flags & 0x08 != 0);
-                let varnames = code
-                    .getattr(intern!(code.py(), "co_varnames"))?
-                    .cast_into::<PyTuple>()?;
-                varnames
-                    .iter()
-                    .take(n)
+        let names = match func.cast::<PyFunction>() {
+            Ok(f) => {
+                let code = function_parts(f).code.cast_into::<PyCode>()?;
+                let parts = code_parts(&code);
+                simple = plain_parameters(&parts);
+                varnames(&parts)
+                    .take(parameter_count(&parts))
                     .map(|v| Ok(v.cast_into::<PyString>()?.unbind()))
                     .collect::<PyResult<_>>()?
             }
-            None => Vec::new(),
+            Err(_) => Vec::new(),
         };
         Ok(Memo {
             func: func.clone().unbind(),
@@ -253,16 +242,18 @@ impl Memo {
     }
 
     /// `(value,)` when the result of calling the function with `args` and
-    /// `kwargs` is kept in this process; None: take the full path (also for
-    /// keyword arguments, `*args`/`**kwargs`/keyword-only signatures, inside
-    /// `bytecache.disabled()` and when anything fails).
+    /// `kwargs` is kept in this process; the call's key (bytes) when it was
+    /// computed but nothing is kept, for the full path to reuse; None: take
+    /// the full path (also for keyword arguments, `*args`/`**kwargs`/
+    /// keyword-only signatures, inside `bytecache.disabled()` and when
+    /// anything fails).
     #[pyo3(signature = (args, kwargs = None))]
     fn quick<'py>(
         &self,
         py: Python<'py>,
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Option<Bound<'py, PyTuple>>> {
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
         if !self.simple || kwargs.is_some_and(|k| !k.is_empty()) || is_disabled() {
             return Ok(None);
         }
@@ -290,8 +281,8 @@ impl Memo {
         }
         match self.compute(py, arguments.into_iter(), false) {
             Ok((key, _)) => match self.recall_digest(py, key) {
-                Some(v) => Ok(Some(PyTuple::new(py, [v])?)),
-                None => Ok(None),
+                Some(v) => Ok(Some(PyTuple::new(py, [v])?.into_any())),
+                None => Ok(Some(PyBytes::new(py, &key.to_le_bytes()).into_any())),
             },
             Err(_) => Ok(None), // the full path reports it
         }
