@@ -13,6 +13,7 @@ import sysconfig
 from pathlib import Path
 
 import pytest
+
 from conftest import Runner
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="dl_iterate_phdr is Linux's")

@@ -4,6 +4,7 @@ same in every process, and different whenever any of them differs."""
 from __future__ import annotations
 
 import pytest
+
 from conftest import Runner
 
 pytest.importorskip("pandas")
@@ -45,7 +46,10 @@ from frames import variants
 for name, v in variants().items():
     print(name.replace(" ", "_"), _bytecache.hash_value(v).hex())
 """
-    runs = [dict(zip(*[iter(runner.out(script, PYTHONHASHSEED=seed))] * 2)) for seed in ("1", "2")]
+    runs = [
+        dict(line.split() for line in runner.run(script, PYTHONHASHSEED=seed).stdout.splitlines())
+        for seed in ("1", "2")
+    ]
     assert runs[0] == runs[1], "keys differ between processes"
     keys = runs[0]
     assert keys["base"] == keys["same"]

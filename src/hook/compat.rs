@@ -558,7 +558,7 @@ pub fn code_parts<'py>(code: &Bound<'py, PyCode>) -> CodeParts<'py> {
     // it afterwards; we take a new reference to each.
     let field = |p: *mut PyObject| unsafe { Bound::from_borrowed_ptr(py, p) };
     let count = |n: c_int| u32::try_from(n).unwrap_or(0);
-    // SAFETY (each `cast_into_unchecked`): the types named above.
+    // SAFETY: each `cast_into_unchecked` is to the type named above.
     unsafe {
         CodeParts {
             consts: field(c.co_consts).cast_into_unchecked(),
