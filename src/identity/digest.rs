@@ -175,10 +175,11 @@ impl Hasher {
         self.write(&d.to_le_bytes());
     }
 
-    pub fn finish(self) -> Digest {
-        match self.state {
+    pub fn finish(&self) -> Digest {
+        match &self.state {
             None => xxhash_rust::xxh3::xxh3_128(&self.buf[..self.len]),
-            Some(mut state) => {
+            Some(state) => {
+                let mut state = state.clone();
                 state.update(&self.buf[..self.len]);
                 state.digest128()
             }
