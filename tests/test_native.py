@@ -97,3 +97,15 @@ def test_without_a_build_id_a_new_process_recomputes(runner: Runner) -> None:
     assert runner.out() == ["RAN", "2"]
     # The loaded segments hold relocated addresses: never the same twice.
     assert runner.out() == ["RAN", "2"]
+
+
+def test_a_native_function_claiming_a_library_module_is_keyed_by_its_own(
+        runner: Runner) -> None:
+    # `__module__` says where a function is documented, not where its code
+    # lives: a module-level C function is keyed by the module that defined it.
+    runner.write("main.py", MAIN.replace("import fastext\n",
+                                         "import fastext\nfastext.scale.__module__ = 'json'\n"))
+    build(runner.work, 2)
+    assert runner.out() == ["RAN", "2"]
+    build(runner.work, 3)
+    assert runner.out() == ["RAN", "3"]

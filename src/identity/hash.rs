@@ -674,16 +674,25 @@ impl<'py> Walker<'py> {
     fn builtin_function(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
         let py = obj.py();
         let qualname: String = obj.getattr(intern!(py, "__qualname__"))?.extract()?;
-        if let Some(owner) = obj.getattr_opt(intern!(py, "__self__"))? {
-            if !(owner.is_none() || owner.is_instance_of::<PyModule>()) {
+        // A module-level C function's `__self__` is the module that defined
+        // it (its `__module__` may name where it is re-exported); Cython
+        // functions have none.
+        let owner = obj.getattr_opt(intern!(py, "__self__"))?;
+        let defining = match owner {
+            Some(o) if o.is_instance_of::<PyModule>() => Some(o.cast_into::<PyModule>()?),
+            Some(o) if !o.is_none() => {
                 h.tag(Tag::BoundMethod);
                 h.str(&qualname);
-                return self.value(&owner, h);
+                return self.value(&o, h);
             }
-        }
-        let module = match obj.getattr_opt(intern!(py, "__module__"))? {
-            Some(m) if !m.is_none() => m.extract::<String>()?,
-            _ => String::new(),
+            _ => None,
+        };
+        let module = match &defining {
+            Some(m) => m.name()?.extract::<String>()?,
+            None => match obj.getattr_opt(intern!(py, "__module__"))? {
+                Some(m) if !m.is_none() => m.extract::<String>()?,
+                _ => String::new(),
+            },
         };
         h.tag(Tag::Builtin);
         h.str(&module);
@@ -692,15 +701,21 @@ impl<'py> Walker<'py> {
             h.str(&lib);
             return Ok(());
         }
-        let file = PyModule::import(py, "sys")?
-            .getattr(intern!(py, "modules"))?
-            .cast_into::<PyDict>()?
-            .get_item(&module)?
-            .map(|m| m.getattr_opt(intern!(py, "__file__")))
-            .transpose()?
-            .flatten()
-            .and_then(|f| f.extract::<std::path::PathBuf>().ok());
-        match file.and_then(|f| native::loaded_object_digest(&f)) {
+        let defining = match defining {
+            Some(m) => Some(m.into_any()),
+            None => PyModule::import(py, "sys")?
+                .getattr(intern!(py, "modules"))?
+                .cast_into::<PyDict>()?
+                .get_item(&module)?,
+        };
+        let file = match defining {
+            Some(m) => m.getattr_opt(intern!(py, "__file__"))?,
+            None => None,
+        };
+        match file
+            .and_then(|f| f.extract::<std::path::PathBuf>().ok())
+            .and_then(|f| native::loaded_object_digest(&f))
+        {
             Some(d) => {
                 h.digest(d);
                 Ok(())
