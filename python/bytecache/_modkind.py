@@ -10,6 +10,7 @@ import sys
 import sysconfig
 
 _PY = "python-{}.{}.{}".format(*sys.version_info[:3])
+_BUILTIN_MODULES = frozenset(sys.builtin_module_names) | {"builtins"}
 _kinds: dict[str, str | None] = {}
 _dist_of: dict[str, list[str]] | None = None
 
@@ -55,7 +56,7 @@ def _distribution_version(top: str) -> str:
 
 
 def _classify(name: str) -> str | None:
-    if name in sys.builtin_module_names or name == "builtins":
+    if name in _BUILTIN_MODULES:
         return _PY
     if name == "bytecache" or name.startswith("bytecache."):
         # Our own wrappers are keyed by version; what they wrap is walked.
