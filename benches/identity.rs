@@ -33,7 +33,9 @@ def g(x): return x + 1
 
 fn module<'py>(py: Python<'py>, name: &str) -> Bound<'py, PyModule> {
     let code = CString::new(TEN_HELPERS).expect("no NUL in the source");
-    let file = CString::new(format!("{name}.py")).expect("no NUL");
+    // An absolute path, as a real module's `__file__` is.
+    let file = std::env::temp_dir().join(format!("{name}.py"));
+    let file = CString::new(file.to_string_lossy().as_bytes()).expect("no NUL");
     let name = CString::new(name).expect("no NUL");
     PyModule::from_code(py, &code, &file, &name).expect("the bench module compiles")
 }
