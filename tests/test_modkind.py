@@ -74,3 +74,20 @@ def test_a_user_directory_linking_into_a_library_is_at_worst_walked(tmp_path: Pa
         assert _modkind.classify(name) is None
     finally:
         del sys.modules[name]
+
+
+def test_a_submodule_without_a_file_belongs_to_its_package() -> None:
+    import types
+
+    import pytest as installed
+
+    expected = f"pytest=={installed.__version__}"
+    name = f"pytest._synthetic_{uuid.uuid4().hex}"
+    sys.modules[name] = types.ModuleType(name)  # no __file__, as an extension's submodule
+    try:
+        assert _modkind.classify(name) == expected
+    finally:
+        del sys.modules[name]
+    assert _modkind.classify(f"pytest._not_there_{uuid.uuid4().hex}") == expected
+    # Without a package above it, a module with no file is the user's.
+    assert _modkind.classify(f"nowhere_{uuid.uuid4().hex}") is None

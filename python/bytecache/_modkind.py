@@ -71,6 +71,10 @@ def _classify(name: str) -> str | None:
             pass
         path = spec.origin if spec is not None else None
     if not path:
+        if "." in name:
+            # A submodule without a file of its own (made by its package's
+            # extension, or lazily, like `six.moves`) ships with its package.
+            return classify(name.rpartition(".")[0])
         # Namespace packages and synthetic modules (exec'd code, notebook
         # cells) belong to the user: walk them.
         return None
