@@ -16,7 +16,7 @@
 //! top of us (and chains to us), we stay linked as a pure pass-through.
 
 mod compat;
-pub(crate) use compat::{code_parts, CodeParts, CO_FAST_LOCAL};
+pub(crate) use compat::{code_parts, CodeParts, CO_FAST_LOCAL, CO_VARARGS, CO_VARKEYWORDS};
 mod eval;
 mod mark;
 mod stack;

@@ -31,6 +31,21 @@ pub struct OpTable {
     pub backward: [bool; 256],
 }
 
+impl OpTable {
+    /// Inline cache entries and line-only `NOP`s: not instructions.
+    fn skipped(&self, op: u8) -> bool {
+        op == self.cache || Some(op) == self.nop
+    }
+
+    /// The two instructions a fused one stands for.
+    fn halves(&self, op: u8) -> Option<(u8, u8)> {
+        self.fused
+            .iter()
+            .find(|(f, _, _)| *f == op)
+            .map(|&(_, first, second)| (first, second))
+    }
+}
+
 static TABLE: PyOnceLock<OpTable> = PyOnceLock::new();
 
 pub fn table(py: Python<'_>) -> PyResult<&'static OpTable> {
@@ -164,14 +179,10 @@ fn logical_positions(code: &[u8], t: &OpTable) -> Vec<u32> {
     for unit in code.chunks_exact(2) {
         out.push(count);
         let op = unit[0];
-        if op == t.cache || Some(op) == t.nop || op == t.extended_arg {
+        if t.skipped(op) || op == t.extended_arg {
             continue;
         }
-        count += if t.fused.iter().any(|(f, _, _)| *f == op) {
-            2
-        } else {
-            1
-        };
+        count += if t.halves(op).is_some() { 2 } else { 1 };
     }
     out.push(count);
     out
@@ -190,7 +201,7 @@ impl Iterator for Instructions<'_> {
             let at = self.pos / 2;
             self.pos += 2;
             let (op, arg) = (unit[0], u32::from(unit[1]));
-            if op == t.cache || Some(op) == t.nop {
+            if t.skipped(op) {
                 continue;
             }
             if op == t.extended_arg {
@@ -198,7 +209,7 @@ impl Iterator for Instructions<'_> {
                 continue;
             }
             let full = ext | arg;
-            if let Some(&(_, first, second)) = t.fused.iter().find(|(f, _, _)| *f == op) {
+            if let Some((first, second)) = t.halves(op) {
                 self.pending = Some(Instr {
                     op: second,
                     arg: full & 15,

@@ -18,7 +18,7 @@ use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
 use super::bytecode::{instructions, table};
 use super::digest::{Digest, Hasher, Tag};
 use super::extra;
-use crate::hook::{code_parts, CodeParts, CO_FAST_LOCAL};
+use crate::hook::{self, code_parts, CodeParts, CO_FAST_LOCAL};
 
 /// Names that let code reach globals or locals by a computed name. Code that
 /// uses one is fingerprinted against all of its module's globals and all
@@ -36,8 +36,8 @@ const DYNAMIC_NAMES: &[&str] = &[
     "__globals__",
 ];
 
-const CO_VARARGS: u32 = 0x04;
-const CO_VARKEYWORDS: u32 = 0x08;
+const CO_VARARGS: u32 = hook::CO_VARARGS as u32;
+const CO_VARKEYWORDS: u32 = hook::CO_VARKEYWORDS as u32;
 
 pub struct CodeInfo {
     pub digest: Digest,

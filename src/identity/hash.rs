@@ -105,6 +105,13 @@ fn is_cython_function(obj: &Bound<'_, PyAny>) -> bool {
         })
 }
 
+/// `sys.modules`.
+fn loaded_modules(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
+    Ok(PyModule::import(py, "sys")?
+        .getattr(intern!(py, "modules"))?
+        .cast_into::<PyDict>()?)
+}
+
 /// `t.__module__` ("" if it is not a string). Read as an attribute:
 /// `PyType::module` looks in the type's dict, which on 3.13 finds the
 /// instances' `__module__` descriptor for some extension types.
@@ -703,10 +710,7 @@ impl<'py> Walker<'py> {
         }
         let defining = match defining {
             Some(m) => Some(m.into_any()),
-            None => PyModule::import(py, "sys")?
-                .getattr(intern!(py, "modules"))?
-                .cast_into::<PyDict>()?
-                .get_item(&module)?,
+            None => loaded_modules(py)?.get_item(&module)?,
         };
         let file = match defining {
             Some(m) => m.getattr_opt(intern!(py, "__file__"))?,
@@ -899,10 +903,7 @@ impl<'py> Walker<'py> {
                 .call_method1("imported", (globals, *level, name.as_str()))?;
             // It depends on `__package__` and on what is loaded.
             self.get(globals, intern!(self.py, "__package__"))?;
-            let loaded = PyModule::import(self.py, "sys")?.getattr("modules")?;
-            if let Ok(loaded) = loaded.cast::<PyDict>() {
-                self.read_all(loaded);
-            }
+            self.read_all(&loaded_modules(self.py)?);
             if let Ok(m) = target.cast::<PyModule>() {
                 self.module(m, attrs, h)?;
             } else {
