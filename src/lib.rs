@@ -7,8 +7,12 @@
 pub mod storage;
 
 #[cfg(feature = "python")]
+mod alias;
+#[cfg(feature = "python")]
 mod hook;
 #[cfg(feature = "python")]
 pub mod identity;
+#[cfg(feature = "python")]
+mod observe;
 #[cfg(feature = "python")]
 mod py;

@@ -43,9 +43,9 @@ def on_call(f, args):
         return (CACHE[key],)
     return key
 
-def on_return(token, value):
+def on_return(token, box):
     STATS["returns"] += 1
-    CACHE[token] = value
+    CACHE[token] = box[0]
 
 def install():
     B.hook_install(should_mark, on_call, on_return)
@@ -522,7 +522,7 @@ def test_bad_return_values_are_tokens_or_ignored(tmp_path: Path) -> None:
             return x + 1
         TOKENS = []
         for r in [(), (1, 2), [5], 0, "s"]:
-            B.hook_install(should_mark, lambda fn, a, r=r: r, lambda t, v: TOKENS.append((t, v)))
+            B.hook_install(should_mark, lambda fn, a, r=r: r, lambda t, v: TOKENS.append((t, v[0])))
             print(f(1))
         print(TOKENS)
     """))

@@ -7,9 +7,10 @@ core API (``bytecache._core.begin``):
 
 * ``None`` from ``_on_call``: run the call normally;
 * ``(value,)``: a hit, the frame is skipped and ``value`` returned;
-* any other object (a token): run the frame, then ``_on_return(token, result)``
-  if it returned normally. A call that raised just drops the token; ``_Token``
-  aborts the pending miss when it is collected.
+* any other object (a token): run the frame, then ``_on_return(token, box)``
+  if it returned normally, ``box`` a one-element list holding the hook's only
+  reference to the result (see ``_core.Miss.commit``). A call that raised just
+  drops the token; ``_Token`` aborts the pending miss when it is collected.
 
 Cost-aware: a function whose first :data:`_PROBE_CALLS` calls all took less
 than ``min_seconds`` stops being keyed (its code is unmarked), so cheap helpers
@@ -158,9 +159,9 @@ def _on_call(func: Any, args: tuple[Any, ...]) -> Any:
     return _Token(value, code, probe)
 
 
-def _on_return(token: Any, result: Any) -> None:
+def _on_return(token: Any, box: list[Any]) -> None:
     if type(token) is _Token:
-        token.finish(result)
+        token.finish(box)
 
 
 class _Token:
@@ -175,7 +176,7 @@ class _Token:
         self.probe = probe
         self.started = time.perf_counter()
 
-    def finish(self, result: Any) -> None:
+    def finish(self, box: list[Any]) -> None:
         miss, self.miss = self.miss, None
         elapsed = time.perf_counter() - self.started
         config = _config
@@ -187,7 +188,7 @@ class _Token:
                 _cheap.add(self.code)
                 _bytecache.hook_reset_marks()
         if miss is not None:
-            miss.commit(result)
+            miss.commit(box)
 
     def __del__(self) -> None:
         miss = self.miss

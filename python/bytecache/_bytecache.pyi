@@ -28,7 +28,14 @@ __all__ = [
     "hook_reset_marks",
     "hook_uninstall",
     "is_disabled",
+    "observe_install",
+    "observe_internal",
+    "observe_is_internal",
+    "observe_rng_state",
+    "observe_unwatch_all",
+    "observe_watch",
     "set_disabled",
+    "shared_object",
     "unregister_all",
 ]
 
@@ -72,6 +79,9 @@ class Memo:
     def names(self) -> tuple[str, ...]: ...
     @property
     def fast_hits(self) -> tuple[int, float]: ...
+    def reach(self) -> tuple[list[str], bool]:
+        """Top-level packages of the libraries the fingerprint reaches, and
+        whether its code names `argv`."""
 
 def unregister_all() -> None: ...
 def forget_all() -> None: ...
@@ -144,13 +154,14 @@ class Store:
 def hook_install(
     should_mark: Callable[[FunctionType], object],
     on_call: Callable[[FunctionType, tuple[object, ...]], object],
-    on_return: Callable[[object, object], object],
+    on_return: Callable[[object, list[object]], object],
 ) -> None:
     """Install the frame hook with three callbacks (replaces earlier ones).
 
     `on_call` returns None (run normally), an exact 1-tuple `(value,)` (hit:
     return value without running the body) or a token (miss: run, then
-    `on_return(token, result)` if the call returned). Raises RuntimeError on
+    `on_return(token, box)` if the call returned, `box` a one-element list
+    holding the hook's only reference to the result). Raises RuntimeError on
     interpreters the hook does not support."""
 
 def hook_uninstall() -> None:
@@ -161,3 +172,23 @@ def hook_installed() -> bool:
 
 def hook_reset_marks() -> None:
     """Forget cached per-code decisions; `should_mark` is asked again."""
+
+def observe_install(var: object, handler: Callable[..., object]) -> None:
+    """Set the context variable marking observed contexts and the handler
+    `handler(recorders, tag, self, args, kwargs, result, error)`."""
+
+def observe_watch(func: object, tag: object, before: bool = False) -> str | None:
+    """Watch a builtin function or method descriptor; None when watched,
+    else why not."""
+
+def observe_unwatch_all() -> None: ...
+def observe_internal(on: bool) -> None: ...
+def observe_is_internal() -> bool: ...
+def observe_rng_state(obj: object, kind: str) -> bytes:
+    """Raw state of a `_random.Random` ("random") or MT19937 ("mt19937")."""
+
+def shared_object(
+    boxed: list[object], opaque: tuple[type, ...], immutable: tuple[type, ...]
+) -> tuple[object] | bool | None:
+    """(obj,): an object in boxed[0]'s graph also referenced from outside it;
+    None: none; False: too big to tell."""

@@ -1,34 +1,47 @@
-"""One memoized call, whoever intercepts it (the decorator or the frame hook).
+"""One memoized call, whoever intercepts it (the decorator or the frame hook):
 
-    hit, value = begin(func, arguments, ...)
+    hit, value = begin(target, arguments, ...)
     if not hit:
-        value = <run the body>        # on exception: value.abort() if value
-        if value_token: token.commit(result)
+        box = [<run the body>]          # on exception: value.abort() if value
+        if value: value.commit(box)     # `box` holds the caller's only reference
+        return box[0]
 
 A stored result is reused only when the key (function fingerprint + argument
-contents) matches and every data file the original run read is unchanged. A
-call is not stored when it wrote files, mutated its arguments or the globals
-it reads, or when its result cannot be pickled. Any failure of the cache
-itself means: run the function normally, warn once.
+contents) matches, the items the call read at run time have the values it
+saw (`_deps`) and the files it read are unchanged. A call is not stored when
+what it read or did cannot be keyed or replayed (`_observe`, `_reasons`),
+when it mutated its arguments or the globals it reads, when its result
+shares objects with the world outside it (aliasing), or when the result
+cannot be pickled. Any failure of the cache itself means: run the function
+normally, warn once.
 """
 
 from __future__ import annotations
 
-import _thread
 import os
 import sys
 import time
 
-from bytecache import _bytecache, _config
+from bytecache import _bytecache, _config, _deps, _effects, _observe
 from bytecache._config import warn_once
+from bytecache._reasons import (
+    ALIASED,
+    CHANGED_DURING_CALL,
+    CHEAP,
+    MUTATED,
+    STORE_FAILED,
+    TOO_LARGE,
+    UNPICKLABLE,
+    Reason,
+    not_stored,
+)
 
 TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
 
 if TYPE_CHECKING:
     from typing import Any
 
-_local = _thread._local()
-_stats_lock = _thread.allocate_lock()
+_stats_lock = __import__("_thread").allocate_lock()
 
 
 class Counters:
@@ -72,134 +85,24 @@ class disabled:
         _bytecache.set_disabled(False)
 
 
-# --- data files read during a miss (sys.addaudithook) ----------------------
-
-_SKIP_PREFIXES = tuple(
-    {os.path.realpath(p) + os.sep for p in (sys.prefix, sys.base_prefix, sys.exec_prefix)}
-)
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
-_hook_installed = False
-
-
-class Recorder:
-    """Files read, directories listed, the first file written and the output
-    printed during a miss."""
-
-    __slots__ = ("files", "dirs", "wrote", "output")
-
-    def __init__(self) -> None:
-        self.files: dict[str, None] = {}
-        self.dirs: dict[str, None] = {}
-        self.wrote: str | None = None
-        self.output: list[tuple[int, str]] = []
-
-
-# --- output printed during a miss, replayed on a hit -------------------------
-
-
-class _Tee:
-    """Stands in for sys.stdout / sys.stderr while a miss runs: what this
-    thread's misses print is recorded, and everything passes through."""
-
-    def __init__(self, stream: Any, index: int) -> None:
-        self._stream = stream
-        self._index = index
-
-    def write(self, text: str) -> int:
-        recs = getattr(_local, "recorders", None)
-        if recs and isinstance(text, str):
-            for r in recs:
-                r.output.append((self._index, text))
-        return self._stream.write(text)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._stream, name)
-
-
-_tee_users = 0
-
-
-def _tee_on() -> None:
-    global _tee_users
-    with _stats_lock:
-        _tee_users += 1
-        if _tee_users == 1:
-            if not isinstance(sys.stdout, _Tee) and sys.stdout is not None:
-                sys.stdout = _Tee(sys.stdout, 0)
-            if not isinstance(sys.stderr, _Tee) and sys.stderr is not None:
-                sys.stderr = _Tee(sys.stderr, 1)
-
-
-def _tee_off() -> None:
-    global _tee_users
-    with _stats_lock:
-        _tee_users -= 1
-        if _tee_users == 0:
-            # Restore only what is still ours (the user may have replaced it).
-            if isinstance(sys.stdout, _Tee):
-                sys.stdout = sys.stdout._stream
-            if isinstance(sys.stderr, _Tee):
-                sys.stderr = sys.stderr._stream
-
-
-def _replay(output: list[tuple[int, str]] | None) -> None:
-    for index, text in output or ():
-        (sys.stdout if index == 0 else sys.stderr).write(text)
-
-
-def _recorders() -> list[Recorder]:
-    r = getattr(_local, "recorders", None)
-    if r is None:
-        r = _local.recorders = []
-    return r
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event not in ("open", "os.listdir", "os.scandir"):
-        return
-    recs = getattr(_local, "recorders", None)
-    if not recs or getattr(_local, "internal", False):
-        return
-    path = args[0] if args else None
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    if not isinstance(path, str):
-        return
-    if event == "open":
-        mode, flags = args[1], args[2]
-        writes = any(c in mode for c in "wax+") if isinstance(mode, str) else bool(
-            flags & _WRITE_FLAGS
-        )
-        real = os.path.realpath(path)
-        if writes:
-            for r in recs:
-                r.wrote = r.wrote or real
-            return
-        if real.startswith(_SKIP_PREFIXES) or real.endswith(".pyc"):
-            return  # the interpreter and installed libraries (keyed by version)
-        for r in recs:
-            r.files[real] = None
-    else:
-        real = os.path.realpath(path or ".")
-        for r in recs:
-            r.dirs[real] = None
-
-
-def _install_audit_hook() -> None:
-    global _hook_installed
-    if not _hook_installed:
-        sys.addaudithook(_audit)  # cannot be removed; idle unless recording
-        _hook_installed = True
-
+# --- files read in full: validated by content ------------------------------------
 
 # A file read: (path, size, mtime_ns, digest); a directory listed: (path, digest).
 FileDep = tuple[str, int, int, bytes]
 DirDep = tuple[str, bytes]
 
 
+def _internal(f: Any, *args: Any) -> Any:
+    _bytecache.observe_internal(True)
+    try:
+        return f(*args)
+    finally:
+        _bytecache.observe_internal(False)
+
+
 def _file_state(path: str) -> FileDep | None:
     try:
-        st = os.stat(path)
+        st = _internal(os.stat, path)
         digest = _bytecache.hash_file(path)
     except OSError:
         return None
@@ -208,48 +111,36 @@ def _file_state(path: str) -> FileDep | None:
 
 def _dir_state(path: str) -> DirDep | None:
     try:
-        names = sorted(os.listdir(path))
+        names = sorted(_internal(os.listdir, path))
     except OSError:
         return None
     return (path, _bytecache.hash_value(tuple(names)))
 
 
-def _shown(path: str) -> str:
-    rel = os.path.relpath(path)
-    return path if rel.startswith("..") else rel
-
-
-def deps_valid(files: list[FileDep], dirs: list[DirDep]) -> str | None:
+def deps_valid(files: list[FileDep], dirs: list[DirDep]) -> Reason | None:
     """None when every recorded file and directory is unchanged, else why not."""
+    from bytecache._reasons import FILE_CHANGED
+
     for path, size, mtime_ns, digest in files:
         try:
-            st = os.stat(path)
+            st = _internal(os.stat, path)
         except OSError:
-            return f"file {_shown(path)} is gone"
+            return Reason(FILE_CHANGED, f"file {_observe._shown(path)} is gone")
         if st.st_size == size and st.st_mtime_ns == mtime_ns:
             continue
         # Touched or rewritten: the content decides.
         now = _file_state(path)
         if now is None or now[3] != digest:
-            return f"file {_shown(path)} changed"
+            return Reason(FILE_CHANGED, f"file {_observe._shown(path)} changed")
     for path, digest in dirs:
         now = _dir_state(path)
         if now is None or now[1] != digest:
-            return f"directory {_shown(path)} changed"
+            return Reason(FILE_CHANGED, f"directory {_observe._shown(path)} changed")
     return None
 
 
 # How long a miss waits for another process computing the same call.
 CLAIM_TIMEOUT = 600.0
-
-
-def _inherit(files: list[FileDep], dirs: list[DirDep]) -> None:
-    """A hit inside an outer miss: the outer result depends on the same files."""
-    for r in _recorders():
-        for f in files:
-            r.files[f[0]] = None
-        for d in dirs:
-            r.dirs[d[0]] = None
 
 
 # --- begin / commit ----------------------------------------------------------
@@ -258,7 +149,8 @@ def _inherit(files: list[FileDep], dirs: list[DirDep]) -> None:
 class Target:
     """What a memoized function needs to know about itself."""
 
-    __slots__ = ("func", "group", "counters", "ignore", "cache_dir", "memo")
+    __slots__ = ("func", "group", "counters", "ignore", "cache_dir", "memo", "refused",
+                 "__weakref__")
 
     def __init__(self, func: Any, *, ignore: tuple[str, ...] = (),
                  cache_dir: str | None = None) -> None:
@@ -274,37 +166,42 @@ class Target:
         from bytecache import _modkind  # noqa: F401
         self.counters = Counters()
         self.counters.memo = self.memo
+        # key -> why its latest miss was not stored (for explain)
+        self.refused: dict[bytes, list[Reason]] = {}
+
+
+class Busy:
+    """`begin(..., wait=False)`: another caller is computing this call."""
+
+    __slots__ = ()
+
+
+BUSY = Busy()
 
 
 class Miss:
-    """A call being computed; `commit` stores its result."""
+    """A call being computed and observed; `commit` stores its result."""
 
-    __slots__ = ("target", "arguments", "key", "store", "started", "min_seconds", "recorder",
-                 "claim")
+    __slots__ = ("target", "arguments", "key", "store", "started", "min_seconds", "claim",
+                 "manifest", "observation", "rng_arguments")
 
     def __init__(self, target: Target, arguments: dict[str, Any], key: bytes, store: Any,
-                 min_seconds: float, claim: Any = None) -> None:
+                 min_seconds: float, claim: Any = None,
+                 manifest: _deps.Manifest | None = None) -> None:
         self.claim = claim
         self.target = target
         self.arguments = arguments
         self.key = key
         self.store = store
         self.min_seconds = min_seconds
-        self.recorder = Recorder()
-        _recorders().append(self.recorder)
-        _tee_on()
+        self.manifest = manifest
+        self.rng_arguments = _effects.rng_arguments(arguments)
+        self.observation = _observe.Observation()
+        self.observation.start()
         self.started = time.perf_counter()
 
-    def _stop(self) -> float:
-        elapsed = time.perf_counter() - self.started
-        recs = _recorders()
-        if self.recorder in recs:
-            recs.remove(self.recorder)
-            _tee_off()
-        return elapsed
-
     def abort(self) -> None:
-        self._stop()
+        self.observation.stop()
         self._release()
 
     def _release(self) -> None:
@@ -312,76 +209,213 @@ class Miss:
         if claim is not None:
             claim.release()
 
-    def commit(self, result: Any) -> None:
+    def commit(self, box: list[Any]) -> None:
+        """Stores `box[0]`, the call's result; the caller holds no other
+        reference to it (see `_shared`)."""
         try:
-            self._commit(result)
+            self._commit(box)
         finally:
             self._release()  # after the put: waiters then find the entry
 
-    def _commit(self, result: Any) -> None:
-        elapsed = self._stop()
+    def _commit(self, box: list[Any]) -> None:
+        shared = _shared(box, self.arguments)  # before anything else holds the result
+        elapsed = time.perf_counter() - self.started
+        recorder = self.observation.stop()
         t = self.target
         if elapsed < self.min_seconds:
+            _remember_refusal(t, self.key, [Reason(CHEAP, f"{elapsed:.3g}")])
             return
-        name = getattr(t.func, "__qualname__", "?")
-        if self.recorder.wrote:
-            _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
+        reasons = list(recorder.refusals)
+        if shared is not None:
+            reasons.append(shared)
+        changed = self.observation.changed_during_call()
+        if changed is not None:
+            reasons.append(changed)
+        record: list[Any] = []
+        if not reasons:
+            try:
+                after, record = t.memo.key(self.arguments, record=True)
+            except _bytecache.UnhashableError:
+                after = None
+            if after != self.key and not _effects.rng_arguments_only(
+                    self.rng_arguments, recorder, lambda: t.memo.key(self.arguments), self.key):
+                reasons.append(Reason(MUTATED, "its arguments or the globals it reads"))
+        if reasons:
+            _not_stored(t, self.store, self.key, reasons, self.manifest, record)
             return
-        try:
-            after, record = t.memo.key(self.arguments, record=True)
-        except _bytecache.UnhashableError:
-            after, record = None, []
-        if after != self.key:
-            _uncacheable(t, f"`{name}` mutated its arguments or the globals it reads; not cached")
-            return
+        self._store(box[0], recorder, record, elapsed)
+
+    def _store(self, result: Any, recorder: _observe.Recorder, record: list[Any],
+               elapsed: float) -> None:
         import pickle
 
+        t = self.target
+        libraries, names_argv = t.memo.reach()
+        items, values = _deps.observed(recorder, _ambient(libraries, names_argv))
+        effects = recorder.effects or None
         buffers: list[pickle.PickleBuffer] = []
         try:
-            payload = pickle.dumps((result, self.recorder.output or None), protocol=5,
-                                   buffer_callback=buffers.append)
+            payload = pickle.dumps((result, effects), protocol=5, buffer_callback=buffers.append)
         except Exception as e:  # noqa: BLE001 - any pickling failure means "don't store"
-            _uncacheable(t, f"result of `{name}` cannot be pickled ({e}); not cached")
+            _not_stored(t, self.store, self.key, [Reason(UNPICKLABLE, str(e))], self.manifest,
+                        record)
             return
-        files = [s for s in map(_file_state, self.recorder.files) if s is not None]
-        dirs = [s for s in map(_dir_state, self.recorder.dirs) if s is not None]
-        if len(files) != len(self.recorder.files) or len(dirs) != len(self.recorder.dirs):
-            return  # a file it read is already gone: nothing to validate against
+        read = [p for p, s in recorder.files.items() if s is not None]
+        files = [s for s in map(_file_state, read) if s is not None]
+        dirs = [s for s in map(_dir_state, recorder.dirs) if s is not None]
+        if len(files) != len(read) or len(dirs) != len(recorder.dirs):
+            gone = next(p for p in read + list(recorder.dirs)
+                        if (_file_state(p) if p in read else _dir_state(p)) is None)
+            _not_stored(t, self.store, self.key,
+                        [Reason(CHANGED_DURING_CALL, _observe._shown(gone))], self.manifest, record)
+            return
         covered = [(kind, name, display, bytes.fromhex(digest))
                    for kind, name, display, digest in record]
-        _local.internal = True  # the store's own files are not the call's
+        raws = [b.raw() for b in buffers]
+        keyed = bool(items) or self.manifest is not None
+        where = _deps.subkey(self.key, items, values) if keyed else self.key
         try:
-            stored = self.store.put(self.key, t.group, payload, [b.raw() for b in buffers],
-                                    files, dirs, covered, elapsed)
+            stored = _internal(self.store.put, where, t.group, payload, raws, files, dirs,
+                               covered, elapsed)
+            if stored and keyed:
+                manifest = self.manifest or _deps.Manifest()
+                manifest.add(items, values)
+                _internal(self.store.put, self.key, t.group, manifest.encode(), [], [], [],
+                          covered, elapsed)
         except Exception as e:  # noqa: BLE001 - a full disk or read-only dir must not break the call
             warn_once(f"bytecache could not store a result ({e}); continuing without caching",
                       key=f"put:{type(e).__name__}")
+            _remember_refusal(t, self.key, [Reason(STORE_FAILED, str(e))])
             return
-        finally:
-            _local.internal = False
         if not stored:
-            size = len(payload) + sum(b.raw().nbytes for b in buffers)
-            _uncacheable(t, f"result of `{name}` ({size} bytes) is larger than the cache's "
-                            "max_bytes (BYTECACHE_MAX_BYTES); not cached")
+            size = len(payload) + sum(r.nbytes for r in raws)
+            _not_stored(t, self.store, self.key, [Reason(TOO_LARGE, str(size))], None, record)
             return
-        if not (files or dirs or self.recorder.output):
+        t.refused.pop(self.key, None)
+        if not (keyed or files or dirs or effects):
             t.memo.remember(self.key, result, elapsed)
         with _stats_lock:
             t.counters.stored += 1
             TOTAL.stored += 1
 
 
-def _uncacheable(t: Target, message: str) -> None:
+def _ambient(libraries: list[str], names_argv: bool) -> tuple[str, ...]:
+    """The interpreter-wide state the reached libraries read."""
+    names: list[str] = []
+    for lib in libraries:
+        for name in _deps.LIBRARY_STATE.get(lib, ()):
+            if name not in names:
+                names.append(name)
+    if names_argv and "argv" not in names:
+        names.append("argv")
+    return tuple(names)
+
+
+# Types whose sharing cannot be observed (values), and types checked but not
+# walked into; rebuilt when modules are loaded.
+_alias_types: tuple[int, tuple[type, ...], tuple[type, ...]] = (-1, (), ())
+
+_IMMUTABLE = (
+    ("datetime", ("date", "time", "timedelta", "tzinfo")),
+    ("decimal", ("Decimal",)),
+    ("fractions", ("Fraction",)),
+    ("uuid", ("UUID",)),
+    ("pathlib", ("PurePath",)),
+    ("re", ("Pattern",)),
+    ("enum", ("Enum",)),
+    ("numpy", ("generic", "dtype")),
+    ("pandas", ("Index", "Timestamp", "Timedelta", "Period", "Interval", "DateOffset")),
+)
+
+
+def _types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    global _alias_types
+    n = len(sys.modules)
+    if _alias_types[0] == n:
+        return _alias_types[1], _alias_types[2]
+    immutable: list[type] = []
+    for module, names in _IMMUTABLE:
+        m = sys.modules.get(module)
+        for name in names if m is not None else ():
+            t = getattr(m, name, None)
+            if isinstance(t, type):
+                immutable.append(t)
+    opaque: list[type] = []
+    pd = sys.modules.get("pandas")
+    if pd is not None and _copy_on_write(pd):
+        # Under copy-on-write, data shared between pandas objects cannot be
+        # observed: check the objects, not their blocks.
+        for name in ("DataFrame", "Series", "Index"):
+            t = getattr(pd, name, None)
+            if isinstance(t, type):
+                opaque.append(t)
+    _alias_types = (n, tuple(opaque), tuple(immutable))
+    return _alias_types[1], _alias_types[2]
+
+
+def _copy_on_write(pd: Any) -> bool:
+    try:
+        if int(str(pd.__version__).split(".")[0]) >= 3:
+            return True
+        return bool(pd.options.mode.copy_on_write is True)
+    except Exception:  # noqa: BLE001 - unknown pandas: walk into it
+        return False
+
+
+def _shared(box: list[Any], arguments: dict[str, Any]) -> Reason | None:
+    """Why the result in `box` cannot be stored because it shares a mutable
+    object with what existed before (see `src/alias.rs`), or None."""
+    opaque, immutable = _types()
+    try:
+        found = _bytecache.shared_object(box, opaque, immutable)
+    except Exception as e:  # noqa: BLE001 - a result we cannot walk: do not trust a copy
+        return Reason(ALIASED, f"could not be checked for shared objects ({e})")
+    if found is None:
+        return None
+    if found is False:
+        return Reason(ALIASED, "is too large to check for shared objects")
+    obj = found[0]
+    verb = "is" if obj is box[0] else "holds"
+    for name, value in arguments.items():
+        if value is obj:
+            return Reason(ALIASED, f"{verb} argument `{name}` itself")
+    return Reason(ALIASED, f"{verb} a `{type(obj).__qualname__}` that is also referenced "
+                           "from outside the result (an argument, a global or a cache)")
+
+
+def _remember_refusal(t: Target, key: bytes, reasons: list[Reason]) -> None:
+    if len(t.refused) > 256:
+        t.refused.clear()
+    t.refused[key] = reasons
+
+
+def _not_stored(t: Target, store: Any, key: bytes, reasons: list[Reason],
+                manifest: _deps.Manifest | None, record: list[Any]) -> None:
+    """The call ran and its result is not stored: count, warn once, and keep
+    the reasons where `explain()` finds them (this process, and the store)."""
     with _stats_lock:
         t.counters.uncacheable += 1
         TOTAL.uncacheable += 1
-    warn_once(message)
+    _remember_refusal(t, key, reasons)
+    name = getattr(t.func, "__qualname__", "?")
+    warn_once(not_stored(reasons, name),
+              key=f"refused:{name}:" + ",".join(r.kind + r.detail for r in reasons))
+    m = manifest or _deps.Manifest()
+    if [r.kind for r in m.refused] == [r.kind for r in reasons]:
+        return
+    m.refused = reasons
+    covered = [(kind, n, display, bytes.fromhex(digest)) for kind, n, display, digest in record]
+    try:
+        _internal(store.put, key, t.group, m.encode(), [], [], [], covered, 0.0)
+    except Exception:  # noqa: BLE001 - informational only
+        pass
 
 
 def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0,
-          key: bytes | None = None) -> tuple[bool, Any]:
+          key: bytes | None = None, wait: bool = True) -> tuple[bool, Any]:
     """(True, value) on a hit; (False, Miss) to compute and commit; (False, None)
-    when this call is not memoized (disabled, unhashable, cache unavailable).
+    when this call is not memoized (disabled, unhashable, cache unavailable);
+    (False, BUSY) when `wait` is false and another caller computes it.
     `key`: already computed by `Memo.quick` (which found nothing kept)."""
     if is_disabled():
         return False, None
@@ -389,7 +423,10 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         try:
             key = target.memo.key(arguments)
         except _bytecache.UnhashableError as e:
-            _uncacheable(target, f"not memoized: {e}")
+            with _stats_lock:
+                target.counters.uncacheable += 1
+                TOTAL.uncacheable += 1
+            warn_once(f"not memoized: {e}")
             return False, None
         kept = target.memo.recall(key)
         if kept is not None:
@@ -401,9 +438,8 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         warn_once(f"bytecache cannot use {directory} ({e}); calls run uncached",
                   key=f"open:{directory}")
         return False, None
-    _install_audit_hook()
-    entry = _get(store, key)
-    hit = _load(target, key, entry)
+    _observe.install()
+    hit, manifest = _lookup(target, store, key, arguments)
     if hit is not None:
         return True, hit[0]
     # Another process may be computing this very call: wait for its result
@@ -411,25 +447,48 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
     # computing it twice.
     claim = None
     try:
-        claim = store.claim(key, CLAIM_TIMEOUT)
+        claim = store.claim(key, CLAIM_TIMEOUT if wait else 0.0)
     except Exception as e:  # noqa: BLE001 - no claim: compute without one
         warn_once(f"bytecache could not coordinate with other processes ({e})",
                   key=f"claim:{type(e).__name__}")
     if claim is not None and not claim.compute:
+        busy = claim.state == "timeout"
         claim = None
-        hit = _load(target, key, _get(store, key))
+        hit, manifest = _lookup(target, store, key, arguments)
         if hit is not None:
             return True, hit[0]
+        if busy and not wait:
+            return False, BUSY
     with _stats_lock:
         target.counters.misses += 1
         TOTAL.misses += 1
-    return False, Miss(target, arguments, key, store, min_seconds, claim)
+    return False, Miss(target, arguments, key, store, min_seconds, claim, manifest)
+
+
+def _lookup(target: Target, store: Any, key: bytes,
+            arguments: dict[str, Any]) -> tuple[tuple[Any] | None, _deps.Manifest | None]:
+    """The stored result for `key` as things are now, and the manifest at
+    `key` (None when a result, or nothing, is stored there)."""
+    entry = _get(store, key)
+    if entry is None:
+        return None, None
+    manifest = _deps.Manifest.decode(entry[0])
+    if manifest is None:
+        return _load(target, key, entry, (), arguments, keep=True), None
+    for items, _ in manifest.sets:
+        where = _deps.subkey(key, items, _deps.values_now(items))
+        found = _get(store, where)
+        if found is not None:
+            hit = _load(target, where, found, items, arguments, keep=False)
+            if hit is not None:
+                return hit, manifest
+    return None, manifest
 
 
 def _get(store: Any, key: bytes) -> Any:
     damaged = store.quarantined()
     try:
-        entry = store.get(key)
+        entry = _internal(store.get, key)
     except Exception as e:  # noqa: BLE001 - a corrupt entry is a miss
         warn_once(f"bytecache could not read an entry ({e}); recomputing",
                   key=f"get:{type(e).__name__}")
@@ -445,24 +504,25 @@ def _warn_damaged(store: Any) -> None:
               key="damaged")
 
 
-def _load(target: Target, key: bytes, entry: Any) -> tuple[Any] | None:
-    """(value,) when `entry` is present, its files are unchanged and it loads."""
-    if entry is None:
-        return None
+def _load(target: Target, key: bytes, entry: Any, items: tuple[Any, ...],
+          arguments: dict[str, Any], *, keep: bool) -> tuple[Any] | None:
+    """(value,) when `entry`'s files are unchanged and it loads; its effects
+    are replayed and what it depended on becomes the enclosing misses'.
+    `keep`: a plain result may be kept in this process under `key`."""
     import pickle
 
     payload, buffers, files, dirs, seconds = entry
     try:
         if (files or dirs) and deps_valid(files, dirs) is not None:
             return None
-        value, output = pickle.loads(payload, buffers=buffers)
+        value, effects = pickle.loads(payload, buffers=buffers)
     except Exception as e:  # noqa: BLE001 - unreadable entry: recompute
         warn_once(f"bytecache could not load a stored result ({e}); recomputing",
                   key=f"load:{type(e).__name__}")
         return None
-    _inherit(files, dirs)
-    _replay(output)
-    if not (files or dirs or output):
+    _observe.inherit(files, dirs, items)
+    _effects.replay(effects, arguments)
+    if keep and not (files or dirs or effects):
         target.memo.remember(key, value, seconds)
     with _stats_lock:
         target.counters.hits += 1

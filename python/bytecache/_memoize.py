@@ -53,26 +53,39 @@ def _binder(sig: inspect.Signature) -> Any:
     return fast
 
 
-class _Run:
-    """The body's run after a miss: `done` stores its result; an exception
-    (never cached) aborts the pending miss. `token` None: nothing to store."""
+def _run(token: _core.Miss | None, func: Any, args: tuple[Any, ...],
+         kwargs: dict[str, Any]) -> Any:
+    """Runs the body after a miss and stores its result (an exception is
+    never cached: the pending miss is aborted)."""
+    if token is None:
+        return func(*args, **kwargs)
+    try:
+        box = [func(*args, **kwargs)]  # the only reference this frame holds
+    except BaseException:
+        token.abort()
+        raise
+    token.commit(box)
+    return box[0]
 
-    __slots__ = ("token",)
 
-    def __init__(self, token: _core.Miss | None) -> None:
-        self.token = token
+async def _begin_async(target: _core.Target, arguments: dict[str, Any], min_seconds: float,
+                       key: Any) -> tuple[bool, Any]:
+    """`_core.begin` for a coroutine: while another caller (a task of this
+    event loop, another thread or process) computes the same call, wait by
+    awaiting, never by blocking the event loop."""
+    import asyncio
+    import time
 
-    def __enter__(self) -> _Run:
-        return self
-
-    def __exit__(self, exc_type: object, *_: object) -> None:
-        if exc_type is not None and self.token is not None:
-            self.token.abort()
-
-    def done(self, result: Any) -> Any:
-        if self.token is not None:
-            self.token.commit(result)
-        return result
+    deadline = time.monotonic() + _core.CLAIM_TIMEOUT
+    nap = 0.001
+    while True:
+        hit, token = _core.begin(target, arguments, min_seconds=min_seconds, key=key, wait=False)
+        if token is not _core.BUSY:
+            return hit, token
+        if time.monotonic() > deadline:
+            return False, None  # compute it ourselves, uncached
+        await asyncio.sleep(nap)
+        nap = min(nap * 2, 0.05)
 
 
 def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seconds: float) -> Any:
@@ -104,11 +117,18 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
             kept = quick(args, kwargs)
             if type(kept) is tuple:
                 return kept[0]
-            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
+            hit, token = await _begin_async(target, bind(args, kwargs), min_seconds, kept)
             if hit:
                 return token
-            with _Run(token) as run:
-                return run.done(await func(*args, **kwargs))
+            if token is None:
+                return await func(*args, **kwargs)
+            try:
+                box = [await func(*args, **kwargs)]
+            except BaseException:
+                token.abort()
+                raise
+            token.commit(box)
+            return box[0]
 
         wrapper: Any = async_wrapper
     else:
@@ -121,8 +141,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
             if hit:
                 return token
-            with _Run(token) as run:
-                return run.done(func(*args, **kwargs))
+            return _run(token, func, args, kwargs)
 
         wrapper = sync_wrapper
 

@@ -123,9 +123,3 @@ def imported(globals_: dict, level: int, name: str) -> object:
         return importlib.import_module(name)
     except Exception as e:  # noqa: BLE001 - the call itself will raise it
         return f"unimportable:{name}:{type(e).__name__}"
-
-
-def environment() -> tuple[tuple[str, str], ...]:
-    """The process environment, for code that reads it (bytecache's own
-    variables excluded: they choose the cache, not the result)."""
-    return tuple(sorted((k, v) for k, v in os.environ.items() if not k.startswith("BYTECACHE")))

@@ -232,16 +232,13 @@ unsafe fn intercept(
             let mut result = unsafe { compat::chain(prev, tstate, frame, 0, share) };
             guarded(|| {
                 if !result.is_null() {
-                    let interrupted = catch_unwind(AssertUnwindSafe(|| {
-                        // SAFETY: GIL held; `token` and `result` are live.
-                        unsafe { report(token, result) }
+                    let owned = result;
+                    result = catch_unwind(AssertUnwindSafe(|| {
+                        // SAFETY: GIL held; `token` live; `owned` is our new
+                        // reference, which `report` takes.
+                        unsafe { report(token, owned) }
                     }))
-                    .unwrap_or(false);
-                    if interrupted {
-                        // SAFETY: we own `result`; the interrupt is set.
-                        unsafe { ffi::Py_DECREF(result) };
-                        result = std::ptr::null_mut();
-                    }
+                    .unwrap_or(std::ptr::null_mut());
                 }
                 // SAFETY: `token` is the new reference returned by `on_call`.
                 // Deallocation may run Python code; CPython deallocators
@@ -432,18 +429,31 @@ unsafe fn consult(frame: *mut Frame, nargs: usize) -> Action {
     }
 }
 
-/// Calls `on_return(token, result)`, reporting (not propagating) errors;
-/// true when it was interrupted (exception set, see `handle_callback_error`).
+/// Calls `on_return(token, box)` with `box` a one-element list holding our
+/// only reference to `result` (so the callback can tell whether anything
+/// else refers to it), reporting (not propagating) errors. Returns the
+/// result (a new reference), or NULL when the callback was interrupted (the
+/// exception is set, see `handle_callback_error`).
 ///
 /// # Safety
-/// GIL held; `token` and `result` are live (borrowed), no exception set.
-unsafe fn report(token: *mut PyObject, result: *mut PyObject) -> bool {
+/// GIL held; `token` is live (borrowed); `result` is a new reference, which
+/// this function takes; no exception set.
+unsafe fn report(token: *mut PyObject, result: *mut PyObject) -> *mut PyObject {
     let Some(cb) = take_ref(&ON_RETURN) else {
-        return false;
+        return result;
     };
-    // SAFETY: GIL held; `cb` is a new reference.
+    // SAFETY: GIL held; `cb` and the box are new references released here;
+    // `PyList_SET_ITEM` steals `result`, and the box keeps it alive until we
+    // take our reference back.
     unsafe {
-        let argv = [token, result];
+        let boxed = ffi::PyList_New(1);
+        if boxed.is_null() {
+            ffi::PyErr_Clear();
+            ffi::Py_DECREF(cb);
+            return result;
+        }
+        ffi::PyList_SET_ITEM(boxed, 0, result);
+        let argv = [token, boxed];
         let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
         let interrupted = if r.is_null() {
             handle_callback_error(cb)
@@ -452,7 +462,19 @@ unsafe fn report(token: *mut PyObject, result: *mut PyObject) -> bool {
             false
         };
         ffi::Py_DECREF(cb);
-        interrupted
+        let value = ffi::PyList_GetItem(boxed, 0);
+        let value = if value.is_null() {
+            ffi::PyErr_Clear();
+            std::ptr::null_mut()
+        } else {
+            ffi::Py_NewRef(value)
+        };
+        ffi::Py_DECREF(boxed);
+        if interrupted {
+            ffi::Py_XDECREF(value);
+            return std::ptr::null_mut();
+        }
+        value
     }
 }
 

@@ -265,7 +265,8 @@ pub struct Builder {
     dicts: AHashMap<usize, DictGuard>,
     functions: AHashMap<usize, FunctionGuard>,
     types: AHashMap<usize, TypeGuard>,
-    /// Something was read that no guard can watch (the process environment):
+    /// Something was read that no guard can watch (a callable that is not a
+    /// function, a class without a dict):
     /// the plan must not be reused.
     pub uncacheable: bool,
 }

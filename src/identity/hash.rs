@@ -148,6 +148,9 @@ pub struct Walker<'py> {
     pub(super) used: Used,
     /// Some reached code looks attributes up by computed names.
     pub(super) dynamic: bool,
+    /// Top-level packages of the libraries reached (standard library
+    /// included), in the order first reached.
+    pub(super) libraries: Vec<String>,
     /// Class members, hashed apart and folded in by [`Walker::finish`] only
     /// when reachable code can name them (or they are dunder protocol
     /// methods): an edit to a method nothing calls does not invalidate.
@@ -178,6 +181,7 @@ impl<'py> Walker<'py> {
             memo: AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
             used: Used::default(),
             dynamic: false,
+            libraries: Vec::new(),
             members: Vec::new(),
             record: None,
             plan: None,
@@ -314,6 +318,19 @@ impl<'py> Walker<'py> {
             .extract::<Option<String>>()?;
         if let Ok(mut c) = cache.lock() {
             c.insert(module.to_owned(), kind.clone());
+        }
+        Ok(kind)
+    }
+
+    /// `library`, also noting the library's top-level package as reached
+    /// (some libraries read interpreter-wide state: see `_deps.LIBRARY_STATE`).
+    fn reach_library(&mut self, module: &str) -> PyResult<Option<String>> {
+        let kind = self.library(module)?;
+        if kind.is_some() {
+            let top = module.split('.').next().unwrap_or(module);
+            if !self.libraries.iter().any(|l| l == top) {
+                self.libraries.push(top.to_owned());
+            }
         }
         Ok(kind)
     }

@@ -340,6 +340,19 @@ impl Memo {
         drop(old);
     }
 
+    /// The top-level packages of the libraries this function's fingerprint
+    /// reaches, and whether its code names `argv` (`_deps.LIBRARY_STATE`).
+    fn reach<'py>(&self, py: Python<'py>) -> PyResult<(Vec<String>, bool)> {
+        let (c, _) = self.plan(py, false)?;
+        Ok(match &c.plan {
+            Ok(p) => (
+                p.libraries.clone(),
+                p.names_attr("argv") || p.names_attr("orig_argv"),
+            ),
+            Err(_) => (Vec::new(), false),
+        })
+    }
+
     /// The parameter names, in frame order.
     #[getter]
     fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {

@@ -45,6 +45,15 @@ pub struct Plan {
     pub(super) pending: Vec<Member>,
     pub(super) used: Used,
     pub(super) dynamic: bool,
+    /// Top-level packages of the libraries the fingerprint reached.
+    pub libraries: Vec<String>,
+}
+
+impl Plan {
+    /// Whether code the fingerprint reached can use attribute `name`.
+    pub fn names_attr(&self, name: &str) -> bool {
+        self.dynamic || self.used.contains(name)
+    }
 }
 
 /// A built plan (or the reason the function cannot be fingerprinted) and the
@@ -143,6 +152,7 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
                     pending,
                     used: std::mem::take(&mut w.used),
                     dynamic: w.dynamic,
+                    libraries: std::mem::take(&mut w.libraries),
                 }))
             }
             Err(HashError::Unhashable(msg)) => Err(msg),

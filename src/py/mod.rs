@@ -1,9 +1,11 @@
 //! The `bytecache._bytecache` extension module: registration only.
 use pyo3::prelude::*;
 
+mod alias;
 mod buffer;
 pub mod errors;
 pub mod hook;
+mod observe;
 pub mod store;
 
 #[pymodule]
@@ -13,5 +15,7 @@ fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     crate::identity::register(m)?;
     store::register(m)?;
     hook::register(m)?;
+    observe::register(m)?;
+    alias::register(m)?;
     Ok(())
 }

@@ -3,9 +3,6 @@
 //! their members and bases, modules by the attributes used, native code.
 use super::*;
 
-/// Names through which code reads the process environment.
-const ENVIRONMENT_NAMES: &[&str] = &["environ", "environb", "getenv", "getenvb"];
-
 /// Class attributes that are caches or metadata, never behaviour.
 const SKIPPED_CLASS_ATTRS: &[&str] = &[
     "__dict__",
@@ -54,7 +51,7 @@ impl<'py> Walker<'py> {
         h.tag(Tag::Builtin);
         h.str(&module);
         h.str(&qualname);
-        if let Some(lib) = self.library(&module)? {
+        if let Some(lib) = self.reach_library(&module)? {
             h.str(&lib);
             return Ok(());
         }
@@ -95,7 +92,7 @@ impl<'py> Walker<'py> {
             Some(n) => n.extract().unwrap_or_default(),
             None => String::new(),
         };
-        if let Some(lib) = self.library(&module)? {
+        if let Some(lib) = self.reach_library(&module)? {
             h.tag(Tag::Library);
             h.str(&module);
             h.str(&parts.qualname.extract::<String>()?);
@@ -236,16 +233,6 @@ impl<'py> Walker<'py> {
                 h.tag(Tag::Missing);
             }
         }
-        if ENVIRONMENT_NAMES.iter().any(|n| info.names_attr(n)) {
-            // The process environment is read: its content is a dependency,
-            // which no guard watches.
-            if let Some(b) = self.plan.as_mut() {
-                b.guards.uncacheable = true;
-            }
-            h.tag(Tag::Global);
-            h.str("os.environ");
-            self.value(&self.support()?.call_method0("environment")?, h)?;
-        }
         for (level, name) in &info.imports {
             h.tag(Tag::Module);
             let target = self
@@ -307,7 +294,7 @@ impl<'py> Walker<'py> {
             h.str(&qualname);
             return Ok(());
         }
-        if let Some(lib) = self.library(&module)? {
+        if let Some(lib) = self.reach_library(&module)? {
             h.tag(Tag::Library);
             h.str(&module);
             h.str(&qualname);
@@ -379,7 +366,7 @@ impl<'py> Walker<'py> {
         h: &mut Hasher,
     ) -> HResult<()> {
         let name: String = m.name()?.extract()?;
-        if let Some(lib) = self.library(&name)? {
+        if let Some(lib) = self.reach_library(&name)? {
             h.tag(Tag::Library);
             h.str(&name);
             h.str(&lib);
