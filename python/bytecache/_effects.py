@@ -50,13 +50,43 @@ class _Tee:
     def write(self, text: str) -> int:
         if self._joined and isinstance(text, str):
             active = _recorders()
-            for r in self._joined:
-                if r in active:
-                    r.effects.append(("out", self._index, text))
+            if active and not _displaying(sys._getframe(1)):
+                for r in self._joined:
+                    if r in active:
+                        r.effects.append(("out", self._index, text))
         return self._stream.write(text)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+_display_codes: tuple[int, set[Any]] = (-1, set())
+
+
+def _displaying(frame: Any) -> bool:
+    """True while a log handler or the warnings machinery writes: that text
+    is the display of a record or warning, which a hit re-emits as such."""
+    global _display_codes
+    n = len(sys.modules)
+    if _display_codes[0] != n:
+        codes = set()
+        logging = sys.modules.get("logging")
+        if logging is not None:
+            codes.add(logging.Handler.handle.__code__)
+        warnings = sys.modules.get("warnings")
+        if warnings is not None:
+            codes.add(warnings._showwarnmsg_impl.__code__)  # type: ignore[attr-defined]
+            codes.add(_show.__code__)
+        _display_codes = (n, codes)
+    codes = _display_codes[1]
+    f = frame
+    for _ in range(8):
+        if f is None:
+            return False
+        if f.f_code in codes:
+            return True
+        f = f.f_back
+    return False
 
 
 def _join_tees(recorder: Any) -> list[_Tee]:
@@ -89,6 +119,7 @@ def _leave_tees(recorder: Any, joined: list[_Tee]) -> None:
 
 _warn_users = 0
 _saved_filters: list[Any] | None = None
+_saved_default = "default"
 _installed_filters: list[Any] | None = None
 _installed_copy: list[Any] = []
 # id of a rewritten filter -> the filter it stands for
@@ -110,7 +141,7 @@ def _rewrite(f: Any) -> Any:
 
 
 def _warnings_enter() -> None:
-    global _warn_users, _saved_filters, _installed_filters, _installed_copy
+    global _warn_users, _saved_filters, _installed_filters, _installed_copy, _saved_default
     import warnings
 
     with _lock:
@@ -118,6 +149,9 @@ def _warnings_enter() -> None:
         if _warn_users > 1:
             return
         _saved_filters = warnings.filters
+        _saved_default = warnings.defaultaction
+        if _saved_default != "error":
+            warnings.defaultaction = "always"
         _original_of.clear()
         _installed_filters = [_rewrite(f) for f in _saved_filters]
         _installed_copy = list(_installed_filters)
@@ -145,6 +179,7 @@ def _warnings_leave(recorder: Any) -> None:
 
             recorder.refuse(Reason(EFFECT, "changes the warning filters"))
         warnings.filters = saved
+        warnings.defaultaction = _saved_default
         _saved_filters = _installed_filters = None
 
 
@@ -158,14 +193,16 @@ def _show(msg: Any) -> Any:
         r.effects.append(("warn", _portable_warning(msg)))
     import warnings
 
-    current = warnings.filters
+    current, default = warnings.filters, warnings.defaultaction
     real = [_original_of.get(id(f), f) for f in current]
     _dispatching.on = True
     warnings.filters = real
+    warnings.defaultaction = _saved_default
     try:
         _reissue(msg.message, msg.category, msg.filename, msg.lineno, msg.source)
     finally:
         warnings.filters = current
+        warnings.defaultaction = default
         _dispatching.on = False
     return None
 
@@ -181,14 +218,15 @@ def _portable_warning(msg: Any) -> tuple[Any, ...]:
     return (message, msg.category, msg.filename, msg.lineno)
 
 
-def _module_for(filename: str) -> tuple[str | None, dict[Any, Any]]:
+def _module_for(filename: str) -> tuple[str, dict[Any, Any]]:
     """The module name and warning registry of the code at `filename` (our
     own registry when no loaded module has that file)."""
     for name, module in list(sys.modules.items()):
         if getattr(module, "__file__", None) == filename:
             g = vars(module)
             return name, g.setdefault("__warningregistry__", {})
-    return None, _registries.setdefault(filename, {})
+    name = filename[:-3] if filename.endswith(".py") else filename
+    return name or "<unknown>", _registries.setdefault(filename, {})
 
 
 def _reissue(message: Any, category: Any, filename: str, lineno: int, source: Any = None) -> None:
