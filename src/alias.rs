@@ -33,6 +33,9 @@ pub enum Shared<'py> {
     None,
     /// This object is referenced from outside the result.
     Object(Bound<'py, PyAny>),
+    /// This string of the result shows a memory address (a default
+    /// `repr`, `<... at 0x7f...>`), which differs in every process.
+    Address(String),
     TooBig,
 }
 
@@ -40,6 +43,20 @@ struct Walk {
     /// Object -> references received from inside the result graph.
     seen: AHashMap<usize, u32>,
     stack: Vec<*mut PyObject>,
+    /// The first string seen that shows a memory address.
+    address: Option<String>,
+}
+
+/// Whether `text` holds ` at 0x` followed by at least 6 hex digits, as
+/// default reprs (`object.__repr__`, functions, builtins) write addresses.
+fn shows_address(text: &str) -> bool {
+    text.match_indices(" at 0x").any(|(i, m)| {
+        let digits = text[i + m.len()..]
+            .bytes()
+            .take_while(u8::is_ascii_hexdigit)
+            .count();
+        digits >= 6
+    })
 }
 
 /// Values that need no walk and no check: immutable builtins (their
@@ -89,6 +106,23 @@ impl Walk {
     unsafe fn edge(&mut self, child: *mut PyObject) {
         // SAFETY: forwarded.
         if unsafe { is_leaf(child) } {
+            // SAFETY: forwarded; a str's UTF-8 view lives as long as it.
+            unsafe {
+                if self.address.is_none() && ffi::PyUnicode_CheckExact(child) != 0 {
+                    let mut n: ffi::Py_ssize_t = 0;
+                    let p = ffi::PyUnicode_AsUTF8AndSize(child, &mut n);
+                    if p.is_null() {
+                        ffi::PyErr_Clear();
+                    } else {
+                        let bytes = std::slice::from_raw_parts(p.cast::<u8>(), n as usize);
+                        if let Ok(text) = std::str::from_utf8(bytes) {
+                            if shows_address(text) {
+                                self.address = Some(text.chars().take(80).collect());
+                            }
+                        }
+                    }
+                }
+            }
             return;
         }
         let n = self.seen.entry(child as usize).or_insert(0);
@@ -114,6 +148,7 @@ pub fn shared<'py>(
     let mut w = Walk {
         seen: AHashMap::new(),
         stack: Vec::new(),
+        address: None,
     };
     let root = boxed.get_item(0)?;
     // SAFETY: GIL held; `root` live (the box holds it).
@@ -158,6 +193,9 @@ pub fn shared<'py>(
                 }
             }
         }
+    }
+    if let Some(text) = w.address.take() {
+        return Ok(Shared::Address(text));
     }
     // The box's own reference to the root.
     let root_ptr = root.as_ptr() as usize;
@@ -222,4 +260,18 @@ fn array_children(w: &mut Walk, arr: &Bound<'_, PyAny>) -> PyResult<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::shows_address;
+
+    #[test]
+    fn addresses_in_default_reprs() {
+        assert!(shows_address("<function f at 0x7f568e7105e0>"));
+        assert!(shows_address("x <Foo object at 0x55d0c0ffee00> y"));
+        assert!(!shows_address("meet at 0x10"));
+        assert!(!shows_address("0x7f568e7105e0"));
+        assert!(!shows_address(""));
+    }
 }

@@ -89,6 +89,9 @@ def enable(
         _cheap.clear()
         _targets.clear()
         _bytecache.unregister_all()
+        from bytecache import _modkind
+
+        _modkind.mark(tuple(p for p in patterns if p != "__main__"))
         try:
             _bytecache.hook_install(_should_mark, _on_call, _on_return)
         except (AttributeError, RuntimeError, NotImplementedError) as e:
@@ -108,6 +111,9 @@ def disable() -> None:
     with _lock:
         _config = None
         _bytecache.unregister_all()
+        from bytecache import _modkind
+
+        _modkind.mark(())
         uninstall = getattr(_bytecache, "hook_uninstall", None)
         if uninstall is not None:
             uninstall()

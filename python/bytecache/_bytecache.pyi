@@ -189,6 +189,7 @@ def observe_rng_state(obj: object, kind: str) -> bytes:
 
 def shared_object(
     boxed: list[object], opaque: tuple[type, ...], immutable: tuple[type, ...]
-) -> tuple[object] | bool | None:
+) -> tuple[object] | str | bool | None:
     """(obj,): an object in boxed[0]'s graph also referenced from outside it;
-    None: none; False: too big to tell."""
+    a str: a string of the result showing a memory address; None: neither;
+    False: too big to tell."""

@@ -29,6 +29,7 @@ from bytecache._reasons import (
     CHANGED_DURING_CALL,
     CHEAP,
     MUTATED,
+    NONDETERMINISTIC,
     STORE_FAILED,
     TOO_LARGE,
     UNPICKLABLE,
@@ -374,6 +375,8 @@ def _shared(box: list[Any], arguments: dict[str, Any]) -> Reason | None:
         return None
     if found is False:
         return Reason(ALIASED, "is too large to check for shared objects")
+    if isinstance(found, str):
+        return Reason(NONDETERMINISTIC, f"a memory address (a default repr in {found!r})")
     obj = found[0]
     verb = "is" if obj is box[0] else "holds"
     for name, value in arguments.items():

@@ -94,12 +94,36 @@ def _own_version() -> str:
     return _bytecache.__version__
 
 
+_marked: tuple[str, ...] = ()
+
+
+def mark(patterns: tuple[str, ...]) -> None:
+    """Modules matching `patterns` (names or fnmatch globs) are the user's
+    code from now on, wherever they are installed: `enable(modules=...)`
+    marks a library the user works on, so its code is fingerprinted (edits
+    recompute) rather than keyed by version."""
+    global _marked
+    if patterns == _marked:
+        return
+    _marked = patterns
+    _kinds.clear()
+    from bytecache import _bytecache
+
+    _bytecache.forget_classifications()
+
+
+def _is_marked(name: str) -> bool:
+    import fnmatch
+
+    return any(name == p or fnmatch.fnmatchcase(name, p) for p in _marked)
+
+
 def classify(name: str) -> str | None:
     """None for the user's code; else the library and its version."""
     try:
         return _kinds[name]
     except KeyError:
-        kind = _kinds[name] = _classify(name)
+        kind = _kinds[name] = None if _marked and _is_marked(name) else _classify(name)
         return kind
 
 

@@ -265,6 +265,12 @@ def _watch_all() -> list[str]:
     return problems
 
 
+#: Where the import system's code lives (frozen; the standard library's
+#: `os`, `posixpath`, `genericpath` are frozen too, and are not it).
+_IMPORT_SYSTEM = frozenset({"<frozen importlib._bootstrap>",
+                            "<frozen importlib._bootstrap_external>", "<frozen zipimport>"})
+
+
 def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
                 args: tuple[Any, ...], kwargs: dict[str, Any] | None, result: Any,
                 error: BaseException | None) -> Any:
@@ -276,6 +282,10 @@ def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
     if not recs:
         return None
     frame = sys._getframe(1)
+    if frame.f_code.co_filename in _IMPORT_SYSTEM:
+        # The import system (its stats of path entries and module files, its
+        # getcwd for ''): what is imported is fingerprinted, not probed.
+        return None
     if kind in (WALL, ENTROPY, NOW_IF_NO_TIME, NOW_IF_ONE_ARG):
         if kind == NOW_IF_NO_TIME and args and args[0] is not None:
             return None

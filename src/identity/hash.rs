@@ -40,7 +40,8 @@ const MAX_DEPTH: usize = 256;
 static SUPPORT: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 
 /// Module name -> library kind and version (`None`: the user's code). A
-/// module's origin does not change within a process.
+/// module's origin does not change within a process, but which modules the
+/// user marks as theirs does (`forget_classifications`).
 static LIBRARIES: PyOnceLock<Mutex<AHashMap<String, Option<String>>>> = PyOnceLock::new();
 
 pub enum HashError {
@@ -170,6 +171,16 @@ pub struct Member {
     class: String,
     name: String,
     digest: Result<Digest, String>,
+}
+
+/// Forgets every module classification (the modules marked as the user's
+/// changed: `bytecache.enable(modules=...)`).
+pub fn forget_classifications(py: Python<'_>) {
+    if let Some(cache) = LIBRARIES.get(py) {
+        if let Ok(mut c) = cache.lock() {
+            c.clear();
+        }
+    }
 }
 
 impl<'py> Walker<'py> {

@@ -126,7 +126,15 @@ fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'
     Ok(PyBytes::new(py, &digest.to_le_bytes()))
 }
 
+/// Forgets every module classification: `_modkind` marked modules as the
+/// user's (or stopped).
+#[pyfunction]
+fn forget_classifications(py: Python<'_>) {
+    hash::forget_classifications(py);
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(forget_classifications, m)?)?;
     m.add_function(wrap_pyfunction!(hash_value, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;

@@ -5,8 +5,8 @@ use pyo3::types::{PyList, PyTuple};
 use crate::alias::{self, Shared};
 
 /// `(obj,)`: an object in `box[0]`'s graph that is also referenced from
-/// outside it (see `src/alias.rs`); `None`: there is none; `False`: the
-/// result is too big to tell. `box` must be a one-element list holding the
+/// outside it (see `src/alias.rs`); a str: a string of the result that shows
+/// a memory address; `None`: neither; `False`: the result is too big to tell. `box` must be a one-element list holding the
 /// caller's only reference to the result.
 #[pyfunction]
 fn shared_object<'py>(
@@ -18,6 +18,7 @@ fn shared_object<'py>(
     Ok(match alias::shared(boxed, opaque, immutable)? {
         Shared::None => py.None().into_bound(py),
         Shared::Object(o) => PyTuple::new(py, [o])?.into_any(),
+        Shared::Address(text) => pyo3::types::PyString::new(py, &text).into_any(),
         Shared::TooBig => pyo3::types::PyBool::new(py, false).to_owned().into_any(),
     })
 }

@@ -93,16 +93,97 @@ impl<'py> Walker<'py> {
             None => String::new(),
         };
         if let Some(lib) = self.reach_library(&module)? {
-            h.tag(Tag::Library);
-            h.str(&module);
-            h.str(&parts.qualname.extract::<String>()?);
-            h.str(&lib);
-            // A library decorator's wrapper (bytecache.memoize, functools.wraps)
-            // stands for the user's function it wraps.
-            return self.wrapped(f, h);
+            let qualname = parts.qualname.extract::<String>()?;
+            // The library's own definition: its identity covers it. A
+            // function a library made at run time (a lambda, a closure, an
+            // exec'd def) is what its code, defaults and cells are: walked
+            // below like the user's.
+            let own = self.defines(&globals, &qualname, f)?;
+            let wrapper = !own
+                && parts
+                    .dict
+                    .as_ref()
+                    .is_some_and(|d| d.contains(intern!(self.py, "__wrapped__")).unwrap_or(false));
+            if own || wrapper {
+                h.tag(Tag::Library);
+                h.str(&module);
+                h.str(&qualname);
+                h.str(&lib);
+                h.digest(code_info(&parts.code)?.digest);
+                if wrapper {
+                    // A library decorator's wrapper (bytecache.memoize,
+                    // functools.wraps): the library's code applied to what it
+                    // wraps, with the decorator's plain parameters (`times=3`);
+                    // its other cells are the decorator's internals (caches,
+                    // locks), not what the wrapped call computes.
+                    self.plain_parts(&parts, h)?;
+                }
+                return self.wrapped(f, h);
+            }
         }
         self.memoized(f, h, |w, h| w.function_body(f, &parts, &globals, h))?;
         Ok(())
+    }
+
+    /// The plain values (scalars, strings, tuples of them) among a
+    /// function's defaults and closure cells, in order; others are skipped.
+    fn plain_parts(&mut self, parts: &FunctionParts<'py>, h: &mut Hasher) -> HResult<()> {
+        let mut items: Vec<Bound<'py, PyAny>> = Vec::new();
+        for d in [&parts.defaults, &parts.kwdefaults] {
+            if let Ok(t) = d.cast::<PyTuple>() {
+                items.extend(t.iter());
+            } else if let Ok(m) = d.cast::<PyDict>() {
+                items.extend(m.values().iter());
+            }
+        }
+        if let Ok(cells) = parts.closure.cast::<PyTuple>() {
+            for cell in cells.iter() {
+                if let Ok(v) = cell.getattr(intern!(self.py, "cell_contents")) {
+                    items.push(v);
+                }
+            }
+        }
+        for v in items {
+            let mut sub = Hasher::new();
+            if try_plain(&v, &mut sub)? {
+                h.digest(sub.finish());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `f` is what `qualname` names in the module whose globals are
+    /// `globals` (a static definition, not one made at run time).
+    fn defines(
+        &mut self,
+        globals: &Bound<'py, PyDict>,
+        qualname: &str,
+        f: &Bound<'py, PyAny>,
+    ) -> PyResult<bool> {
+        if qualname.contains('<') {
+            return Ok(false);
+        }
+        let mut parts = qualname.split('.');
+        let Some(first) = parts.next() else {
+            return Ok(false);
+        };
+        let key = PyString::intern(self.py, first);
+        let Some(mut obj) = self.get(globals, &key)? else {
+            return Ok(false);
+        };
+        for part in parts {
+            let Ok(t) = obj.cast::<PyType>() else {
+                return Ok(false);
+            };
+            let Some(member) = t.getattr(intern!(self.py, "__dict__"))?.get_item(part).ok() else {
+                return Ok(false);
+            };
+            obj = match member.getattr_opt(intern!(self.py, "__func__"))? {
+                Some(inner) if !member.is_instance_of::<PyFunction>() => inner,
+                _ => member,
+            };
+        }
+        Ok(obj.is(f))
     }
 
     fn note(&mut self, dep: Dep) {

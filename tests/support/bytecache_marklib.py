@@ -1,0 +1,35 @@
+"""A pytest plugin (`-p bytecache_marklib`): memoizes every function of the
+library named by $BYTECACHE_MARK_LIB (its test modules excluded) with
+`bytecache.enable(modules=..., min_seconds=0)`, to run the library's own test
+suite under bytecache. Used by tests/test_real_libraries.py."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import pkgutil
+
+
+def pytest_configure(config: object) -> None:
+    name = os.environ.get("BYTECACHE_MARK_LIB")
+    if not name:
+        return
+    import bytecache
+
+    package = importlib.import_module(name)
+    modules = [name]
+    for info in pkgutil.walk_packages(package.__path__, name + "."):
+        if ".tests" in info.name or ".test_" in info.name or info.name.endswith(".conftest"):
+            continue
+        modules.append(info.name)
+    bytecache.enable(modules=modules, min_seconds=0)
+
+
+def pytest_unconfigure(config: object) -> None:
+    if not os.environ.get("BYTECACHE_MARK_LIB"):
+        return
+    import bytecache
+
+    s = bytecache.stats()
+    print(f"\nBYTECACHE-STATS hits={s['hits']} misses={s['misses']} stored={s['stored']} "
+          f"uncacheable={s['uncacheable']}")
