@@ -21,6 +21,7 @@ __all__ = [
     "call_key",
     "fast_totals",
     "forget_all",
+    "forget_classifications",
     "hash_file",
     "hash_value",
     "hook_install",
@@ -53,6 +54,10 @@ def call_key(
 ) -> Any:
     """16-byte key of a call: function fingerprint plus bound-argument contents.
     With record=True, (key, [(kind, name, display, digest hex), ...])."""
+
+def forget_classifications() -> None:
+    """Forget every module classification (the modules marked as the user's
+    changed)."""
 
 def hash_file(path: str | PathLike[str]) -> bytes:
     """16-byte content hash of a file."""
