@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from bytecache import _bytecache, _config, _core
+from bytecache import _bytecache, _config, _core, _validate
 
 TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
 
@@ -160,10 +160,12 @@ def memoize(
       ignore:      parameter names left out of the key (e.g. ``("verbose",)``).
       min_seconds: store a result only when computing it took this long.
     """
-    directory = os.fspath(cache_dir) if cache_dir is not None else None
+    directory = _validate.directory("cache_dir", cache_dir)
+    skip = _validate.names("ignore", ignore, what="parameter names")
+    seconds = _validate.seconds("min_seconds", min_seconds)
 
     def decorate(f: Any) -> Any:
-        return _wrap(f, cache_dir=directory, ignore=tuple(ignore), min_seconds=float(min_seconds))
+        return _wrap(f, cache_dir=directory, ignore=skip, min_seconds=seconds)
 
     return decorate if func is None else decorate(func)
 
