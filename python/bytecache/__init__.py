@@ -23,10 +23,11 @@ from bytecache._bytecache import (
     UnsafeCacheDirError,
 )
 from bytecache._config import BytecacheWarning, configure
-from bytecache._core import disabled, stats
+from bytecache._core import disabled
 from bytecache._explain import explain
 from bytecache._memoize import clear, memoize
 from bytecache._once import once
+from bytecache._stats import stats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

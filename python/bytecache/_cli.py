@@ -16,30 +16,12 @@ import os
 import sys
 import time
 
-from bytecache import _config, _inventory
+from bytecache import _config, _inventory, _units
 from bytecache._bytecache import BytecacheError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from bytecache._bytecache import Store
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def human_seconds(s: float) -> str:
-    if s < 60:
-        return f"{s:.2f} s" if s < 10 else f"{s:.0f} s"
-    if s < 3600:
-        return f"{s / 60:.0f} min"
-    if s < 86400:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -113,7 +95,7 @@ def _stats(store: Store | None, directory: str) -> None:
     s = store.stats()
     print(f"path:     {s['path']}")
     print(f"entries:  {s['entries']} ({len(_inventory.functions(store))} functions)")
-    print(f"size:     {human_bytes(s['bytes'])} of {human_bytes(s['max_bytes'])}")
+    print(f"size:     {_units.size(s['bytes'])} of {_units.size(s['max_bytes'])}")
     print(f"hits:     {s['hits']}")
 
 
@@ -133,9 +115,9 @@ def _ls(store: Store | None, target: str | None, *, as_json: bool) -> None:
     print(f"{'ID':<12}  {'FUNCTION':<{width}}  {'SIZE':>10}  {'COMPUTE':>8}  {'HITS':>6}  "
           f"{'AGE':>7}")
     for f, e in rows:
-        print(f"{e['key'][:12]}  {f.label:<{width}}  {human_bytes(e['size']):>10}  "
-              f"{human_seconds(e['compute_seconds']):>8}  {e['hits']:>6}  "
-              f"{human_seconds(max(0.0, now - e['created'])):>7}")
+        print(f"{e['key'][:12]}  {f.label:<{width}}  {_units.size(e['size']):>10}  "
+              f"{_units.duration(e['compute_seconds']):>8}  {e['hits']:>6}  "
+              f"{_units.duration(max(0.0, now - e['created'])):>7}")
 
 
 def _clear(store: Store, targets: list[str]) -> int:
