@@ -8,9 +8,13 @@ import sys
 
 from bytecache import _bytecache, _validate
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
 _lock = _thread.allocate_lock()
-_configured: dict[str, object] = {}
-_stores: dict[str, object] = {}
+_configured: dict[str, Any] = {}
+_stores: dict[str, _bytecache.Store] = {}
 _warned: set[str] = set()
 
 

@@ -110,7 +110,8 @@ class _Tee:
         if recs and isinstance(text, str):
             for r in recs:
                 r.output.append((self._index, text))
-        return self._stream.write(text)
+        written: int = self._stream.write(text)
+        return written
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -233,8 +234,8 @@ def deps_valid(files: list[FileDep], dirs: list[DirDep]) -> str | None:
         if now is None or now[3] != digest:
             return f"file {_shown(path)} changed"
     for path, digest in dirs:
-        now = _dir_state(path)
-        if now is None or now[1] != digest:
+        listed = _dir_state(path)
+        if listed is None or listed[1] != digest:
             return f"directory {_shown(path)} changed"
     return None
 

@@ -44,7 +44,7 @@ def _short(name: str) -> str:
     return name.split(".", 1)[1] if name.startswith("__main__.") else name
 
 
-def _diff(old: list[list[Any]], new: list[list[Any]]) -> list[str]:
+def _diff(old: list[Any], new: list[Any]) -> list[str]:
     before = {(k, n): (disp, d) for k, n, disp, d in old}
     after = {(k, n): (disp, d) for k, n, disp, d in new}
     reasons = []

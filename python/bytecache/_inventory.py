@@ -24,7 +24,8 @@ class Function:
     def __init__(self, group: str, name: tuple[str, str] | None,
                  entries: list[EntryInfo]) -> None:
         self.group = group
-        self.module, self.qualname = name if name is not None else (None, None)
+        self.module: str | None = name[0] if name is not None else None
+        self.qualname: str | None = name[1] if name is not None else None
         self.entries = entries
 
     @property

@@ -105,7 +105,7 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
     if _state.get("ip") is None:
         transformer = DefineOnce(ip.user_ns)
         _state["ip"], _state["transformer"] = ip, transformer
-        ip.push({_HOOK: transformer}, interactive=False)
+        ip.user_ns[_HOOK] = ip.user_ns_hidden[_HOOK] = transformer  # as push(interactive=False)
         ip.ast_transformers.append(transformer)
 
 

@@ -10,7 +10,10 @@ TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
 
 if TYPE_CHECKING:
     import inspect
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, overload
+
+    from bytecache._types import CacheInfo, Memoized, P, R
 
 
 def _binder(sig: inspect.Signature) -> Any:
@@ -102,7 +105,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             kept = quick(args, kwargs)
-            if type(kept) is tuple:
+            if isinstance(kept, tuple):
                 return kept[0]
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
             if hit:
@@ -116,7 +119,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             kept = quick(args, kwargs)  # a result kept in this process, or the key
-            if type(kept) is tuple:
+            if isinstance(kept, tuple):
                 return kept[0]
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
             if hit:
@@ -126,9 +129,9 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
         wrapper = sync_wrapper
 
-    def cache_info() -> dict[str, Any]:
+    def cache_info() -> CacheInfo:
         """Hits, misses and time saved for this function in this process."""
-        return target.counters.as_dict()
+        return target.counters.as_dict()  # type: ignore[return-value]
 
     def cache_clear() -> int:
         """Drop this function's stored results (all versions)."""
@@ -143,6 +146,21 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 def clear_group(target: _core.Target) -> int:
     target.memo.forget()
     return int(_config.store(_config.cache_dir(target.cache_dir)).clear(target.group))
+
+
+if TYPE_CHECKING:  # the signatures type checkers see; the implementation follows
+
+    @overload
+    def memoize(func: Callable[P, R], /) -> Memoized[P, R]: ...
+    @overload
+    def memoize(
+        func: None = None,
+        /,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        ignore: tuple[str, ...] | list[str] = (),
+        min_seconds: float = 0.0,
+    ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
 
 def memoize(

@@ -12,7 +12,6 @@ hashed is never kept.
 from __future__ import annotations
 
 import sys
-import weakref
 
 from bytecache import _bytecache
 
@@ -42,6 +41,8 @@ class Definitions:
         return new
 
     def _record(self, obj: Any, digest: bytes) -> None:
+        import weakref
+
         key = id(obj)
         try:
             ref: Any = weakref.ref(obj, lambda _: self._digests.pop(key, None))
@@ -51,6 +52,8 @@ class Definitions:
 
 
 def _deref(ref: Any) -> Any:
+    import weakref
+
     return ref() if type(ref) is weakref.ReferenceType else ref
 
 

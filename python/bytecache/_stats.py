@@ -3,14 +3,17 @@ dict, shown in a notebook as a table of the stored functions."""
 
 from __future__ import annotations
 
-import html
 import os
 
-from bytecache import _config, _core, _inventory, _units
+from bytecache import _core
+
+# The table's modules (html costs ~5 ms: `re`) load when a notebook shows it.
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
+
+    from bytecache import _inventory
 
     _Dict = dict[str, Any]
 else:
@@ -26,6 +29,10 @@ class Stats(_Dict):
     (or ``error``). A plain dict that renders as a table in a notebook."""
 
     def _repr_html_(self) -> str:
+        import html
+
+        from bytecache import _units
+
         e = html.escape
         head = (f"bytecache: {self.get('hits', 0)} hits, {self.get('misses', 0)} misses, "
                 f"{_units.duration(self.get('saved_seconds', 0.0))} saved in this process")
@@ -57,6 +64,8 @@ class Stats(_Dict):
 
 
 def _functions(directory: str) -> list[_inventory.Function]:
+    from bytecache import _config, _inventory
+
     if not directory or not os.path.isdir(os.path.join(directory, "store")):
         return []
     try:
