@@ -20,6 +20,8 @@ step "installing the test tools pinned in ci/constraints.txt"
 python -m pip install -q --upgrade pip >/dev/null
 install_test_tools >&2
 step "building bytecache for Python $VER (Rust, release; the first build takes 2-3 minutes)"
-(cd "$ROOT" && maturin develop --release 2>&1 | grep -v '^📦\|^🔗\|^🐍\|^🛠\|^🍹\|^📡\|^✏️' >&2 || true)
+# Cargo's lines are the progress; maturin's banners and pip's chatter are not.
+(cd "$ROOT" && maturin develop --release 2>&1 \
+    | grep -v '^📦\|^🔗\|^🐍\|^🛠\|^🍹\|^📡\|^✏️\|^Looking in links\|^Ignoring ' >&2 || true)
 python -c "import bytecache" # the build must have worked
 step "ready: $VENV"
