@@ -95,6 +95,13 @@ def test_rebound_names_and_unhashable_definitions_are_replaced(runner: Runner) -
     assert out == ["6 0 128", "6 0 128", "1 0", "1 0"]
 
 
+def test_define_once_survives_reset(runner: Runner) -> None:
+    lru = LRU.replace("(maxsize=N)", "").replace("x * K", "x * 2")
+    out = _shell(runner, ["%reset -f", "import functools", lru, lru, "%reset -f",
+                          "import functools", lru])
+    assert out == ["6 0 128", "6 1 128", "6 0 128"]
+
+
 @pytest.mark.skipif(importlib.util.find_spec("numba") is None,
                     reason="numba is not installed for this interpreter")
 def test_numba_jit_keeps_its_compiled_code(runner: Runner) -> None:

@@ -41,16 +41,22 @@ def _carries_state(obj: object) -> bool:
 class DefineOnce(ast.NodeTransformer):
     """An IPython AST transformer; calling it is the added decorator."""
 
-    def __init__(self, namespace: dict[str, Any]) -> None:
-        self.namespace = namespace
+    def __init__(self, ip: InteractiveShell) -> None:
+        self.ip = ip
         self.definitions = _once.Definitions()
         self.probes: list[types.CodeType] = []
         self._index: dict[str, int] = {}
 
     def visit_Module(self, node: ast.Module) -> ast.Module:  # noqa: N802 - ast API
+        # Bound (again) before every cell: `%reset` empties the namespace.
+        if self.ip.user_ns.get(_HOOK) is not self:
+            self.ip.user_ns[_HOOK] = self.ip.user_ns_hidden[_HOOK] = self
         for stmt in node.body:
             if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and stmt.decorator_list:
-                index = self._probe(stmt)
+                try:
+                    index = self._probe(stmt)
+                except Exception:  # noqa: BLE001 - a definition we cannot probe stays as written
+                    index = None
                 if index is not None:
                     first = stmt.decorator_list[0]
                     call = ast.Call(func=ast.Name(_HOOK, ast.Load()),
@@ -87,8 +93,9 @@ class DefineOnce(ast.NodeTransformer):
             try:
                 if not _carries_state(obj):
                     return obj
-                probe = types.FunctionType(self.probes[index], self.namespace)
-                return self.definitions.keep(self.namespace, name, obj, _once.digest(probe))
+                namespace = self.ip.user_ns
+                probe = types.FunctionType(self.probes[index], namespace)
+                return self.definitions.keep(namespace, name, obj, _once.digest(probe))
             except Exception:  # noqa: BLE001 - never break a cell: the new object wins
                 return obj
 
@@ -103,9 +110,8 @@ def load_ipython_extension(ip: InteractiveShell) -> None:
 
     _auto.enable()  # marks __main__: the kernel's user namespace
     if _state.get("ip") is None:
-        transformer = DefineOnce(ip.user_ns)
+        transformer = DefineOnce(ip)
         _state["ip"], _state["transformer"] = ip, transformer
-        ip.user_ns[_HOOK] = ip.user_ns_hidden[_HOOK] = transformer  # as push(interactive=False)
         ip.ast_transformers.append(transformer)
 
 
