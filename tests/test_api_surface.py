@@ -31,6 +31,8 @@ from conftest import Runner
         (lambda: bytecache.memoize(min_seconds=math.inf), ValueError, "finite"),
         (lambda: bytecache.memoize(ignore="verbose"), TypeError, "use ('verbose',)"),
         (lambda: bytecache.memoize(cache_dir=""), ValueError, "non-empty path"),
+        (lambda: bytecache.clear(cache_dir=""), ValueError, "non-empty path"),
+        (lambda: bytecache.stats(cache_dir=b"/tmp"), TypeError, "must be a path"),
     ],
 )
 def test_invalid_arguments_raise_with_the_allowed_range(call, error, words) -> None:
@@ -79,6 +81,11 @@ with warnings.catch_warnings(record=True) as w:
     bytecache.disable()
 show(w)
 """
+
+
+def test_clearing_a_missing_cache_creates_nothing(tmp_path) -> None:
+    assert bytecache.clear(cache_dir=tmp_path / "none") == 0
+    assert not (tmp_path / "none").exists()
 
 
 def test_warnings_point_at_the_users_line(runner: Runner) -> None:

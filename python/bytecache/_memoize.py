@@ -189,11 +189,15 @@ def memoize(
 
 
 def clear(func: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> int:
-    """Drop every stored result, or those of one memoized function."""
+    """Drop every stored result, or those of one memoized function. A cache
+    directory that does not exist is left alone (nothing to drop)."""
+    directory = _config.cache_dir(_validate.directory("cache_dir", cache_dir))
     if func is not None:
         target = getattr(func, "__bytecache_target__", None)
         if target is None:
             raise TypeError("bytecache.clear(func) needs a function decorated with memoize")
         return clear_group(target)
     _bytecache.forget_all()
-    return int(_config.store(_config.cache_dir(cache_dir)).clear(None))
+    if not os.path.isdir(os.path.join(directory, "store")):
+        return 0
+    return int(_config.store(directory).clear(None))

@@ -77,4 +77,6 @@ def _functions(directory: str) -> list[_inventory.Function]:
 def stats(cache_dir: str | os.PathLike[str] | None = None) -> Stats:
     """This process's hits, misses and time saved, plus the store's size; in a
     notebook, a table of the stored functions (entries, hits, time saved, size)."""
-    return Stats(_core.stats(cache_dir))
+    from bytecache import _validate
+
+    return Stats(_core.stats(_validate.directory("cache_dir", cache_dir)))
