@@ -1,26 +1,27 @@
-# Sourced by the ci/ scripts: a virtualenv per Python version with the
-# extension built in release mode. Usage: . ci/env.sh [3.11|3.12|3.13]
+# Sourced by the ci/ scripts and by developers: a virtualenv per Python version
+# with the pinned test tools and the extension built in release mode
+# (maturin develop). Usage: . ci/env.sh [3.11|3.12|3.13]
+# Progress goes to stderr: the first build takes a few minutes.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=ci/lib.sh
+. "$ROOT/ci/lib.sh"
 VER=${1:-3.11}
-find_python() {
-    local v=$1 p
-    for p in "python$v" "$HOME/.pyenv/versions/$v"*/bin/python3 "/root/.pyenv/versions/$v"*/bin/python3; do
-        if command -v "$p" >/dev/null 2>&1 && "$p" -c 'import sys; sys.exit(0)' 2>/dev/null; then
-            command -v "$p"; return 0
-        fi
-    done
-    return 1
-}
 PY=$(find_python "$VER") || { echo "no python$VER found" >&2; exit 1; }
 VENV="$ROOT/.venv${VER/./}"
 [ "$VER" = 3.11 ] && VENV="$ROOT/.venv"
 if [ ! -x "$VENV/bin/python" ]; then
+    step "creating $VENV (Python $VER)"
     "$PY" -m venv "$VENV"
 fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
+step "installing the test tools pinned in ci/constraints.txt"
 python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q maturin pytest numpy pandas ruff mypy typing_extensions ipykernel nbclient nbformat coverage
-(cd "$ROOT" && maturin develop --release -q 2>&1 | grep -v '^📦\|^🔗\|^🐍\|^🛠' || true)
+install_test_tools >&2
+step "building bytecache for Python $VER (Rust, release; the first build takes 2-3 minutes)"
+# Cargo's lines are the progress; maturin's banners and pip's chatter are not.
+(cd "$ROOT" && maturin develop --release 2>&1 \
+    | grep -v '^📦\|^🔗\|^🐍\|^🛠\|^🍹\|^📡\|^✏️\|^Looking in links\|^Ignoring ' >&2 || true)
 python -c "import bytecache" # the build must have worked
+step "ready: $VENV"

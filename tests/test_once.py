@@ -47,3 +47,25 @@ exec(SRC, ns)
 print(ns["f"] is first, ns["f"]())
 ''')
     assert out == ["True", "False", "2"]
+
+
+def test_once_compares_with_the_definition_as_it_was_made(runner: Runner) -> None:
+    # The cache of the old object was filled while K was 1; after K changed,
+    # re-running the unchanged text must not keep it (the old and the new
+    # object read the same K *now*, so hashing both now would call them equal).
+    out = runner.out('''
+import bytecache
+
+ns = {"bytecache": bytecache, "K": 1}
+SRC = "import functools\\n@bytecache.once\\n@functools.lru_cache\\ndef f(x):\\n    return x * K\\n"
+exec(SRC, ns)
+first = ns["f"]
+print(first(2))
+ns["K"] = 2
+exec(SRC, ns)
+print(ns["f"] is first, ns["f"](2))
+second = ns["f"]
+exec(SRC, ns)
+print(ns["f"] is second)
+''')
+    assert out == ["2", "False", "4", "True"]

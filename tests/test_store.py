@@ -223,7 +223,7 @@ def test_cli(paths: tuple[str, str], tmp_path: Path) -> None:
         return r.stdout
 
     assert "entries:  1" in cli("stats")
-    assert "0" * 32 in cli("ls")
+    assert "0" * 12 in cli("ls")
     assert "checked 1 entries, 0 bad" in cli("verify")
     assert "evicted 0" in cli("gc")
     assert "removed 1" in cli("clear", "--group", "0" * 32)

@@ -10,7 +10,11 @@ code (and everything it reaches), same globals, defaults and closure cells,
 same argument contents, same data files read.
 """
 
-from bytecache import _bytecache
+from __future__ import annotations
+
+import os
+
+from bytecache import _bytecache, _validate
 from bytecache._bytecache import (
     BytecacheError,
     CorruptCacheError,
@@ -19,30 +23,52 @@ from bytecache._bytecache import (
     UnsafeCacheDirError,
 )
 from bytecache._config import BytecacheWarning, configure
-from bytecache._core import disabled, stats
+from bytecache._core import disabled
 from bytecache._explain import explain
 from bytecache._memoize import clear, memoize
 from bytecache._once import once
+from bytecache._stats import stats
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from IPython.core.interactiveshell import InteractiveShell
 
 __version__: str = _bytecache.__version__
 
 
-def enable(modules=None, *, min_seconds=0.1, cache_dir=None):  # noqa: ANN001, ANN201
-    """Memoize calls of functions defined in `modules` (default: `__main__`)
-    without decorators, through a PEP 523 frame hook. See `bytecache._auto`."""
+def enable(
+    modules: Iterable[str] | str | None = None,
+    *,
+    min_seconds: float = 0.1,
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> None:
+    """Memoize calls of functions defined in `modules` (names or globs; default:
+    `__main__`) without decorators, through a PEP 523 frame hook. Calls faster
+    than `min_seconds` are not stored. See `bytecache._auto`.
+
+    Raises ValueError for a negative or non-finite `min_seconds`, an empty
+    `modules` or `cache_dir` (TypeError for values of the wrong type)."""
+    names = (modules,) if isinstance(modules, str) else modules
+    patterns = _validate.names("modules", names, what="module names or globs")
+    if modules is not None and not patterns:
+        raise ValueError("modules must name at least one module (None means __main__)")
+    seconds = _validate.seconds("min_seconds", min_seconds)
+    directory = _validate.directory("cache_dir", cache_dir)
     from bytecache import _auto
 
-    _auto.enable(modules, min_seconds=min_seconds, cache_dir=cache_dir)
+    _auto.enable(patterns or None, min_seconds=seconds, cache_dir=directory)
 
 
-def disable():  # noqa: ANN201
+def disable() -> None:
     """Remove the frame hook installed by `enable` (restores the previous one)."""
     from bytecache import _auto
 
     _auto.disable()
 
 
-def is_enabled():  # noqa: ANN201
+def is_enabled() -> bool:
     """True while `enable` is in effect."""
     from bytecache import _auto
 
@@ -69,14 +95,15 @@ __all__ = [
 ]
 
 
-def load_ipython_extension(ipython):  # noqa: ANN001, ANN201
+def load_ipython_extension(ipython: InteractiveShell) -> None:
     """`%load_ext bytecache`: enable() for the notebook, and define-once."""
     from bytecache import _ipython
 
     _ipython.load_ipython_extension(ipython)
 
 
-def unload_ipython_extension(ipython):  # noqa: ANN001, ANN201
+def unload_ipython_extension(ipython: InteractiveShell) -> None:
+    """`%unload_ext bytecache`: disable() and stop define-once."""
     from bytecache import _ipython
 
     _ipython.unload_ipython_extension(ipython)

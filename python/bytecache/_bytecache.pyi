@@ -2,8 +2,9 @@
 
 from collections.abc import Callable, Sequence
 from os import PathLike
+from pathlib import Path
 from types import FunctionType, TracebackType
-from typing import Any, final
+from typing import Any, TypedDict, final, type_check_only
 
 from typing_extensions import Buffer
 
@@ -109,6 +110,31 @@ class Claim:
         tb: TracebackType | None,
     ) -> bool: ...
 
+@type_check_only
+class EntryInfo(TypedDict):
+    """One entry as `Store.entries` lists it (times in seconds since the epoch)."""
+
+    key: str
+    group: str
+    size: int
+    compute_seconds: float
+    created: float
+    last_used: float
+    hits: int
+
+@type_check_only
+class StoreStats(TypedDict):
+    path: Path
+    entries: int
+    bytes: int
+    max_bytes: int
+    hits: int
+
+@type_check_only
+class VerifyReport(TypedDict):
+    checked: int
+    bad: list[tuple[str, str]]
+
 @final
 class Store:
     def __new__(
@@ -146,10 +172,10 @@ class Store:
         """False when the entry is larger than max_bytes (not stored)."""
     def remove(self, key: bytes) -> bool: ...
     def clear(self, group: bytes | None = None) -> int: ...
-    def stats(self) -> dict[str, int]: ...
-    def entries(self) -> list[dict[str, object]]: ...
+    def stats(self) -> StoreStats: ...
+    def entries(self) -> list[EntryInfo]: ...
     def gc(self) -> int: ...
-    def verify(self) -> dict[str, object]: ...
+    def verify(self) -> VerifyReport: ...
     def claim(self, key: bytes, timeout: float) -> Claim: ...
     @staticmethod
     def quarantined() -> int: ...

@@ -2,61 +2,71 @@
 
 ``python -m bytecache {stats,ls,gc,verify,clear} [--cache-dir DIR]``
 
-The cache directory is ``--cache-dir``, else ``$BYTECACHE_DIR``, else
-``$XDG_CACHE_HOME/bytecache``, else ``~/.cache/bytecache``. The result store
-lives in its ``store/`` subdirectory.
+The cache directory is ``--cache-dir`` (before or after the command), else
+``$BYTECACHE_DIR``, else ``$XDG_CACHE_HOME/bytecache``, else
+``~/.cache/bytecache``. The result store lives in its ``store/``
+subdirectory. No command creates a cache that does not exist.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
-from bytecache import _config
+from bytecache import _config, _inventory, _units
 from bytecache._bytecache import BytecacheError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from bytecache._bytecache import Store
 
-def _human(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
+
+def _parser() -> argparse.ArgumentParser:
+    # --cache-dir on the main parser and on every command: it may come before
+    # or after the command (SUPPRESS keeps a later default from erasing it).
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--cache-dir", default=argparse.SUPPRESS,
+                        help="cache directory (the store is in its store/ subdirectory)")
+    doc = (__doc__ or "").split("\n")[0]
+    parser = argparse.ArgumentParser(prog="python -m bytecache", description=doc,
+                                     parents=[common])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("stats", parents=[common], help="entries, functions, size, hits")
+    ls = sub.add_parser("ls", parents=[common], help="list entries, most recently used first")
+    ls.add_argument("function", nargs="?", help="only this function's entries (name or id)")
+    ls.add_argument("--json", action="store_true", help="one JSON object per line")
+    sub.add_parser("gc", parents=[common], help="enforce max_bytes now, compact, drop orphans")
+    sub.add_parser("verify", parents=[common],
+                   help="check every MAC and checksum; quarantine bad entries")
+    clear = sub.add_parser("clear", parents=[common],
+                           help="remove entries: all, or those of the functions/ids given")
+    clear.add_argument("targets", nargs="*", metavar="FUNCTION_OR_ID",
+                       help="`module.qualname` or qualname, or an id (prefix) from `ls`")
+    clear.add_argument("--group", help="a function's group id (hex, or a prefix of it)")
+    return parser
+
+
+def _open(directory: str) -> Store | None:
+    """The store in `directory`, or None when there is none (nothing is created)."""
+    if not os.path.isdir(os.path.join(directory, "store")):
+        return None
+    return _config.store(directory)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bytecache", description=__doc__.split("\n")[0])
-    parser.add_argument("--cache-dir", help="cache directory (store is in its store/ subdir)")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("stats", help="entry count, size, hits")
-    ls = sub.add_parser("ls", help="list entries")
-    ls.add_argument("--json", action="store_true", help="one JSON object per line")
-    sub.add_parser("gc", help="enforce max_bytes now, compact, drop orphan files")
-    sub.add_parser("verify", help="check every MAC and checksum; quarantine bad entries")
-    clear = sub.add_parser("clear", help="remove all entries (or one function's)")
-    clear.add_argument("--group", help="group (function identity) as 32 hex digits")
-    args = parser.parse_args(argv)
-
+    args = _parser().parse_args(argv)
+    directory = _config.cache_dir(getattr(args, "cache_dir", None))
     try:
-        store = _config.store(_config.cache_dir(args.cache_dir))
+        store = _open(directory)
         if args.cmd == "stats":
-            s = store.stats()
-            print(f"path:     {s['path']}")
-            print(f"entries:  {s['entries']}")
-            print(f"size:     {_human(s['bytes'])} of {_human(s['max_bytes'])}")
-            print(f"hits:     {s['hits']}")
+            _stats(store, directory)
         elif args.cmd == "ls":
-            for e in sorted(store.entries(), key=lambda e: -e["last_used"]):
-                if args.json:
-                    print(json.dumps(e))
-                else:
-                    used = time.strftime("%Y-%m-%d %H:%M", time.localtime(e["last_used"]))
-                    print(
-                        f"{e['key']}  {e['group'][:12]}  {_human(e['size']):>10}  "
-                        f"{e['compute_seconds']:9.3f}s  {e['hits']:6d} hits  {used}"
-                    )
+            _ls(store, args.function, as_json=args.json)
+        elif store is None:
+            print(f"no cache in {directory}")
         elif args.cmd == "gc":
             print(f"evicted {store.gc()} entries")
         elif args.cmd == "verify":
@@ -66,9 +76,60 @@ def main(argv: list[str] | None = None) -> int:
             print(f"checked {r['checked']} entries, {len(r['bad'])} bad")
             return 1 if r["bad"] else 0
         elif args.cmd == "clear":
-            group = bytes.fromhex(args.group) if args.group else None
-            print(f"removed {store.clear(group)} entries")
+            targets = list(args.targets) + ([args.group] if args.group else [])
+            print(f"removed {_clear(store, targets)} entries")
+    except _inventory.NoMatch as e:
+        print(f"bytecache: {e}", file=sys.stderr)
+        return 2
     except (BytecacheError, ValueError, OSError) as e:
         print(f"bytecache: error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _stats(store: Store | None, directory: str) -> None:
+    if store is None:
+        print(f"path:     {os.path.join(directory, 'store')} (does not exist)")
+        print("entries:  0")
+        return
+    s = store.stats()
+    print(f"path:     {s['path']}")
+    print(f"entries:  {s['entries']} ({len(_inventory.functions(store))} functions)")
+    print(f"size:     {_units.size(s['bytes'])} of {_units.size(s['max_bytes'])}")
+    print(f"hits:     {s['hits']}")
+
+
+def _ls(store: Store | None, target: str | None, *, as_json: bool) -> None:
+    funcs = _inventory.functions(store) if store is not None else []
+    rows = [(f, e) for f in funcs for e in f.entries]
+    if target is not None:
+        chosen, entry = _inventory.select(funcs, target)
+        rows = [(f, e) for f, e in rows if f in chosen and (entry is None or e is entry)]
+    rows.sort(key=lambda r: -r[1]["last_used"])
+    now = time.time()
+    if as_json:
+        for f, e in rows:
+            print(json.dumps({**e, "function": f.name}))
+        return
+    width = max([len("FUNCTION")] + [len(f.label) for f, _ in rows])
+    print(f"{'ID':<12}  {'FUNCTION':<{width}}  {'SIZE':>10}  {'COMPUTE':>8}  {'HITS':>6}  "
+          f"{'AGE':>7}")
+    for f, e in rows:
+        print(f"{e['key'][:12]}  {f.label:<{width}}  {_units.size(e['size']):>10}  "
+              f"{_units.duration(e['compute_seconds']):>8}  {e['hits']:>6}  "
+              f"{_units.duration(max(0.0, now - e['created'])):>7}")
+
+
+def _clear(store: Store, targets: list[str]) -> int:
+    if not targets:
+        return store.clear(None)
+    funcs = _inventory.functions(store)
+    # Resolve every target before removing anything: a typo removes nothing.
+    chosen = [_inventory.select(funcs, t) for t in targets]
+    removed = 0
+    for found, entry in chosen:
+        if entry is not None:
+            removed += store.remove(bytes.fromhex(entry["key"]))
+        else:
+            removed += sum(store.clear(bytes.fromhex(f.group)) for f in found)
+    return removed

@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import _thread
 import os
+import sys
 
-from bytecache import _bytecache
+from bytecache import _bytecache, _validate
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
 
 _lock = _thread.allocate_lock()
-_configured: dict[str, object] = {}
-_stores: dict[str, object] = {}
+_configured: dict[str, Any] = {}
+_stores: dict[str, _bytecache.Store] = {}
 _warned: set[str] = set()
 
 
@@ -17,8 +22,13 @@ class BytecacheWarning(RuntimeWarning):
     """Memoization was skipped for a call; the call ran normally."""
 
 
+# Frames in this package are never the "where" of a warning: the user's line is.
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
 def warn_once(message: str, *, key: str | None = None) -> None:
-    """One warning per distinct problem, never on the hit path."""
+    """One warning per distinct problem, never on the hit path, attributed to
+    the first frame outside bytecache (the user's call or definition)."""
     k = key if key is not None else message
     with _lock:
         if k in _warned:
@@ -26,17 +36,36 @@ def warn_once(message: str, *, key: str | None = None) -> None:
         _warned.add(k)
     import warnings
 
-    warnings.warn(message, BytecacheWarning, stacklevel=4)
+    if sys.version_info >= (3, 12):
+        warnings.warn(message, BytecacheWarning, skip_file_prefixes=(_PACKAGE_DIR,))
+    else:
+        warnings.warn(message, BytecacheWarning, stacklevel=_user_stacklevel())
+
+
+def _user_stacklevel() -> int:
+    """The `stacklevel` of the first frame outside this package, as seen from
+    the function calling `warnings.warn` (which is level 1)."""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def configure(*, cache_dir: str | os.PathLike[str] | None = None,
               max_bytes: int | None = None) -> None:
-    """Set the default cache directory and size bound for this process."""
+    """Set the default cache directory and size bound for this process.
+
+    Raises ValueError (TypeError for a value of the wrong type) for an empty
+    path or a `max_bytes` outside 1 .. 2**64 - 1; nothing is changed then."""
+    directory = _validate.directory("cache_dir", cache_dir)
+    limit = _validate.byte_count("max_bytes", max_bytes)
     with _lock:
-        if cache_dir is not None:
-            _configured["cache_dir"] = os.fspath(cache_dir)
-        if max_bytes is not None:
-            _configured["max_bytes"] = int(max_bytes)
+        if directory is not None:
+            _configured["cache_dir"] = directory
+        if limit is not None:
+            _configured["max_bytes"] = limit
 
 
 def cache_dir(explicit: str | os.PathLike[str] | None = None) -> str:

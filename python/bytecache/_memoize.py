@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 
-from bytecache import _bytecache, _config, _core
+from bytecache import _bytecache, _config, _core, _validate
 
 TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
 
 if TYPE_CHECKING:
     import inspect
-    from typing import Any
+    from collections.abc import Callable
+    from typing import Any, overload
+
+    from bytecache._types import CacheInfo, Memoized, P, R
 
 
 def _binder(sig: inspect.Signature) -> Any:
@@ -115,7 +118,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
             kept = quick(args, kwargs)
-            if type(kept) is tuple:
+            if isinstance(kept, tuple):
                 return kept[0]
             hit, token = await _begin_async(target, bind(args, kwargs), min_seconds, kept)
             if hit:
@@ -136,7 +139,7 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
         @functools.wraps(func)
         def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
             kept = quick(args, kwargs)  # a result kept in this process, or the key
-            if type(kept) is tuple:
+            if isinstance(kept, tuple):
                 return kept[0]
             hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
             if hit:
@@ -145,9 +148,9 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 
         wrapper = sync_wrapper
 
-    def cache_info() -> dict[str, Any]:
+    def cache_info() -> CacheInfo:
         """Hits, misses and time saved for this function in this process."""
-        return target.counters.as_dict()
+        return target.counters.as_dict()  # type: ignore[return-value]
 
     def cache_clear() -> int:
         """Drop this function's stored results (all versions)."""
@@ -162,6 +165,21 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
 def clear_group(target: _core.Target) -> int:
     target.memo.forget()
     return int(_config.store(_config.cache_dir(target.cache_dir)).clear(target.group))
+
+
+if TYPE_CHECKING:  # the signatures type checkers see; the implementation follows
+
+    @overload
+    def memoize(func: Callable[P, R], /) -> Memoized[P, R]: ...
+    @overload
+    def memoize(
+        func: None = None,
+        /,
+        *,
+        cache_dir: str | os.PathLike[str] | None = None,
+        ignore: tuple[str, ...] | list[str] = (),
+        min_seconds: float = 0.0,
+    ) -> Callable[[Callable[P, R]], Memoized[P, R]]: ...
 
 
 def memoize(
@@ -179,20 +197,26 @@ def memoize(
       ignore:      parameter names left out of the key (e.g. ``("verbose",)``).
       min_seconds: store a result only when computing it took this long.
     """
-    directory = os.fspath(cache_dir) if cache_dir is not None else None
+    directory = _validate.directory("cache_dir", cache_dir)
+    skip = _validate.names("ignore", ignore, what="parameter names")
+    seconds = _validate.seconds("min_seconds", min_seconds)
 
     def decorate(f: Any) -> Any:
-        return _wrap(f, cache_dir=directory, ignore=tuple(ignore), min_seconds=float(min_seconds))
+        return _wrap(f, cache_dir=directory, ignore=skip, min_seconds=seconds)
 
     return decorate if func is None else decorate(func)
 
 
 def clear(func: Any = None, *, cache_dir: str | os.PathLike[str] | None = None) -> int:
-    """Drop every stored result, or those of one memoized function."""
+    """Drop every stored result, or those of one memoized function. A cache
+    directory that does not exist is left alone (nothing to drop)."""
+    directory = _config.cache_dir(_validate.directory("cache_dir", cache_dir))
     if func is not None:
         target = getattr(func, "__bytecache_target__", None)
         if target is None:
             raise TypeError("bytecache.clear(func) needs a function decorated with memoize")
         return clear_group(target)
     _bytecache.forget_all()
-    return int(_config.store(_config.cache_dir(cache_dir)).clear(None))
+    if not os.path.isdir(os.path.join(directory, "store")):
+        return 0
+    return int(_config.store(directory).clear(None))

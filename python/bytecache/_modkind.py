@@ -9,10 +9,15 @@ import os
 import sys
 import sysconfig
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
+
 _PY = "python-{}.{}.{}".format(*sys.version_info[:3])
 _BUILTIN_MODULES = frozenset(sys.builtin_module_names) | {"builtins"}
 _kinds: dict[str, str | None] = {}
-_dist_of: dict[str, list[str]] | None = None
+_dist_of: Mapping[str, list[str]] | None = None
 
 
 _NAMES = ("stdlib", "platstdlib", "purelib", "platlib")
@@ -127,7 +132,7 @@ def classify(name: str) -> str | None:
         return kind
 
 
-def imported(globals_: dict, level: int, name: str) -> object:
+def imported(globals_: dict[str, Any], level: int, name: str) -> object:
     """The module an `import` inside a function body would bind: the module
     object if loaded, else a description that changes when it would."""
     if level:

@@ -1,6 +1,13 @@
 """Keep-identity ("define once"): re-executing an unchanged definition keeps
 the previous object, so stateful decorators (numba.jit, functools.lru_cache)
-keep their state; a changed definition replaces it."""
+keep their state; a changed definition replaces it.
+
+"Unchanged" compares digests taken when each definition ran, never the old
+object hashed again now: a global the old object read may have changed since
+(its state was computed with the old value), so the new digest must equal the
+one recorded when the kept object was made. A definition that cannot be
+hashed is never kept.
+"""
 
 from __future__ import annotations
 
@@ -10,47 +17,62 @@ from bytecache import _bytecache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, TypeVar
+
+    T = TypeVar("T")
 
 
-def same_definition(old: Any, new: Any) -> bool:
-    """True when `old` and `new` are the same code reaching the same things."""
-    if old is new or type(old) is not type(new):
-        return old is new
+class Definitions:
+    """The digest each definition had when it was made, by object."""
+
+    def __init__(self) -> None:
+        self._digests: dict[int, tuple[Any, bytes]] = {}
+
+    def keep(self, namespace: dict[str, Any], name: str, new: T, digest: bytes | None) -> T:
+        """`namespace[name]` when it was recorded with `digest`, else `new`
+        (recorded for the next time)."""
+        prev = namespace.get(name)
+        if prev is not None and prev is not new and digest is not None:
+            entry = self._digests.get(id(prev))
+            if entry is not None and _deref(entry[0]) is prev and entry[1] == digest:
+                return prev  # type: ignore[no-any-return]
+        if digest is not None:
+            self._record(new, digest)
+        return new
+
+    def _record(self, obj: Any, digest: bytes) -> None:
+        import weakref
+
+        key = id(obj)
+        try:
+            ref: Any = weakref.ref(obj, lambda _: self._digests.pop(key, None))
+        except TypeError:  # not weakly referenceable: held (definitions are few)
+            ref = obj
+        self._digests[key] = (ref, digest)
+
+
+def _deref(ref: Any) -> Any:
+    import weakref
+
+    return ref() if type(ref) is weakref.ReferenceType else ref
+
+
+def digest(obj: object) -> bytes | None:
+    """The content hash of a definition, None when it cannot be hashed."""
     try:
-        return _bytecache.hash_value(old) == _bytecache.hash_value(new)
+        return _bytecache.hash_value(obj)
     except Exception:  # noqa: BLE001 - unhashable: the new definition wins
-        return False
+        return None
 
 
-def once(obj: Any) -> Any:
+_ONCE = Definitions()
+
+
+def once(obj: T) -> T:
     """Decorator: keep the object already bound to this name if the new
     definition is the same (`@bytecache.once` above `@functools.lru_cache`
     keeps the cache across re-running a notebook cell)."""
     name = getattr(obj, "__name__", None)
-    namespace = sys._getframe(1).f_globals
-    prev = namespace.get(name) if isinstance(name, str) else None
-    if prev is not None and same_definition(prev, obj):
-        return prev
-    return obj
-
-
-def _is_definition(value: Any) -> bool:
-    return callable(value) and (hasattr(value, "__code__") or hasattr(value, "__wrapped__"))
-
-
-def snapshot(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The definitions bound in a namespace, before code re-runs in it."""
-    return {k: v for k, v in namespace.items() if not k.startswith("_") and _is_definition(v)}
-
-
-def restore_unchanged(namespace: dict[str, Any], before: dict[str, Any]) -> list[str]:
-    """After code ran: put back the previous object for every definition that
-    was re-created unchanged. Returns the names kept."""
-    kept = []
-    for name, old in before.items():
-        new = namespace.get(name)
-        if new is not None and new is not old and _is_definition(new) and same_definition(old, new):
-            namespace[name] = old
-            kept.append(name)
-    return kept
+    if not isinstance(name, str):
+        return obj
+    return _ONCE.keep(sys._getframe(1).f_globals, name, obj, digest(obj))

@@ -172,14 +172,14 @@ impl PyStore {
 
     /// The dependency record stored with `key`: `(kind, name, display,
     /// digest hex)` for every function, global and argument its key
-    /// covered, or None when there is no such entry.
+    /// covered, or None when there is no such entry. Reading it is not a hit.
     #[allow(clippy::type_complexity)]
     fn record(
         &self,
         key: &[u8],
     ) -> PyResult<Option<Vec<(String, String, Option<String>, String)>>> {
         let key = key16(key, "key")?;
-        let Some(view) = self.inner.get(&key).map_err(to_py)? else {
+        let Some(view) = self.inner.peek(&key).map_err(to_py)? else {
             return Ok(None);
         };
         let Some(deps) = view.deps() else {

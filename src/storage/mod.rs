@@ -639,6 +639,16 @@ impl Store {
 
     /// Looks `key` up; verifies the record; counts a hit. Corrupt = miss.
     pub fn get(&self, key: &Key) -> Result<Option<EntryView>> {
+        self.read(key, true)
+    }
+
+    /// Like `get`, but counts no hit and leaves the last use alone (for
+    /// inspecting a store: listing, explaining).
+    pub fn peek(&self, key: &Key) -> Result<Option<EntryView>> {
+        self.read(key, false)
+    }
+
+    fn read(&self, key: &Key, hit: bool) -> Result<Option<EntryView>> {
         {
             // Fast path: no syscall, no allocation, one read lock.
             let st = self.state.read().unwrap_or_else(|p| p.into_inner());
@@ -652,7 +662,15 @@ impl Store {
                         let fp = format::fingerprint(slot.seg, slot.offset, rec);
                         if fp != 0 && seen == fp {
                             if let Ok(dec) = format::decode(rec, key, None) {
-                                return Ok(Some(view(&st.index, i, seq, &slot, df.clone(), dec)));
+                                return Ok(Some(view(
+                                    &st.index,
+                                    i,
+                                    seq,
+                                    &slot,
+                                    df.clone(),
+                                    dec,
+                                    hit,
+                                )));
                             }
                         }
                     }
@@ -676,7 +694,7 @@ impl Store {
                 return Ok(None);
             }
         };
-        Ok(Some(view(&ix, i, seq, &slot, df, dec)))
+        Ok(Some(view(&ix, i, seq, &slot, df, dec, hit)))
     }
 
     /// Whether `key` has a published slot (no verification, no hit).
@@ -918,8 +936,11 @@ fn view(
     slot: &Slot,
     data: Arc<DataFile>,
     dec: Decoded,
+    hit: bool,
 ) -> EntryView {
-    ix.touch(i, seq, lock::coarse_now_secs());
+    if hit {
+        ix.touch(i, seq, lock::coarse_now_secs());
+    }
     let (hits, last_used_secs, _) = ix.usage(i);
     let meta = EntryMeta {
         key: dec.key,
