@@ -569,3 +569,16 @@ def test_imports_during_the_call_are_not_probes(runner: Runner) -> None:
     assert runner.out(script) == ["RAN", "3"]
     (runner.work / "unrelated.txt").write_text("changes the directory's mtime")
     assert runner.out(script) == ["3"]
+
+
+def test_looking_up_installed_distributions_is_not_a_probe(runner: Runner) -> None:
+    # importlib.metadata stats every sys.path entry ('' is the working
+    # directory, whose mtime changes whenever a file is created there).
+    script = _script("""
+        def f():
+            ran()
+            return importlib.metadata.version("pytest")
+    """, head="import importlib.metadata, sys\nsys.path.insert(0, '')\n")
+    first = runner.out(script)
+    (runner.work / "new_file.txt").write_text("x")
+    assert runner.out(script) == first[1:]

@@ -134,8 +134,8 @@ def deps_valid(files: list[FileDep], dirs: list[DirDep]) -> Reason | None:
         if now is None or now[3] != digest:
             return Reason(FILE_CHANGED, f"file {_observe._shown(path)} changed")
     for path, digest in dirs:
-        now = _dir_state(path)
-        if now is None or now[1] != digest:
+        listed = _dir_state(path)
+        if listed is None or listed[1] != digest:
             return Reason(FILE_CHANGED, f"directory {_observe._shown(path)} changed")
     return None
 
@@ -373,10 +373,10 @@ def _shared(box: list[Any], arguments: dict[str, Any]) -> Reason | None:
         return Reason(ALIASED, f"could not be checked for shared objects ({e})")
     if found is None:
         return None
-    if found is False:
-        return Reason(ALIASED, "is too large to check for shared objects")
     if isinstance(found, str):
         return Reason(NONDETERMINISTIC, f"a memory address (a default repr in {found!r})")
+    if not isinstance(found, tuple):
+        return Reason(ALIASED, "is too large to check for shared objects")
     obj = found[0]
     verb = "is" if obj is box[0] else "holds"
     for name, value in arguments.items():

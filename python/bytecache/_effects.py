@@ -54,7 +54,8 @@ class _Tee:
                 for r in self._joined:
                     if r in active:
                         r.effects.append(("out", self._index, text))
-        return self._stream.write(text)
+        written: int = self._stream.write(text)
+        return written
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -75,7 +76,7 @@ def _displaying(frame: Any) -> bool:
             codes.add(logging.Handler.handle.__code__)
         warnings = sys.modules.get("warnings")
         if warnings is not None:
-            codes.add(warnings._showwarnmsg_impl.__code__)  # type: ignore[attr-defined]
+            codes.add(warnings._showwarnmsg_impl.__code__)
             codes.add(_show.__code__)
         _display_codes = (n, codes)
     codes = _display_codes[1]
@@ -118,8 +119,8 @@ def _leave_tees(recorder: Any, joined: list[_Tee]) -> None:
 # --- warnings ------------------------------------------------------------------
 
 _warn_users = 0
-_saved_filters: list[Any] | None = None
-_saved_default = "default"
+_saved_filters: Any = None
+_saved_default: Any = "default"
 _installed_filters: list[Any] | None = None
 _installed_copy: list[Any] = []
 # id of a rewritten filter -> the filter it stands for
@@ -149,11 +150,11 @@ def _warnings_enter() -> None:
         if _warn_users > 1:
             return
         _saved_filters = warnings.filters
-        _saved_default = warnings.defaultaction
+        _saved_default = getattr(warnings, "defaultaction", "default")
         if _saved_default != "error":
-            warnings.defaultaction = "always"
+            setattr(warnings, "defaultaction", "always")  # noqa: B010 - not in typeshed
         _original_of.clear()
-        _installed_filters = [_rewrite(f) for f in _saved_filters]
+        _installed_filters = [_rewrite(f) for f in list(_saved_filters)]
         _installed_copy = list(_installed_filters)
         # Not `_filters_mutated()`: that would reset every module's
         # once-per-location registry, showing old warnings again.
@@ -179,7 +180,7 @@ def _warnings_leave(recorder: Any) -> None:
 
             recorder.refuse(Reason(EFFECT, "changes the warning filters"))
         warnings.filters = saved
-        warnings.defaultaction = _saved_default
+        setattr(warnings, "defaultaction", _saved_default)  # noqa: B010 - not in typeshed
         _saved_filters = _installed_filters = None
 
 
@@ -193,16 +194,16 @@ def _show(msg: Any) -> Any:
         r.effects.append(("warn", _portable_warning(msg)))
     import warnings
 
-    current, default = warnings.filters, warnings.defaultaction
+    current, default = warnings.filters, getattr(warnings, "defaultaction", "default")
     real = [_original_of.get(id(f), f) for f in current]
     _dispatching.on = True
     warnings.filters = real
-    warnings.defaultaction = _saved_default
+    setattr(warnings, "defaultaction", _saved_default)  # noqa: B010 - not in typeshed
     try:
         _reissue(msg.message, msg.category, msg.filename, msg.lineno, msg.source)
     finally:
         warnings.filters = current
-        warnings.defaultaction = default
+        setattr(warnings, "defaultaction", default)  # noqa: B010 - not in typeshed
         _dispatching.on = False
     return None
 
@@ -405,7 +406,7 @@ def rng_arguments_only(rng_args: dict[str, tuple[Any, Any]], recorder: Any,
         for name, (obj, start) in rng_args.items():
             ends[name] = _rng_get(obj)
             _rng_set(obj, start)
-        same = key() == expected
+        same = bool(key() == expected)
     except Exception:  # noqa: BLE001 - cannot tell: a mutation
         same = False
     finally:

@@ -102,9 +102,9 @@ def _item_words(item: tuple[Any, ...]) -> str:
         aspect = "whether it exists" if item[2] == "exists" else item[2]
         return f"{_observe._shown(item[1])} ({aspect})"
     if kind == "state":
-        return {"argv": "sys.argv", "cwd": "the working directory", "locale": "the locale",
+        return str({"argv": "sys.argv", "cwd": "the working directory", "locale": "the locale",
                 "decimal": "the decimal context", "numpy.printoptions": "numpy's print options",
-                "numpy.errstate": "numpy's error state"}.get(item[1], item[1])
+                "numpy.errstate": "numpy's error state"}.get(item[1], item[1]))
     if kind == "rng":
         return f"the state of the global `{item[1]}` generator"
     return repr(item)

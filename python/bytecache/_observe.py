@@ -57,7 +57,7 @@ class Recorder:
     """What one miss read and did."""
 
     __slots__ = ("files", "dirs", "probes", "env", "state", "refusals", "effects",
-                 "rng", "closed", "cwd", "chdir", "inherited", "__weakref__")
+                 "rng", "closed", "cwd", "chdir", "inherited", "entropy", "__weakref__")
 
     def __init__(self) -> None:
         # path -> state when first opened for reading (None: absent)
@@ -80,6 +80,9 @@ class Recorder:
         self.chdir = False
         # items a nested hit depended on (see `_deps`): item -> None
         self.inherited: dict[Any, None] = {}
+        # fresh entropy drawn to seed a generator, not yet known to matter
+        # (numpy draws it, then legacy seeding may replace the state)
+        self.entropy: list[Reason] = []
 
     def refuse(self, reason: Reason) -> None:
         if reason not in self.refusals:
@@ -141,6 +144,7 @@ CWD = "cwd"  # os.getcwd: the working directory
 LOCALE = "locale"  # setlocale: a query reads the locale, a change is an effect
 THREAD = "thread"  # a thread start: the thread reports to the call
 SEED = "seed"  # a generator (re)seeded
+RESEED = "reseed"  # numpy's legacy seeding replaced a fresh generator's state
 
 #: (module, attribute path, kind). Looked up in the module (a dotted path
 #: reaches into classes, through their __dict__ so descriptors are found).
@@ -175,6 +179,7 @@ SOURCES: tuple[tuple[str, str, str], ...] = (
     ("os", "getcwdb", CWD),
     ("_locale", "setlocale", LOCALE),
     ("_locale", "localeconv", LOCALE),
+    ("numpy.random._mt19937", "MT19937._legacy_seeding", RESEED),
     ("_random", "Random.seed", SEED),
     ("_random", "Random.setstate", SEED),
     ("_thread", "start_new_thread", THREAD),
@@ -238,19 +243,33 @@ def _aspect(frame: Any) -> str:
     return "stat"
 
 
-def _watch_all() -> list[str]:
-    """Watches every function of SOURCES that exists here; returns what
-    could not be watched (and why)."""
+#: SOURCES not watched yet (their module is a third-party one not loaded yet).
+_unwatched: list[tuple[str, str, str]] = list(SOURCES)
+_modules_seen = 0
+
+
+def _watch_loaded() -> list[str]:
+    """Watches every function of SOURCES whose module is loaded (the
+    standard library's are imported: they are small); returns what could not
+    be watched, and why. Cheap when no module was loaded since."""
+    global _modules_seen
     import importlib
 
+    if len(sys.modules) == _modules_seen:
+        return []
     problems = []
-    for module, path, kind in SOURCES:
-        try:
-            obj: Any = importlib.import_module(module)
-        except ImportError:
+    for entry in list(_unwatched):
+        module, path, kind = entry
+        obj: Any = sys.modules.get(module)
+        if obj is None and "." not in module:
+            try:
+                obj = importlib.import_module(module)
+            except ImportError:
+                obj = None
+        if obj is None:
             continue
-        parts = path.split(".")
-        for i, part in enumerate(parts):
+        _unwatched.remove(entry)
+        for i, part in enumerate(path.split(".")):
             holder = obj
             obj = holder.__dict__.get(part) if i and isinstance(holder, type) else getattr(
                 holder, part, None)
@@ -262,6 +281,7 @@ def _watch_all() -> list[str]:
         why = _bytecache.observe_watch(obj, tag, before=kind in (THREAD, SEED))
         if why is not None:
             problems.append(f"{tag[1]}: {why}")
+    _modules_seen = len(sys.modules)
     return problems
 
 
@@ -269,6 +289,19 @@ def _watch_all() -> list[str]:
 #: `os`, `posixpath`, `genericpath` are frozen too, and are not it).
 _IMPORT_SYSTEM = frozenset({"<frozen importlib._bootstrap>",
                             "<frozen importlib._bootstrap_external>", "<frozen zipimport>"})
+
+
+def _environment_lookup(frame: Any) -> bool:
+    """The caller is the import system or `importlib.metadata`: its stats,
+    listings and getcwd find modules and installed distributions (of
+    `sys.path` entries, `''` being the working directory), which the
+    fingerprint keys by identity; they are not the call's data."""
+    if frame is None:
+        return False
+    if frame.f_code.co_filename in _IMPORT_SYSTEM:
+        return True
+    module = _module_of(frame)
+    return module == "importlib.metadata" or module.startswith("importlib.metadata.")
 
 
 def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
@@ -282,9 +315,7 @@ def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
     if not recs:
         return None
     frame = sys._getframe(1)
-    if frame.f_code.co_filename in _IMPORT_SYSTEM:
-        # The import system (its stats of path entries and module files, its
-        # getcwd for ''): what is imported is fingerprinted, not probed.
+    if _environment_lookup(frame):
         return None
     if kind in (WALL, ENTROPY, NOW_IF_NO_TIME, NOW_IF_ONE_ARG):
         if kind == NOW_IF_NO_TIME and args and args[0] is not None:
@@ -293,7 +324,16 @@ def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
             return None
         if _infrastructure(_module_of(frame)) and not _is_user(frame):
             return None
-        _refuse_all(recs, Reason(NONDETERMINISTIC, label, _user_line(frame)))
+        reason = Reason(NONDETERMINISTIC, label, _user_line(frame))
+        if kind == ENTROPY and _seeding_entropy(frame):
+            for r in recs:
+                r.entropy.append(reason)
+            return None
+        _refuse_all(recs, reason)
+    elif kind == RESEED:
+        for r in recs:
+            if r.entropy:
+                r.entropy.pop()
     elif kind in (INTERVAL, PROCESS):
         if _is_user(frame):
             _refuse_all(recs, Reason(NONDETERMINISTIC, label, _user_line(frame)))
@@ -317,6 +357,16 @@ def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
             for r in recs:
                 r.state.setdefault("random.seeded", rng_raw("random"))
     return None
+
+
+def _seeding_entropy(frame: Any) -> bool:
+    """The entropy is `secrets.randbits` (the `secrets` module's own
+    `SystemRandom`), which is how numpy's `SeedSequence` seeds a new bit
+    generator; legacy seeding (`RandomState(seed)`) then replaces it."""
+    if frame.f_code.co_name != "getrandbits":
+        return False
+    secrets = sys.modules.get("secrets")
+    return secrets is not None and frame.f_locals.get("self") is getattr(secrets, "_sysrand", None)
 
 
 def _refuse_all(recs: list[Recorder], reason: Reason) -> None:
@@ -395,7 +445,7 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if _bytecache.observe_is_internal():
         return
     recs = _active()
-    if recs:
+    if recs and not _environment_lookup(sys._getframe(1)):
         handler(list(recs), args)
 
 
@@ -661,7 +711,7 @@ def install() -> None:
         if _installed:
             return
         _bytecache.observe_install(RECORDERS, _on_watched)
-        problems = _watch_all()
+        problems = _watch_loaded()
         sys.addaudithook(_audit)  # cannot be removed; idle outside misses
         _install_environ()
         _effects.install(RECORDERS)
@@ -684,6 +734,8 @@ class Observation:
         self.effects: Any = None
 
     def start(self) -> Recorder:
+        if len(sys.modules) != _modules_seen:
+            _watch_loaded()
         r = self.recorder
         _bytecache.observe_internal(True)
         try:
@@ -713,6 +765,8 @@ class Observation:
                 RECORDERS.reset(token)
             except ValueError:  # another context (a generator resumed elsewhere)
                 RECORDERS.set(tuple(x for x in RECORDERS.get() if x is not r))
+        for reason in r.entropy:
+            r.refuse(reason)
         if r.chdir:
             try:
                 now = os.getcwd()

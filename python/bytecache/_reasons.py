@@ -7,6 +7,7 @@ from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 # Kinds of "not stored" (the call ran and its result was not kept).
@@ -74,7 +75,7 @@ def _changed(r: Reason) -> str:
     return f"{r.detail} changed"
 
 
-_TEXT = {
+_TEXT: dict[str, Callable[[Reason], str]] = {
     NONDETERMINISTIC: lambda r: f"reads {r.detail}, which differs on every run",
     SUBPROCESS: lambda r: f"runs a subprocess ({r.detail}) whose reads and writes bytecache "
                           "cannot see",
