@@ -281,3 +281,11 @@ def test_writers_stay_exclusive_across_fork(paths: tuple[str, str]) -> None:
         *paths,
     )
     assert out.split() == ["0", "6001"]
+
+
+@pytest.mark.parametrize("timeout", [1e300, float("inf"), float("nan"), -5.0, 0.0])
+def test_claim_with_any_timeout(paths: tuple[str, str], timeout: float) -> None:
+    # Never a Rust panic (a PanicException, which `except Exception` misses).
+    s = bc.Store(paths[0], secret_path=paths[1])
+    with s.claim(key(1), timeout) as c:
+        assert c.compute

@@ -38,6 +38,16 @@ fn secs_to_ns(s: f64) -> u64 {
     }
 }
 
+/// A timeout in seconds as a `Duration`: NaN and negatives are zero, and
+/// anything too large for a `Duration` (infinity too) is the largest one.
+fn timeout_of(s: f64) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
+    }
+}
+
 #[pyclass(name = "Store", module = "bytecache._bytecache", frozen)]
 pub struct PyStore {
     inner: Arc<Store>,
@@ -301,11 +311,7 @@ impl PyStore {
     /// Coordinate a miss: `with store.claim(key, timeout) as c: if c.compute: ...`.
     fn claim(&self, py: Python<'_>, key: &[u8], timeout: f64) -> PyResult<PyClaim> {
         let key = key16(key, "key")?;
-        let timeout = Duration::from_secs_f64(if timeout.is_finite() {
-            timeout.max(0.0)
-        } else {
-            0.0
-        });
+        let timeout = timeout_of(timeout);
         let c = py
             .detach(|| self.inner.claim(&key, timeout))
             .map_err(to_py)?;
