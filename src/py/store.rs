@@ -18,7 +18,7 @@ use crate::storage::{
 fn to_py(e: StorageError) -> PyErr {
     let msg = e.to_string();
     match e {
-        StorageError::Io { .. } => PyStorageError::new_err(msg),
+        StorageError::Io { .. } | StorageError::NoSpace { .. } => PyStorageError::new_err(msg),
         StorageError::UnsafePermissions { .. } => UnsafeCacheDirError::new_err(msg),
         StorageError::Corrupt { .. } => CorruptCacheError::new_err(msg),
         StorageError::InvalidArgument(_) => PyValueError::new_err(msg),

@@ -1,0 +1,212 @@
+"""The store under hostile conditions, in fresh processes: a full file
+system, damaged buffers, symlinks. In every case the call runs normally (at
+most one warning) and nothing stored is lost."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import Runner
+
+SMALL = """
+import bytecache
+
+@bytecache.memoize
+def f(x):
+    ran(x)
+    return [x, "value"]
+
+print("SUM", sum(f(i)[0] for i in range({n})))
+"""
+
+
+def ran_args(proc: subprocess.CompletedProcess[str]) -> list[int]:
+    """The arguments of the calls that really ran, in order."""
+    return [int(line.split()[1]) for line in proc.stdout.splitlines()
+            if line.startswith("RAN ") and line.split()[1].isdigit()]
+
+
+def fill(mnt: Path) -> Path:
+    """Fills the file system at `mnt` up to its last byte."""
+    filler = mnt / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        size = 1 << 20
+        while size >= 512:
+            try:
+                os.write(fd, b"\xff" * size)
+            except OSError as e:
+                assert e.errno == errno.ENOSPC, e
+                size //= 2
+    finally:
+        os.close(fd)
+    return filler
+
+
+def data_files(cache: Path) -> list[Path]:
+    return sorted((cache / "store" / "data").iterdir())
+
+
+def own_file(cache: Path) -> Path:
+    """The data file of the one entry with buffers (its id has bit 31 set)."""
+    (big,) = [p for p in data_files(cache) if int(p.name, 16) & (1 << 31)]
+    return big
+
+
+# --- a full file system: never a signal, nothing lost ---------------------
+
+
+def test_full_filesystem_runs_normally_and_keeps_entries(runner: Runner, tmpfs) -> None:
+    mnt = tmpfs("2m")
+    env = {"BYTECACHE_DIR": str(mnt / "cache")}
+    assert ran_args(runner.run(SMALL.format(n=10), **env)) == list(range(10))
+    filler = fill(mnt)
+    # New keys probe index pages no one touched yet, and every put needs
+    # space: a store that maps unallocated pages dies of SIGBUS here.
+    proc = runner.run(SMALL.format(n=60), **env)
+    assert "SUM 1770" in proc.stdout
+    assert not set(ran_args(proc)) & set(range(10)), "stored entries still hit"
+    assert proc.stderr.count("BytecacheWarning") == 1, proc.stderr
+    assert "no space left" in proc.stderr
+    filler.unlink()
+    proc = runner.run(SMALL.format(n=60), **env)
+    assert min(ran_args(proc), default=10) >= 10 and "Warning" not in proc.stderr
+    proc = runner.run(SMALL.format(n=60), **env)
+    assert ran_args(proc) == [] and "SUM 1770" in proc.stdout
+
+
+def test_full_filesystem_with_a_sparse_index_of_an_older_version(runner: Runner, tmpfs) -> None:
+    mnt = tmpfs("2m")
+    env = {"BYTECACHE_DIR": str(mnt / "cache")}
+    runner.run(SMALL.format(n=10), **env)
+    # Rewrite the index with holes where its pages are zero, as versions
+    # that created it sparse left it.
+    index = mnt / "cache" / "store" / "index"
+    raw = index.read_bytes()
+    sparse = index.with_name("index.sparse")
+    with open(sparse, "wb") as fh:
+        for at in range(0, len(raw), 4096):
+            page = raw[at:at + 4096]
+            if page.strip(b"\0"):
+                fh.seek(at)
+                fh.write(page)
+        fh.truncate(len(raw))
+    os.chmod(sparse, 0o600)
+    os.replace(sparse, index)
+    assert os.stat(index).st_blocks * 512 < len(raw)
+    filler = fill(mnt)
+    proc = runner.run(SMALL.format(n=60), **env)
+    assert "SUM 1770" in proc.stdout and ran_args(proc) == list(range(60))
+    assert proc.stderr.count("BytecacheWarning") == 1 and "no space left" in proc.stderr
+    filler.unlink()
+    assert ran_args(runner.run(SMALL.format(n=10), **env)) == [], "nothing was lost"
+
+
+def test_full_filesystem_while_the_index_grows_leaves_no_orphan(runner: Runner, tmpfs) -> None:
+    mnt = tmpfs("2m")
+    env = {"BYTECACHE_DIR": str(mnt / "cache")}
+    runner.run(SMALL.format(n=768), **env)  # the index (1024 slots) at 3/4
+    filler = fill(mnt)
+    os.truncate(filler, filler.stat().st_size - (64 << 10))  # room for a record, not an index
+    script = "import numpy as np, bytecache\nprint(bytecache.memoize(np.ones)(4096).sum())"
+    proc = runner.run(script, **env)
+    assert "4096.0" in proc.stdout and proc.stderr.count("BytecacheWarning") == 1
+    assert "no space left" in proc.stderr
+    own = [p for p in data_files(mnt / "cache") if int(p.name, 16) & (1 << 31)]
+    assert own == [], "the record that could not be published was removed"
+    filler.unlink()
+    runner.run(script, **env)
+    assert len([p for p in data_files(mnt / "cache") if int(p.name, 16) & (1 << 31)]) == 1
+
+
+# --- damaged buffers are never returned -----------------------------------
+
+BIG = """
+import numpy as np
+import bytecache
+
+@bytecache.memoize
+def big():
+    ran("big")
+    return np.arange(1 << 20, dtype=np.float64)  # 8 MiB
+
+a = big()
+print("SUM", float(a.sum()), a.flags.writeable)
+"""
+BIG_SUM = float(sum(range(1 << 20)))
+
+
+def test_damaged_8mib_buffer_is_recomputed(runner: Runner) -> None:
+    assert "RAN big" in runner.run(BIG).stdout
+    proc = runner.run(BIG)
+    assert "RAN" not in proc.stdout and f"SUM {BIG_SUM} True" in proc.stdout
+    with open(own_file(runner.cache), "r+b") as fh:  # one flipped byte near the end
+        fh.seek(-100, os.SEEK_END)
+        b = fh.read(1)
+        fh.seek(-100, os.SEEK_END)
+        fh.write(bytes([b[0] ^ 0x40]))
+    proc = runner.run(BIG)
+    assert "RAN big" in proc.stdout and f"SUM {BIG_SUM} True" in proc.stdout
+    assert proc.stderr.count("BytecacheWarning") == 1 and "damaged" in proc.stderr
+    proc = runner.run(BIG)
+    assert "RAN" not in proc.stdout and f"SUM {BIG_SUM} True" in proc.stdout
+    assert proc.stderr == ""
+
+
+def test_checked_buffers_are_marked_and_a_touched_file_checked_again(runner: Runner) -> None:
+    runner.run(BIG)
+    mark = own_file(runner.cache).stat().st_mtime
+    # A mark is a date no clock shows (see src/storage/stamp.rs).
+    assert 100_000_000 <= mark < 900_000_000
+    os.utime(own_file(runner.cache))  # same bytes, new mtime: hashed, then marked again
+    assert own_file(runner.cache).stat().st_mtime > 900_000_000
+    proc = runner.run(BIG)
+    assert "RAN" not in proc.stdout and proc.stderr == ""
+    assert 100_000_000 <= own_file(runner.cache).stat().st_mtime < 900_000_000
+
+
+# --- a data file replaced by a symlink is repaired once --------------------
+
+BOTH = """
+import numpy as np
+import bytecache
+
+@bytecache.memoize
+def f(x):
+    ran(x)
+    return [x, "value"]
+
+@bytecache.memoize
+def g():
+    ran("g")
+    return np.ones(1 << 18)
+
+print("SUM", f(1)[0] + f(2)[0], g().sum())
+"""
+
+
+@pytest.mark.parametrize("which", ["own file", "segment"])
+def test_data_file_replaced_by_symlink_is_repaired(runner: Runner, which: str) -> None:
+    runner.run(BOTH)
+    if which == "own file":
+        victim = own_file(runner.cache)
+    else:
+        (victim,) = [p for p in data_files(runner.cache) if not int(p.name, 16) & (1 << 31)]
+    copy = runner.root / "elsewhere"
+    shutil.copy2(victim, copy)
+    victim.unlink()
+    victim.symlink_to(copy)
+    proc = runner.run(BOTH)
+    assert "SUM 3 262144.0" in proc.stdout
+    ran = [line for line in proc.stdout.splitlines() if line.startswith("RAN")]
+    assert ran == (["RAN g"] if which == "own file" else ["RAN 1", "RAN 2"])
+    assert proc.stderr.count("BytecacheWarning") == 1 and "damaged" in proc.stderr
+    proc = runner.run(BOTH)
+    assert "RAN" not in proc.stdout and proc.stderr == "", "repaired for good"
+    assert not victim.is_symlink()
