@@ -1,6 +1,6 @@
 """The store under hostile conditions, in fresh processes: a full file
-system, damaged buffers, symlinks. In every case the call runs normally (at
-most one warning) and nothing stored is lost."""
+system, damaged buffers, a poisoned index header, symlinks. In every case
+the call runs normally (at most one warning) and nothing stored is lost."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import errno
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -169,6 +170,27 @@ def test_checked_buffers_are_marked_and_a_touched_file_checked_again(runner: Run
     proc = runner.run(BIG)
     assert "RAN" not in proc.stdout and proc.stderr == ""
     assert 100_000_000 <= own_file(runner.cache).stat().st_mtime < 900_000_000
+
+
+# --- a poisoned header counter never disables the cache -------------------
+
+H_BYTES = 12  # index header word: record bytes of live entries
+
+
+def test_poisoned_byte_total_is_recounted(runner: Runner) -> None:
+    assert len(ran_args(runner.run(SMALL.format(n=100)))) == 100
+    index = runner.cache / "store" / "index"
+    with open(index, "r+b") as fh:
+        fh.seek(8 * H_BYTES)
+        fh.write((2**62).to_bytes(8, "little"))
+    proc = runner.run(SMALL.format(n=200))
+    assert ran_args(proc) == list(range(100, 200)) and proc.stderr == ""
+    proc = runner.run(SMALL.format(n=200))
+    assert ran_args(proc) == [], "nothing was evicted"
+    stats = subprocess.run(
+        [sys.executable, "-m", "bytecache", "stats"], env=runner.env(), capture_output=True,
+        text=True, check=True).stdout
+    assert "entries:  200" in stats and str(2**62) not in stats
 
 
 # --- a data file replaced by a symlink is repaired once --------------------

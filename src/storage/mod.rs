@@ -33,6 +33,17 @@
 //! writer that died mid-append) are never overwritten, and the file has no
 //! holes for a mapping to fault on.
 //!
+//! # Header counters
+//! The header's counters (live entries, tombstones, record bytes, next file
+//! id, active segment, GDSF clock) are hints a damaged or hostile index can
+//! get wrong, so none of them can disable the cache: every writer checks
+//! them for plausibility (live + tombstones <= capacity, bytes >= 64 per
+//! live entry and 0 without one, a finite clock >= 0, an active segment that
+//! is a segment) and recounts from the slots when they fail; eviction
+//! recounts before it evicts anything, and an index found full is recounted
+//! and rebuilt. A superseded flag on the index that is still in place is
+//! cleared.
+//!
 //! # Disk space
 //! Every byte range is allocated (`fallocate`, see `space.rs`) before it is
 //! mapped or written: the index when it is created, rebuilt or opened, a
@@ -554,9 +565,11 @@ impl Store {
                 .ok()
                 .and_then(|f| Index::open(&f).ok());
             st.index = Arc::new(match reopened {
-                Some(ix) => ix,
+                // The index in place flagged superseded too is a damaged
+                // flag, which only a writer may clear (see `writer`).
+                Some(ix) if have_lock || ix.h(H_SUPERSEDED).load(Acquire) == 0 => ix,
                 None if have_lock => open_index_locked(&self.dir)?,
-                None => {
+                _ => {
                     // Needs the writer lock, taken the normal way (mutex,
                     // then flock) and without holding `state`.
                     drop(st);
@@ -765,8 +778,8 @@ impl Store {
         // new one in; a writer dying in between leaves the old one dirty. So
         // only a dirty index needs the (syscall) check that it is current.
         let path = self.dir.join("index");
-        let stale = || fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
-        if ix.h(H_DIRTY).load(Acquire) != 0 && stale() {
+        let stale = |ix: &Index| fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
+        if ix.h(H_DIRTY).load(Acquire) != 0 && stale(&ix) {
             let fresh = Arc::new(open_index_locked(&self.dir)?);
             // Tell every process still mapping the old file to reopen.
             ix.h(H_SUPERSEDED).store(1, Release);
@@ -775,7 +788,12 @@ impl Store {
             st.forget_files();
             ix = fresh;
         }
+        // The file in place is never legitimately flagged superseded.
+        if ix.h(H_SUPERSEDED).load(Acquire) != 0 && !stale(&ix) {
+            ix.h(H_SUPERSEDED).store(0, Release);
+        }
         recover(&ix);
+        check_header(&ix);
         ix.h(H_DIRTY).store(1, Release);
         Ok(Writer {
             store: self,
@@ -816,11 +834,15 @@ impl Store {
                 return Err(e);
             }
             if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
-                w.evict(self.opts.max_bytes / 10 * 9)?;
-                match w.sweep() {
-                    // Compaction needs room; the entry is stored.
-                    Err(StorageError::NoSpace { .. }) => {}
-                    r => r?,
+                // The counter may be wrong (see "Header counters").
+                recount(&w.ix);
+                if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
+                    w.evict(self.opts.max_bytes / 10 * 9)?;
+                    match w.sweep() {
+                        // Compaction needs room; the entry is stored.
+                        Err(StorageError::NoSpace { .. }) => {}
+                        r => r?,
+                    }
                 }
             }
             Ok(true)
@@ -868,15 +890,18 @@ impl Store {
         w.done(res)
     }
 
+    /// Counted from the slots, not taken from the header's counters.
     pub fn stats(&self) -> Result<Stats> {
         let ix = self.current()?;
-        let hits = (0..ix.cap())
-            .filter(|&i| ix.read(i).is_some_and(|(s, _)| s.state == LIVE))
-            .map(|i| ix.usage(i).0)
-            .sum();
+        let (mut entries, mut bytes, mut hits) = (0, 0u64, 0u64);
+        for (i, slot) in ix.live() {
+            entries += 1;
+            bytes = bytes.saturating_add(slot.len);
+            hits = hits.saturating_add(ix.usage(i).0);
+        }
         Ok(Stats {
-            entries: ix.h(H_LIVE).load(Relaxed),
-            bytes: ix.h(H_BYTES).load(Relaxed),
+            entries,
+            bytes,
             hits,
             max_bytes: self.opts.max_bytes,
         })
@@ -1108,7 +1133,7 @@ fn recount(ix: &Index) {
         match ix.read(i) {
             Some((s, _)) if s.state == LIVE => {
                 live += 1;
-                bytes += s.len;
+                bytes = s.len.saturating_add(bytes);
             }
             Some((s, _)) if s.state == TOMB => tombs += 1,
             _ => {}
@@ -1117,6 +1142,31 @@ fn recount(ix: &Index) {
     ix.h(H_LIVE).store(live, Relaxed);
     ix.h(H_TOMBS).store(tombs, Relaxed);
     ix.h(H_BYTES).store(bytes, Relaxed);
+}
+
+/// Puts implausible header words right (see "Header counters"); writer
+/// only, O(1) unless a counter is off.
+fn check_header(ix: &Index) {
+    let (live, tombs, bytes) = (
+        ix.h(H_LIVE).load(Relaxed),
+        ix.h(H_TOMBS).load(Relaxed),
+        ix.h(H_BYTES).load(Relaxed),
+    );
+    let min_bytes = live.saturating_mul(format::PREFIX as u64);
+    if live.saturating_add(tombs) > ix.cap() as u64
+        || bytes < min_bytes
+        || (live == 0) != (bytes == 0)
+    {
+        recount(ix);
+    }
+    let clock = f64::from_bits(ix.h(H_CLOCK).load(Relaxed));
+    if !(clock.is_finite() && clock >= 0.0) {
+        ix.h(H_CLOCK).store(0f64.to_bits(), Relaxed);
+    }
+    let active = ix.h(H_ACTIVE_SEG).load(Relaxed);
+    if u32::try_from(active).map_or(true, |seg| seg & BIG_BIT != 0) {
+        ix.h(H_ACTIVE_SEG).store(0, Relaxed);
+    }
 }
 
 /// Holder of the writer lock (in-process mutex + flock), with the index
@@ -1133,9 +1183,14 @@ struct Writer<'s> {
 }
 
 impl Writer<'_> {
+    /// A fresh file id (never 0, which means "no active segment").
     fn new_seg_id(&self) -> u32 {
-        let id = self.ix.h(H_NEXT_SEG).fetch_add(1, Relaxed) as u32;
-        id & !BIG_BIT
+        loop {
+            let id = self.ix.h(H_NEXT_SEG).fetch_add(1, Relaxed) as u32 & !BIG_BIT;
+            if id != 0 {
+                return id;
+            }
+        }
     }
 
     fn create_data_file(&self, big: bool) -> Result<(u32, File, PathBuf)> {
@@ -1258,8 +1313,16 @@ impl Writer<'_> {
         {
             self.rebuild()?;
         }
+        let found = match self.ix.find_insert(&slot.key) {
+            Some(found) => Some(found),
+            // Counters too low (or a slot stuck mid-update): rebuild.
+            None => {
+                self.rebuild()?;
+                self.ix.find_insert(&slot.key)
+            }
+        };
         let ix = &self.ix;
-        let Some((i, old)) = ix.find_insert(&slot.key) else {
+        let Some((i, old)) = found else {
             return Err(StorageError::Corrupt {
                 path: self.store.dir.join("index"),
                 reason: "index full".into(),
