@@ -11,7 +11,7 @@ use _bytecache::storage::Store;
 use common::{check_value, opts, put_value};
 
 /// Header words (index.rs) and the values written into them.
-const WORDS: [(u64, &str); 9] = [
+const WORDS: [(u64, &str); 10] = [
     (8, "superseded"),
     (9, "epoch"),
     (10, "live"),
@@ -21,6 +21,7 @@ const WORDS: [(u64, &str); 9] = [
     (14, "active segment"),
     (16, "clock"),
     (17, "dirty"),
+    (18, "secret id"),
 ];
 const VALUES: [u64; 7] = [
     0,
@@ -59,6 +60,7 @@ fn survives(
     drop(s);
     damage(&dir);
     let s = Store::open(&dir, opts(&secret)).unwrap();
+    assert!(s.reset_reason().is_none(), "{what}: store emptied");
     let kept: Vec<u64> = (1..=before).filter(|&i| !lost(i)).collect();
     for &i in &kept {
         assert_eq!(check_value(&s, i), Some(true), "{what}: entry {i} lost");

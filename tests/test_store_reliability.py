@@ -1,18 +1,22 @@
 """The store under hostile conditions, in fresh processes: a full file
-system, damaged buffers, a poisoned index header, symlinks. In every case
-the call runs normally (at most one warning) and nothing stored is lost."""
+system, damaged buffers, a poisoned index header, no usable HOME, a
+replaced secret, symlinks and unsafe directories. In every case the call
+runs normally (at most one warning) and nothing stored is lost."""
 
 from __future__ import annotations
 
 import errno
 import os
+import pwd
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bytecache import _bytecache as bc
 from conftest import Runner
 
 SMALL = """
@@ -191,6 +195,109 @@ def test_poisoned_byte_total_is_recounted(runner: Runner) -> None:
         [sys.executable, "-m", "bytecache", "stats"], env=runner.env(), capture_output=True,
         text=True, check=True).stdout
     assert "entries:  200" in stats and str(2**62) not in stats
+
+
+# --- where the secret lives -----------------------------------------------
+
+
+def secrets_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("secret") if p.is_file())
+
+
+def check_secret(secret: Path) -> None:
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    assert stat.S_IMODE(secret.parent.stat().st_mode) == 0o700
+
+
+def test_home_that_is_not_a_directory_uses_the_temp_fallback(runner: Runner) -> None:
+    home_file = runner.root / "home-file"
+    home_file.write_text("not a directory")
+    tmp = runner.root / "tmp"
+    tmp.mkdir(mode=0o700)
+    env = {"HOME": str(home_file), "TMPDIR": str(tmp)}
+    assert ran_args(runner.run(SMALL.format(n=3), **env)) == [0, 1, 2]
+    proc = runner.run(SMALL.format(n=3), **env)
+    assert ran_args(proc) == [] and proc.stderr == ""
+    (secret,) = secrets_under(tmp)
+    assert secret == tmp / f"bytecache-{os.geteuid()}" / "secret"
+    check_secret(secret)
+
+
+def test_no_home_at_all(runner: Runner) -> None:
+    """HOME unset, and the account's home from the password database not
+    writable (a read-only mount over its .config, in a mount namespace of
+    the child's own): the secret goes to $TMPDIR/bytecache-<uid>/."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to hide the account's home (CI runs as root)")
+    home = pwd.getpwuid(os.geteuid()).pw_dir
+    tmp = runner.root / "tmp"
+    tmp.mkdir(mode=0o700)
+    runner.write("main.py", SMALL.format(n=3))
+    env = {k: v for k, v in runner.env(TMPDIR=str(tmp)).items() if k != "HOME"}
+    hide = ('mkdir -p "$1/.config" && mount -t tmpfs -o ro,mode=0755,size=64k tmpfs '
+            '"$1/.config" && exec "$2" main.py')
+    cmd = ["unshare", "--mount", "--propagation", "private", "sh", "-c", hide, "sh", home,
+           sys.executable]
+
+    def run() -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(cmd, cwd=runner.work, env=env, capture_output=True, text=True,
+                              timeout=120)
+        if "mount:" in proc.stderr or "unshare:" in proc.stderr:
+            pytest.skip(f"cannot make a mount namespace here: {proc.stderr.strip()}")
+        assert proc.returncode == 0, proc.stderr
+        return proc
+
+    assert ran_args(run()) == [0, 1, 2]
+    proc = run()
+    assert ran_args(proc) == [] and proc.stderr == "", "cached without HOME"
+    (secret,) = secrets_under(tmp)
+    check_secret(secret)
+
+
+def test_regenerated_secret_is_not_reported_as_damage(runner: Runner) -> None:
+    runner.run(SMALL.format(n=5))
+    (secret,) = secrets_under(runner.home)
+    secret.unlink()
+    proc = runner.run(SMALL.format(n=5))
+    assert ran_args(proc) == list(range(5))
+    assert proc.stderr.count("BytecacheWarning") == 1 and "another secret" in proc.stderr
+    assert "damaged" not in proc.stderr
+    proc = runner.run(SMALL.format(n=5))
+    assert ran_args(proc) == [] and proc.stderr == ""
+
+
+def test_short_secret_is_corrupt(tmp_path: Path) -> None:
+    secret = tmp_path / "secret"
+    secret.write_bytes(b"too short")
+    secret.chmod(0o600)
+    with pytest.raises(bc.CorruptCacheError, match="32 bytes"):
+        bc.Store(str(tmp_path / "store"), secret_path=str(secret))
+
+
+def test_secret_directory_others_can_write_is_refused(tmp_path: Path) -> None:
+    d = tmp_path / "conf"
+    d.mkdir()
+    d.chmod(0o777)
+    with pytest.raises(bc.UnsafeCacheDirError):
+        bc.Store(str(tmp_path / "store"), secret_path=str(d / "secret"))
+    assert not (d / "secret").exists()
+    d.chmod(0o700)
+    bc.Store(str(tmp_path / "store"), secret_path=str(d / "secret"))
+
+
+def test_cache_under_a_world_writable_parent_without_sticky_bit(runner: Runner) -> None:
+    shared = runner.root / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    env = {"BYTECACHE_DIR": str(shared / "cache")}
+    proc = runner.run(SMALL.format(n=2), **env)
+    assert ran_args(proc) == [0, 1] and "SUM 1" in proc.stdout
+    assert proc.stderr.count("BytecacheWarning") == 1 and "sticky" in proc.stderr
+    with pytest.raises(bc.UnsafeCacheDirError, match="sticky"):
+        bc.Store(str(shared / "other"), secret_path=str(runner.root / "secret"))
+    shared.chmod(0o1777)  # like /tmp: others cannot rename what is ours
+    runner.run(SMALL.format(n=2), **env)
+    assert ran_args(runner.run(SMALL.format(n=2), **env)) == []
 
 
 # --- a data file replaced by a symlink is repaired once --------------------

@@ -326,6 +326,13 @@ impl PyStore {
         })
     }
 
+    /// Why this process found the store emptied when it opened it (a
+    /// damaged index, entries made with another secret), or None.
+    #[getter]
+    fn reset_reason(&self) -> Option<&str> {
+        self.inner.reset_reason()
+    }
+
     /// How many damaged records or index files this process has moved to
     /// `quarantine/` (in any store).
     #[staticmethod]

@@ -51,8 +51,11 @@ pub const H_CLOCK: usize = 16;
 /// Non-zero while a writer is mid-update; a new lock holder seeing it runs
 /// recovery (the previous holder died).
 pub const H_DIRTY: usize = 17;
+/// Id of the secret the records were made with (`auth::Secret::id`); 0 in
+/// an index no process has claimed yet.
+pub const H_SECRET: usize = 18;
 /// Words copied when the index is rebuilt.
-pub const H_DYNAMIC: [usize; 7] = [
+pub const H_DYNAMIC: [usize; 8] = [
     H_EPOCH,
     H_LIVE,
     H_TOMBS,
@@ -60,6 +63,7 @@ pub const H_DYNAMIC: [usize; 7] = [
     H_NEXT_SEG,
     H_ACTIVE_SEG,
     H_CLOCK,
+    H_SECRET,
 ];
 
 pub const EMPTY: u64 = 0;

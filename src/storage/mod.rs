@@ -68,11 +68,14 @@
 //!
 //! # Security policy
 //! The directory must be owned by the current user and not writable by
-//! group/others (`UnsafePermissions` otherwise, see `perms.rs`); it is
-//! created 0700 and files 0600. Every record carries a keyed BLAKE3 MAC
-//! (secret outside the cache dir, see `auth.rs`) over its header, metadata
-//! (incl. each buffer's XXH3-128) and payload, verified before anything is
-//! returned.
+//! group/others, nor below a directory every user can write without the
+//! sticky bit (`UnsafePermissions` otherwise, see `perms.rs`); it is created
+//! 0700 and files 0600. Every record carries a keyed BLAKE3 MAC (secret
+//! outside the cache dir, see `auth.rs`) over its header, metadata (incl.
+//! each buffer's XXH3-128) and payload, verified before anything is
+//! returned. The index records which secret its records were made with: a
+//! store opened with another secret (the old one was deleted, say) is
+//! emptied at once rather than reported record by record as damaged.
 //!
 //! Every get re-checks the header, bounds, key and (bytecheck-validated)
 //! rkyv meta; the MAC itself is computed once per record per process (and
@@ -124,15 +127,15 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use auth::default_secret_path;
+pub use auth::default_secret_paths;
 pub use format::{ArchivedDeps, Deps, DirDep, FileDep, RecordDep};
 pub use lock::ClaimLock;
 pub use memmap2::MmapMut;
 
 use format::Decoded;
 use index::{Index, OpenError, Slot, H_ACTIVE_SEG, H_BYTES, H_CLOCK, H_DIRTY, H_EPOCH};
-use index::{H_LIVE, H_NEXT_SEG, H_SUPERSEDED, H_TOMBS, LIVE, TOMB};
-use perms::{check_owner_mode, ensure_dir};
+use index::{H_LIVE, H_NEXT_SEG, H_SECRET, H_SUPERSEDED, H_TOMBS, LIVE, TOMB};
+use perms::{check_ancestors, check_owner_mode, ensure_dir};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// A 128-bit key computed by the caller (hash of function identity + args).
@@ -177,7 +180,8 @@ pub enum Durability {
 pub struct Options {
     pub max_bytes: u64,
     pub durability: Durability,
-    /// Where the MAC secret lives; `None` = `default_secret_path()`.
+    /// Where the MAC secret lives; `None`: the first of
+    /// `default_secret_paths()` that exists or can be created.
     pub secret_path: Option<PathBuf>,
     /// Largest size of a small-record segment file (records up to a quarter
     /// of it go to segments, larger ones and entries with buffers to own
@@ -434,6 +438,8 @@ pub struct Store {
     dir: PathBuf,
     opts: Options,
     mac: auth::MacKey,
+    /// Why the store was emptied when this process opened it, if it was.
+    reset: Option<String>,
     writer: Mutex<WriterState>,
     state: RwLock<ReadState>,
 }
@@ -485,16 +491,11 @@ impl Store {
             ));
         }
         ensure_dir(&dir)?;
+        check_ancestors(&dir)?;
         for sub in ["data", "claims", "quarantine"] {
             ensure_dir(&dir.join(sub))?;
         }
-        let secret_path = match &opts.secret_path {
-            Some(p) => p.clone(),
-            None => default_secret_path().ok_or_else(|| {
-                StorageError::InvalidArgument("no HOME/XDG_CONFIG_HOME for the secret".into())
-            })?,
-        };
-        let mac = auth::MacKey::new(&auth::load_or_create_secret(&secret_path)?);
+        let secret = auth::load(opts.secret_path.as_deref(), &dir)?;
         let lock_path = dir.join("lock");
         let lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
         check_owner_mode(
@@ -502,17 +503,19 @@ impl Store {
             &lock_file.metadata().map_err(io_at(&lock_path))?,
             0o022,
         )?;
-        let index = {
+        let (index, damaged) = {
             let _l = lock::Exclusive::acquire(lock_file.clone()).map_err(io_at(&lock_path))?;
-            let ix = open_index_locked(&dir)?;
+            let (ix, damaged) = open_index_locked(&dir)?;
             recover(&ix);
-            ix
+            (ix, damaged)
         };
         let epoch = index.h(H_EPOCH).load(Relaxed);
-        Ok(Store {
+        let made_with = index.h(H_SECRET).load(Relaxed);
+        let mut store = Store {
             dir,
             opts,
-            mac,
+            mac: secret.key,
+            reset: damaged.then(|| "found a damaged index and moved it to quarantine/".into()),
             writer: Mutex::new(WriterState {
                 active: None,
                 lock_file,
@@ -524,7 +527,45 @@ impl Store {
                 verified: Verified::default(),
                 epoch,
             }),
-        })
+        };
+        if made_with != secret.id {
+            let mut w = store.writer()?;
+            let made_with = w.ix.h(H_SECRET).load(Relaxed);
+            // Another id: the records were made with another secret, unless
+            // the id itself is damaged and they verify with ours.
+            let emptied = made_with != 0 && made_with != secret.id && !store.verifies_any(&w.ix);
+            let res = if emptied { w.remove_all() } else { Ok(0) };
+            if res.is_ok() {
+                w.ix.h(H_SECRET).store(secret.id, Relaxed);
+            }
+            w.done(res)?;
+            if emptied {
+                store.reset = Some(format!(
+                    "found entries made with another secret than {} (it was replaced or \
+                     regenerated); they cannot be verified and were removed",
+                    secret.path.display()
+                ));
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether one of the first few live records of `ix` verifies (or there
+    /// are none): our secret is the one they were made with.
+    fn verifies_any(&self, ix: &Index) -> bool {
+        let mut live = ix.live().take(8).peekable();
+        live.peek().is_none()
+            || live.any(|(i, slot)| {
+                let end = slot.offset.saturating_add(slot.len);
+                matches!(self.data_file(slot.seg, end), Ok(Some(df))
+                    if self.check_record(&slot.key, i, &slot, &df, false).is_ok())
+            })
+    }
+
+    /// Why this process found the store emptied when it opened it (a
+    /// damaged index, entries made with another secret), if it did.
+    pub fn reset_reason(&self) -> Option<&str> {
+        self.reset.as_deref()
     }
 
     pub fn dir(&self) -> &Path {
@@ -568,7 +609,7 @@ impl Store {
                 // The index in place flagged superseded too is a damaged
                 // flag, which only a writer may clear (see `writer`).
                 Some(ix) if have_lock || ix.h(H_SUPERSEDED).load(Acquire) == 0 => ix,
-                None if have_lock => open_index_locked(&self.dir)?,
+                None if have_lock => open_index_locked(&self.dir)?.0,
                 _ => {
                     // Needs the writer lock, taken the normal way (mutex,
                     // then flock) and without holding `state`.
@@ -780,7 +821,7 @@ impl Store {
         let path = self.dir.join("index");
         let stale = |ix: &Index| fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
         if ix.h(H_DIRTY).load(Acquire) != 0 && stale(&ix) {
-            let fresh = Arc::new(open_index_locked(&self.dir)?);
+            let fresh = Arc::new(open_index_locked(&self.dir)?.0);
             // Tell every process still mapping the old file to reopen.
             ix.h(H_SUPERSEDED).store(1, Release);
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -1081,8 +1122,8 @@ pub fn quarantined() -> u64 {
 }
 
 /// Opens `dir/index`, creating it (or replacing an invalid one, whose data
-/// is quarantined) as needed. Caller holds the writer lock.
-fn open_index_locked(dir: &Path) -> Result<Index> {
+/// is quarantined: then `true`) as needed. Caller holds the writer lock.
+fn open_index_locked(dir: &Path) -> Result<(Index, bool)> {
     let path = dir.join("index");
     let opened = match open_data_file(&path, true) {
         Ok(Some(f)) => Some(Index::open(&f)),
@@ -1091,8 +1132,8 @@ fn open_index_locked(dir: &Path) -> Result<Index> {
         Err(StorageError::Corrupt { .. }) => Some(Err(OpenError::Invalid("not ours"))),
         Err(e) => return Err(e),
     };
-    match opened {
-        Some(Ok(ix)) => return Ok(ix),
+    let damaged = match opened {
+        Some(Ok(ix)) => return Ok((ix, false)),
         Some(Err(OpenError::Io(e))) => return Err(io_at(&path)(e)),
         Some(Err(OpenError::Invalid(_))) => {
             QUARANTINED.fetch_add(1, Relaxed);
@@ -1102,15 +1143,16 @@ fn open_index_locked(dir: &Path) -> Result<Index> {
             let data = dir.join("data");
             fs::rename(&data, q.join("data")).map_err(io_at(&data))?;
             ensure_dir(&data)?;
+            true
         }
-        None => {}
-    }
+        None => false,
+    };
     let tmp = dir.join("index.tmp");
     let f = open_rw(&tmp, true).map_err(io_at(&tmp))?;
     let ix = Index::init(&f, index::MIN_CAP).map_err(io_at(&tmp))?;
     f.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
-    Ok(ix)
+    Ok((ix, damaged))
 }
 
 /// If the previous writer died mid-update: repair torn slots, recount.

@@ -3,7 +3,10 @@
 //!
 //! Everything the store trusts must be writable only by the current user:
 //! anyone else able to write it could swap a record's bytes after its checks
-//! or plant a secret.
+//! or plant a secret. That covers the path to it too: a directory on the way
+//! that every user can write, without the sticky bit, lets any of them
+//! rename the next component and put their own directory (or a symlink) in
+//! its place.
 use std::fs::{self, DirBuilder};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
@@ -46,4 +49,24 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
         });
     }
     check_owner_mode(path, &meta, 0o022)
+}
+
+/// Refuses `path` (which exists) if a directory above it is writable by
+/// every user without the sticky bit.
+pub fn check_ancestors(path: &Path) -> Result<()> {
+    let real = fs::canonicalize(path).map_err(io_at(path))?;
+    for dir in real.ancestors().skip(1) {
+        let mode = fs::metadata(dir).map_err(io_at(dir))?.mode();
+        if mode & 0o002 != 0 && mode & 0o1000 == 0 {
+            return Err(StorageError::UnsafePermissions {
+                path: path.to_path_buf(),
+                reason: format!(
+                    "{} (mode {:o}) lets every user replace what is inside it (no sticky bit)",
+                    dir.display(),
+                    mode & 0o7777
+                ),
+            });
+        }
+    }
+    Ok(())
 }
