@@ -111,6 +111,8 @@
 //! fall below half their disk use are compacted during eviction and `gc()`.
 mod auth;
 mod format;
+#[cfg(test)]
+mod fuzz;
 mod index;
 mod lock;
 mod mmap;
