@@ -34,6 +34,8 @@ grep -E '^[a-z].*|time:|thrpt:' "$OUT/cargo-bench-identity.txt" | grep -v '^\s*C
 echo "== python benches/py_store.py (and --scale)"
 python benches/py_store.py | tee "$OUT/py_store.json"
 python benches/py_store.py --scale | tee "$OUT/py_store_scale.json"
+echo "== python benches/first_hit.py (100 MiB result, first hit in a new process; vs joblib)"
+python benches/first_hit.py | tee "$OUT/first_hit.txt"
 echo "== python benches/python/bench.py --out $OUT $*"
 python benches/python/bench.py --out "$OUT" "$@"
 echo "report: $OUT/report.md  chart: $OUT/chart.png"

@@ -99,7 +99,7 @@ proptest! {
     ) {
         let t = tempfile::tempdir().unwrap();
         let (dir, secret) = (t.path().join("s"), t.path().join("secret"));
-        let opts = Options { secret_path: Some(secret.clone()), segment_bytes: 16 << 10, verify_buffers_up_to: u64::MAX, ..Options::default() };
+        let opts = Options { secret_path: Some(secret.clone()), segment_bytes: 16 << 10, ..Options::default() };
         {
             let s = Store::open(&dir, opts.clone()).unwrap();
             for i in 0..40 {

@@ -4,7 +4,6 @@ normally, and what was stored before is not lost."""
 from __future__ import annotations
 
 import os
-import subprocess
 
 import pytest
 
@@ -64,14 +63,8 @@ def test_foreign_file_in_place_of_the_index(runner: Runner) -> None:
 
 
 @pytest.fixture
-def tiny_fs(tmp_path):
-    mnt = tmp_path / "tiny"
-    mnt.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mnt)],
-                      capture_output=True).returncode != 0:
-        pytest.skip("cannot mount a small tmpfs here (needs root)")
-    yield mnt
-    subprocess.run(["umount", str(mnt)], check=False)
+def tiny_fs(tmpfs):
+    return tmpfs("512k")
 
 
 def test_full_disk_runs_normally_and_keeps_what_was_stored(runner: Runner, tiny_fs) -> None:

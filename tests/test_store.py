@@ -230,8 +230,8 @@ def test_cli(paths: tuple[str, str], tmp_path: Path) -> None:
 
 
 def test_large_buffer_corruption_found_by_verify(paths: tuple[str, str]) -> None:
-    # Policy: buffers over 1 MiB are not hashed on get (zero-copy, O(1));
-    # verify() checks them and quarantines the entry.
+    # verify() hashes every buffer, whatever marks its file carries (a get
+    # trusts a mark; see src/storage/stamp.rs), and quarantines the entry.
     s = bc.Store(paths[0], secret_path=paths[1])
     put_obj(s, key(1), np.ones(2 * MiB // 8))
     big = max((Path(paths[0]) / "data").iterdir(), key=lambda p: p.stat().st_size)
@@ -281,3 +281,11 @@ def test_writers_stay_exclusive_across_fork(paths: tuple[str, str]) -> None:
         *paths,
     )
     assert out.split() == ["0", "6001"]
+
+
+@pytest.mark.parametrize("timeout", [1e300, float("inf"), float("nan"), -5.0, 0.0])
+def test_claim_with_any_timeout(paths: tuple[str, str], timeout: float) -> None:
+    # Never a Rust panic (a PanicException, which `except Exception` misses).
+    s = bc.Store(paths[0], secret_path=paths[1])
+    with s.claim(key(1), timeout) as c:
+        assert c.compute

@@ -103,19 +103,18 @@ def store(directory: str) -> _bytecache.Store:
     s = _stores.get(key)
     if s is not None:
         return s
-    damaged = False
+    reset = None
     with _lock:
         s = _stores.get(key)
         if s is None:
             _check_dir(directory)
             max_bytes = _configured.get("max_bytes")
-            before = _bytecache.Store.quarantined()
             s = _bytecache.Store(os.path.join(directory, "store"), max_bytes=max_bytes)
-            damaged = _bytecache.Store.quarantined() != before
+            reset = s.reset_reason
             _stores[key] = s
-    if damaged:
-        warn_once(f"bytecache found a damaged index in {directory} and moved it to "
-                  "quarantine/; starting an empty cache", key="damaged")
+    if reset:
+        warn_once(f"bytecache {reset} (cache {directory}); starting an empty cache",
+                  key="reset")
     return s
 
 

@@ -18,7 +18,7 @@ use crate::storage::{
 fn to_py(e: StorageError) -> PyErr {
     let msg = e.to_string();
     match e {
-        StorageError::Io { .. } => PyStorageError::new_err(msg),
+        StorageError::Io { .. } | StorageError::NoSpace { .. } => PyStorageError::new_err(msg),
         StorageError::UnsafePermissions { .. } => UnsafeCacheDirError::new_err(msg),
         StorageError::Corrupt { .. } => CorruptCacheError::new_err(msg),
         StorageError::InvalidArgument(_) => PyValueError::new_err(msg),
@@ -35,6 +35,16 @@ fn secs_to_ns(s: f64) -> u64 {
         (s * 1e9).min(u64::MAX as f64) as u64
     } else {
         0
+    }
+}
+
+/// A timeout in seconds as a `Duration`: NaN and negatives are zero, and
+/// anything too large for a `Duration` (infinity too) is the largest one.
+fn timeout_of(s: f64) -> Duration {
+    if s.is_nan() || s <= 0.0 {
+        Duration::ZERO
+    } else {
+        Duration::try_from_secs_f64(s).unwrap_or(Duration::MAX)
     }
 }
 
@@ -301,11 +311,7 @@ impl PyStore {
     /// Coordinate a miss: `with store.claim(key, timeout) as c: if c.compute: ...`.
     fn claim(&self, py: Python<'_>, key: &[u8], timeout: f64) -> PyResult<PyClaim> {
         let key = key16(key, "key")?;
-        let timeout = Duration::from_secs_f64(if timeout.is_finite() {
-            timeout.max(0.0)
-        } else {
-            0.0
-        });
+        let timeout = timeout_of(timeout);
         let c = py
             .detach(|| self.inner.claim(&key, timeout))
             .map_err(to_py)?;
@@ -318,6 +324,13 @@ impl PyStore {
             state,
             lock: Mutex::new(lock),
         })
+    }
+
+    /// Why this process found the store emptied when it opened it (a
+    /// damaged index, entries made with another secret), or None.
+    #[getter]
+    fn reset_reason(&self) -> Option<&str> {
+        self.inner.reset_reason()
     }
 
     /// How many damaged records or index files this process has moved to

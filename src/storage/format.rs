@@ -96,22 +96,25 @@ pub fn align_up(x: u64, a: u64) -> u64 {
     x.div_ceil(a) * a
 }
 
-/// An encoded record: `head` (prefix + body) is written at record offset 0,
-/// each buffer at its offset; the file/record spans `total_len` bytes.
-pub struct Encoded<'a> {
-    pub head: Vec<u8>,
-    pub buffers: Vec<(u64, &'a [u8])>,
+/// Where every part of a record goes. The buffers' checksums are filled in
+/// by [`Layout::head`] (they change no size), so a writer can take them from
+/// the very bytes it writes ([`copy_buffer`]).
+pub struct Layout {
+    meta: Meta,
+    meta_len: u64,
+    body_len: u64,
+    /// The whole record's length, buffers included.
     pub total_len: u64,
 }
 
-pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) -> Encoded<'a> {
-    let payload_len = e.payload.len() as u64;
+/// Lays out the record of `e` under `key`.
+pub fn layout(key: &Key, e: &NewEntry<'_>, created_ns: u64) -> Layout {
     let mut meta = Meta {
         key: *key,
         group: e.group,
         compute_ns: e.compute_ns,
         created_ns,
-        payload_len,
+        payload_len: e.payload.len() as u64,
         deps: e.deps.clone(),
         buffers: e
             .buffers
@@ -119,51 +122,84 @@ pub fn encode<'a>(key: &Key, e: &NewEntry<'a>, created_ns: u64, mac: &MacKey) ->
             .map(|b| BufMeta {
                 offset: 0,
                 len: b.len() as u64,
-                xxh3: xxh3_128(b),
+                xxh3: 0,
             })
             .collect(),
     };
-    // Filling in the buffer offsets (fixed-size integers) does not change the
-    // archive's size, so one dry run fixes meta_len and with it every buffer
-    // offset (no buffers: no second run).
-    let mut archived = archive(&meta);
-    let meta_len = archived.len() as u64;
-    let meta_pad = align_up(meta_len, 16);
-    let body_len = meta_pad + payload_len;
+    // Offsets and checksums are fixed-size integers: filling them in does
+    // not change the archive's size, so this dry run fixes meta_len and with
+    // it every buffer offset.
+    let meta_len = archive(&meta).len() as u64;
+    let body_len = align_up(meta_len, 16) + meta.payload_len;
     let mut end = PREFIX as u64 + body_len;
     for b in &mut meta.buffers {
         b.offset = align_up(end, BUF_ALIGN);
         end = b.offset + b.len;
     }
-    if !meta.buffers.is_empty() {
-        archived = archive(&meta);
-        debug_assert_eq!(archived.len() as u64, meta_len);
-    }
-
-    let mut head = Vec::with_capacity(PREFIX + body_len as usize);
-    head.extend_from_slice(&MAGIC);
-    head.extend_from_slice(&VERSION.to_le_bytes());
-    head.extend_from_slice(&ABI.to_le_bytes());
-    head.extend_from_slice(&(meta_len as u32).to_le_bytes());
-    head.extend_from_slice(&body_len.to_le_bytes());
-    head.extend_from_slice(&end.to_le_bytes());
-    head.extend_from_slice(&[0u8; 32]);
-    head.extend_from_slice(&archived);
-    head.resize(PREFIX + meta_pad as usize, 0);
-    head.extend_from_slice(e.payload);
-    let tag = mac.mac(&[&head[..32], &head[PREFIX..]]);
-    head[32..64].copy_from_slice(tag.as_bytes());
-    let buffers = meta
-        .buffers
-        .iter()
-        .zip(e.buffers)
-        .map(|(m, b)| (m.offset, *b))
-        .collect();
-    Encoded {
-        head,
-        buffers,
+    Layout {
+        meta,
+        meta_len,
+        body_len,
         total_len: end,
     }
+}
+
+impl Layout {
+    /// Where each buffer starts, from the record start.
+    pub fn buffer_offsets(&self) -> impl Iterator<Item = u64> + '_ {
+        self.meta.buffers.iter().map(|b| b.offset)
+    }
+
+    /// The record up to its buffers (prefix with MAC, meta, payload), with
+    /// `sums[i]` the XXH3-128 of buffer `i`.
+    pub fn head(mut self, payload: &[u8], sums: &[u128], mac: &MacKey) -> Vec<u8> {
+        for (b, sum) in self.meta.buffers.iter_mut().zip(sums) {
+            b.xxh3 = *sum;
+        }
+        let archived = archive(&self.meta);
+        debug_assert_eq!(archived.len() as u64, self.meta_len);
+        let mut head = Vec::with_capacity(PREFIX + self.body_len as usize);
+        head.extend_from_slice(&MAGIC);
+        head.extend_from_slice(&VERSION.to_le_bytes());
+        head.extend_from_slice(&ABI.to_le_bytes());
+        head.extend_from_slice(&(self.meta_len as u32).to_le_bytes());
+        head.extend_from_slice(&self.body_len.to_le_bytes());
+        head.extend_from_slice(&self.total_len.to_le_bytes());
+        head.extend_from_slice(&[0u8; 32]);
+        head.extend_from_slice(&archived);
+        head.resize(PREFIX + align_up(self.meta_len, 16) as usize, 0);
+        head.extend_from_slice(payload);
+        let tag = mac.mac(&[&head[..32], &head[PREFIX..]]);
+        head[32..64].copy_from_slice(tag.as_bytes());
+        head
+    }
+}
+
+/// Hands `b` to `write` in chunks (with each chunk's offset in `b`), each a
+/// private copy, and returns the XXH3-128 of exactly the bytes handed over.
+pub fn copy_buffer(
+    b: &[u8],
+    mut write: impl FnMut(u64, &[u8]) -> std::io::Result<()>,
+) -> std::io::Result<u128> {
+    const CHUNK: usize = 1 << 20;
+    let mut copy = Vec::with_capacity(CHUNK.min(b.len()));
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    for (k, part) in b.chunks(CHUNK).enumerate() {
+        copy.clear();
+        copy.extend_from_slice(part);
+        h.update(&copy);
+        write((k * CHUNK) as u64, &copy)?;
+    }
+    Ok(h.digest128())
+}
+
+/// The MAC tag of a record (its bytes 32..64; zeros if it is shorter).
+pub fn tag(rec: &[u8]) -> [u8; 32] {
+    let mut t = [0u8; 32];
+    if let Some(b) = rec.get(32..PREFIX) {
+        t.copy_from_slice(b);
+    }
+    t
 }
 
 fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
@@ -176,6 +212,8 @@ fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
 #[derive(Clone, Debug)]
 pub struct Decoded {
     pub key: Key,
+    /// The record's MAC tag (see [`tag`]).
+    pub tag: [u8; 32],
     pub group: [u8; 16],
     pub compute_ns: u64,
     pub created_ns: u64,
@@ -282,6 +320,7 @@ pub fn decode(rec: &[u8], key: &Key, mac: Option<&MacKey>) -> Result<Decoded, &'
     }
     Ok(Decoded {
         key: *key,
+        tag: tag(rec),
         group: meta.group,
         compute_ns: meta.compute_ns.to_native(),
         created_ns: meta.created_ns.to_native(),

@@ -3,7 +3,9 @@
 //!
 //! Layout (all little-endian u64 words): a 4096-byte header, then `cap`
 //! (a power of two) slots of 8 words, open addressing with linear probing
-//! and tombstones (deletions never break a probe chain).
+//! and tombstones (deletions never break a probe chain). The whole file is
+//! allocated before it is mapped (see `space.rs`): a page of it touched on
+//! a full file system must never be one without a disk block.
 //!
 //! Slot words: 0 `seq` (seqlock: odd while a writer is changing the slot),
 //! 1-2 key, 3 `seg << 32 | compute_us << 2 | state`, 4 record offset,
@@ -20,7 +22,7 @@ use std::sync::atomic::{fence, AtomicU64, Ordering::*};
 use xxhash_rust::xxh3::xxh3_64;
 
 use super::mmap::SharedWords;
-use super::Key;
+use super::{space, Key};
 
 pub const HEADER_BYTES: u64 = 4096;
 pub const SLOT_WORDS: usize = 8;
@@ -42,21 +44,26 @@ pub const H_TOMBS: usize = 11;
 pub const H_BYTES: usize = 12;
 pub const H_NEXT_SEG: usize = 13;
 pub const H_ACTIVE_SEG: usize = 14;
-pub const H_ACTIVE_OFF: usize = 15;
+// Word 15 is unused (older versions kept the active segment's write offset
+// there; the segment's length is that offset now).
 /// GDSF clock `L` (f64 bits).
 pub const H_CLOCK: usize = 16;
 /// Non-zero while a writer is mid-update; a new lock holder seeing it runs
 /// recovery (the previous holder died).
 pub const H_DIRTY: usize = 17;
+/// Id of the secret the records were made with (`auth::Secret::id`); 0 in
+/// an index no process has claimed yet.
+pub const H_SECRET: usize = 18;
 /// Words copied when the index is rebuilt.
-pub const H_DYNAMIC: [usize; 7] = [
+pub const H_DYNAMIC: [usize; 8] = [
     H_EPOCH,
     H_LIVE,
     H_TOMBS,
     H_BYTES,
     H_NEXT_SEG,
     H_ACTIVE_SEG,
-    H_ACTIVE_OFF,
+    H_CLOCK,
+    H_SECRET,
 ];
 
 pub const EMPTY: u64 = 0;
@@ -113,10 +120,11 @@ pub enum OpenError {
 }
 
 impl Index {
-    /// Writes a fresh, empty index of `cap` slots into `file` (truncated).
+    /// Writes a fresh, empty index of `cap` slots into `file` (truncated),
+    /// its space allocated before it is mapped.
     pub fn init(file: &File, cap: u64) -> std::io::Result<Index> {
         file.set_len(0)?;
-        file.set_len(HEADER_BYTES + cap * (SLOT_WORDS as u64) * 8)?;
+        space::reserve_new(file, 0, HEADER_BYTES + cap * (SLOT_WORDS as u64) * 8)?;
         let map = SharedWords::map(file)?;
         let w = map.words();
         let fixed = [MAGIC, version_word(), cap];
@@ -137,6 +145,7 @@ impl Index {
         if len < HEADER_BYTES || len % 8 != 0 {
             return Err(OpenError::Invalid("index truncated"));
         }
+        space::reserve_existing(file, len).map_err(OpenError::Io)?;
         let map = SharedWords::map(file).map_err(OpenError::Io)?;
         Self::from_map(file, map)
     }

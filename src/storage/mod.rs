@@ -17,9 +17,10 @@
 //! Readers take no lock, never wait on a writer for more than the few
 //! nanoseconds of a slot update, and fully verify every record they follow
 //! (magic, version, ABI, bounds, keyed MAC over header + meta + payload,
-//! checked rkyv access, key), so a stale, torn or garbage slot or record is a
-//! miss, never a wrong value. A record that fails a check is moved to
-//! `quarantine/` and its slot dropped.
+//! checked rkyv access, key, buffer checksums), so a stale, torn or garbage
+//! slot or record is a miss, never a wrong value. A record that fails a
+//! check is moved to `quarantine/` and its slot dropped; so is every record
+//! of a data file that is not a regular file of ours (a symlink, say).
 //!
 //! # Writers
 //! One writer at a time per store directory: an in-process mutex plus an
@@ -27,15 +28,39 @@
 //! in the index header; a later writer finding it set (the previous one died)
 //! repairs slots left mid-update and recounts totals.
 //!
+//! A small segment only grows: a record is appended at the segment's length
+//! rounded up to 64 bytes, so bytes once written (published or left by a
+//! writer that died mid-append) are never overwritten, and the file has no
+//! holes for a mapping to fault on.
+//!
+//! # Header counters
+//! The header's counters (live entries, tombstones, record bytes, next file
+//! id, active segment, GDSF clock) are hints a damaged or hostile index can
+//! get wrong, so none of them can disable the cache: every writer checks
+//! them for plausibility (live + tombstones <= capacity, bytes >= 64 per
+//! live entry and 0 without one, a finite clock >= 0, an active segment that
+//! is a segment) and recounts from the slots when they fail; eviction
+//! recounts before it evicts anything, and an index found full is recounted
+//! and rebuilt. A superseded flag on the index that is still in place is
+//! cleared.
+//!
+//! # Disk space
+//! Every byte range is allocated (`fallocate`, see `space.rs`) before it is
+//! mapped or written: the index when it is created, rebuilt or opened, a
+//! record before it is appended, a file of buffers before its first byte.
+//! So a full file system or quota fails a put with `StorageError::NoSpace`
+//! (ENOSPC or EDQUOT) before anything changes, and never as a SIGBUS on a
+//! mapped page. Nothing stored is evicted or dropped to make room.
+//!
 //! # Durability policy
 //! * `Durability::Fast` (default): nothing is fsynced on put, get or remove.
 //!   A killed process loses nothing that was committed (the page cache holds
 //!   it). After an OS crash or power loss, recent entries may be lost, and
-//!   any record whose bytes did not all reach the disk fails its MAC and is
-//!   reported as a miss (then quarantined) -- never returned torn. If the
-//!   index header itself is damaged, the store is reset (old files
-//!   quarantined). Index rebuilds (growth) are always fsynced before the
-//!   atomic rename, as they are rare.
+//!   any record whose bytes did not all reach the disk fails its MAC or a
+//!   buffer checksum and is reported as a miss (then quarantined) -- never
+//!   returned torn. If the index header itself is damaged, the store is
+//!   reset (old files quarantined). Index rebuilds (growth) are always
+//!   fsynced before the atomic rename, as they are rare.
 //! * `Durability::Full` (or env `BYTECACHE_DURABILITY=full`, e.g. for the
 //!   Python binding): `fdatasync` the record before publishing it and
 //!   `msync` the index after; new files also fsync their directory. Costs
@@ -43,23 +68,33 @@
 //!
 //! # Security policy
 //! The directory must be owned by the current user and not writable by
-//! group/others (`UnsafePermissions` otherwise); it is created 0700 and files
-//! 0600. Every record carries a keyed BLAKE3 MAC (secret outside the cache
-//! dir, see `auth.rs`) over its header, metadata (incl. each buffer's
-//! XXH3-128) and payload, verified before anything is returned. Every get
-//! re-checks the header, bounds, key and (bytecheck-validated) rkyv meta;
-//! the MAC itself is computed once per record per process (and mapping):
-//! records are immutable, and the fingerprint of a verified record includes
-//! its header and MAC tag, so rewritten bytes are verified afresh. Anyone
-//! able to rewrite our files could equally change them under a zero-copy
-//! view after any check, so hashing again on every get would add cost, not
-//! safety. Every new process verifies afresh, per-process caches are dropped
-//! whenever a data file is deleted, and `verify()` always checks everything.
-//! Appends never overwrite non-zero bytes (a damaged write offset starts a
-//! new segment), which keeps published records immutable. Buffers (raw bytes, they cannot run code) are checksummed on
-//! `get` only up to `Options::verify_buffers_up_to` bytes (default 1 MiB) so
-//! large results stay zero-copy and O(1); larger buffers are checked by
-//! `verify()`.
+//! group/others, nor below a directory every user can write without the
+//! sticky bit (`UnsafePermissions` otherwise, see `perms.rs`); it is created
+//! 0700 and files 0600. Every record carries a keyed BLAKE3 MAC (secret
+//! outside the cache dir, see `auth.rs`) over its header, metadata (incl.
+//! each buffer's XXH3-128) and payload, verified before anything is
+//! returned. The index records which secret its records were made with: a
+//! store opened with another secret (the old one was deleted, say) is
+//! emptied at once rather than reported record by record as damaged.
+//!
+//! Every get re-checks the header, bounds, key and (bytecheck-validated)
+//! rkyv meta; the MAC itself is computed once per record per process (and
+//! mapping): records are immutable, and the fingerprint of a verified record
+//! includes its header and MAC tag, so rewritten bytes are verified afresh.
+//! Anyone able to rewrite our files could equally change them under a
+//! zero-copy view after any check, so hashing again on every get would add
+//! cost, not safety. Every new process verifies afresh, per-process caches
+//! are dropped whenever a data file is deleted, and `verify()` always checks
+//! everything.
+//!
+//! Buffers (raw bytes, they cannot run code) are verified before they are
+//! returned too, without reading them on every first hit: the first process
+//! to read a record hashes its buffers against their authenticated
+//! checksums and then marks the file (its mtime, see `stamp.rs`); a later
+//! process finding the mark intact skips the hash, so a 100 MiB result
+//! stays zero-copy and O(1). The mark cannot survive a write to the file,
+//! and a mark made before the data reached the disk lapses at the next
+//! reboot, so a torn or damaged file is always hashed, and missed.
 //!
 //! # Concurrent misses
 //! `claim(key, timeout)` takes a non-blocking `flock` on `claims/<key>`:
@@ -76,29 +111,33 @@
 //! fall below half their disk use are compacted during eviction and `gc()`.
 mod auth;
 mod format;
+#[cfg(test)]
+mod fuzz;
 mod index;
 mod lock;
 mod mmap;
+mod perms;
+mod space;
+mod stamp;
 
 use std::collections::HashMap;
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{DirBuilderExt, FileExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-pub use auth::default_secret_path;
+pub use auth::default_secret_paths;
 pub use format::{ArchivedDeps, Deps, DirDep, FileDep, RecordDep};
 pub use lock::ClaimLock;
 pub use memmap2::MmapMut;
 
 use format::Decoded;
-use index::{
-    Index, OpenError, Slot, H_ACTIVE_OFF, H_ACTIVE_SEG, H_BYTES, H_CLOCK, H_DIRTY, H_EPOCH,
-};
-use index::{H_LIVE, H_NEXT_SEG, H_SUPERSEDED, H_TOMBS, LIVE, TOMB};
+use index::{Index, OpenError, Slot, H_ACTIVE_SEG, H_BYTES, H_CLOCK, H_DIRTY, H_EPOCH};
+use index::{H_LIVE, H_NEXT_SEG, H_SECRET, H_SUPERSEDED, H_TOMBS, LIVE, TOMB};
+use perms::{check_ancestors, check_owner_mode, ensure_dir};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// A 128-bit key computed by the caller (hash of function identity + args).
@@ -114,6 +153,11 @@ const MAX_VERIFIED: usize = 1 << 21;
 pub enum StorageError {
     #[error("I/O error on {path}: {source}")]
     Io { path: PathBuf, source: io::Error },
+    /// The file system or the user's quota is full (ENOSPC, EDQUOT).
+    #[error(
+        "no space left for the cache at {path} ({source}); nothing is stored until space is freed"
+    )]
+    NoSpace { path: PathBuf, source: io::Error },
     #[error("refusing {path}: {reason}")]
     UnsafePermissions { path: PathBuf, reason: String },
     #[error("corrupt {path}: {reason}")]
@@ -138,13 +182,13 @@ pub enum Durability {
 pub struct Options {
     pub max_bytes: u64,
     pub durability: Durability,
-    /// Where the MAC secret lives; `None` = `default_secret_path()`.
+    /// Where the MAC secret lives; `None`: the first of
+    /// `default_secret_paths()` that exists or can be created.
     pub secret_path: Option<PathBuf>,
-    /// Size of a small-record segment file (records up to a quarter of it
-    /// go to segments, larger ones and entries with buffers to own files).
+    /// Largest size of a small-record segment file (records up to a quarter
+    /// of it go to segments, larger ones and entries with buffers to own
+    /// files).
     pub segment_bytes: u64,
-    /// `get` checksums buffers whose total size is at most this.
-    pub verify_buffers_up_to: u64,
 }
 
 pub const DEFAULT_MAX_BYTES: u64 = 10 << 30;
@@ -164,7 +208,6 @@ impl Default for Options {
             durability,
             secret_path: None,
             segment_bytes: 64 << 20,
-            verify_buffers_up_to: 1 << 20,
         }
     }
 }
@@ -192,9 +235,52 @@ pub struct EntryMeta {
     pub hits: u64,
 }
 
+/// A data file and a read-only mapping of it (of its length when mapped:
+/// a segment that grew since is mapped again, see `Store::data_file`).
 struct DataFile {
-    file: File,
+    file: Arc<File>,
     map: mmap::ReadMap,
+}
+
+impl DataFile {
+    fn map(file: Arc<File>) -> io::Result<DataFile> {
+        let map = mmap::ReadMap::map(&file)?;
+        Ok(DataFile { file, map })
+    }
+}
+
+/// Opens data file `path` (read-only or read-write): `Ok(None)` if there is
+/// none, `Corrupt` if it is not a regular file of ours (a symlink, a FIFO,
+/// another owner, writable by others): its records cannot be trusted.
+fn open_data_file(path: &Path, write: bool) -> Result<Option<File>> {
+    let bad = |reason: String| StorageError::Corrupt {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let file = match OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ELOOP | libc::EACCES | libc::EPERM)
+            ) =>
+        {
+            return Err(bad(format!("not a regular file of ours ({e})")))
+        }
+        Err(e) => return Err(io_at(path)(e)),
+    };
+    let meta = file.metadata().map_err(io_at(path))?;
+    if !meta.is_file() {
+        return Err(bad("not a regular file".into()));
+    }
+    check_owner_mode(path, &meta, 0o022).map_err(|e| bad(e.to_string()))?;
+    Ok(Some(file))
 }
 
 /// A verified entry, zero-copy over the mapped data file. Stays valid after
@@ -238,7 +324,7 @@ impl EntryView {
     pub fn buffer_private(&self, i: usize) -> Option<io::Result<MmapMut>> {
         let (r, _) = self.dec.buffers.get(i)?;
         Some(mmap::private_copy(
-            &self.data.file,
+            self.data.file.as_ref(),
             (self.start + r.start) as u64,
             r.len(),
         ))
@@ -354,49 +440,23 @@ pub struct Store {
     dir: PathBuf,
     opts: Options,
     mac: auth::MacKey,
+    /// Why the store was emptied when this process opened it, if it was.
+    reset: Option<String>,
     writer: Mutex<WriterState>,
     state: RwLock<ReadState>,
 }
 
-fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
-    move |source| StorageError::Io {
-        path: path.to_path_buf(),
-        source,
+/// Maps an I/O error on `path` to a `StorageError` (`NoSpace` for a full
+/// file system or quota).
+pub(crate) fn io_at(path: &Path) -> impl FnOnce(io::Error) -> StorageError + '_ {
+    move |source| {
+        let path = path.to_path_buf();
+        if space::is_no_space(&source) {
+            StorageError::NoSpace { path, source }
+        } else {
+            StorageError::Io { path, source }
+        }
     }
-}
-
-fn check_owner_mode(path: &Path, meta: &fs::Metadata, forbidden: u32) -> Result<()> {
-    let uid = lock::euid();
-    let reason = if meta.uid() != uid {
-        format!("owned by uid {} but we are uid {uid}", meta.uid())
-    } else if meta.mode() & forbidden != 0 {
-        format!(
-            "mode {:o} gives access to group/others",
-            meta.mode() & 0o777
-        )
-    } else {
-        return Ok(());
-    };
-    Err(StorageError::UnsafePermissions {
-        path: path.to_path_buf(),
-        reason,
-    })
-}
-
-fn ensure_dir(path: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_at(path))?;
-    let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
-    if !meta.is_dir() {
-        return Err(StorageError::UnsafePermissions {
-            path: path.into(),
-            reason: "not a directory".into(),
-        });
-    }
-    check_owner_mode(path, &meta, 0o022)
 }
 
 fn open_rw(path: &Path, create: bool) -> io::Result<File> {
@@ -433,16 +493,11 @@ impl Store {
             ));
         }
         ensure_dir(&dir)?;
+        check_ancestors(&dir)?;
         for sub in ["data", "claims", "quarantine"] {
             ensure_dir(&dir.join(sub))?;
         }
-        let secret_path = match &opts.secret_path {
-            Some(p) => p.clone(),
-            None => default_secret_path().ok_or_else(|| {
-                StorageError::InvalidArgument("no HOME/XDG_CONFIG_HOME for the secret".into())
-            })?,
-        };
-        let mac = auth::MacKey::new(&auth::load_or_create_secret(&secret_path)?);
+        let secret = auth::load(opts.secret_path.as_deref(), &dir)?;
         let lock_path = dir.join("lock");
         let lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
         check_owner_mode(
@@ -450,17 +505,19 @@ impl Store {
             &lock_file.metadata().map_err(io_at(&lock_path))?,
             0o022,
         )?;
-        let index = {
+        let (index, damaged) = {
             let _l = lock::Exclusive::acquire(lock_file.clone()).map_err(io_at(&lock_path))?;
-            let ix = open_index_locked(&dir)?;
+            let (ix, damaged) = open_index_locked(&dir)?;
             recover(&ix);
-            ix
+            (ix, damaged)
         };
         let epoch = index.h(H_EPOCH).load(Relaxed);
-        Ok(Store {
+        let made_with = index.h(H_SECRET).load(Relaxed);
+        let mut store = Store {
             dir,
             opts,
-            mac,
+            mac: secret.key,
+            reset: damaged.then(|| "found a damaged index and moved it to quarantine/".into()),
             writer: Mutex::new(WriterState {
                 active: None,
                 lock_file,
@@ -472,7 +529,45 @@ impl Store {
                 verified: Verified::default(),
                 epoch,
             }),
-        })
+        };
+        if made_with != secret.id {
+            let mut w = store.writer()?;
+            let made_with = w.ix.h(H_SECRET).load(Relaxed);
+            // Another id: the records were made with another secret, unless
+            // the id itself is damaged and they verify with ours.
+            let emptied = made_with != 0 && made_with != secret.id && !store.verifies_any(&w.ix);
+            let res = if emptied { w.remove_all() } else { Ok(0) };
+            if res.is_ok() {
+                w.ix.h(H_SECRET).store(secret.id, Relaxed);
+            }
+            w.done(res)?;
+            if emptied {
+                store.reset = Some(format!(
+                    "found entries made with another secret than {} (it was replaced or \
+                     regenerated); they cannot be verified and were removed",
+                    secret.path.display()
+                ));
+            }
+        }
+        Ok(store)
+    }
+
+    /// Whether one of the first few live records of `ix` verifies (or there
+    /// are none): our secret is the one they were made with.
+    fn verifies_any(&self, ix: &Index) -> bool {
+        let mut live = ix.live().take(8).peekable();
+        live.peek().is_none()
+            || live.any(|(i, slot)| {
+                let end = slot.offset.saturating_add(slot.len);
+                matches!(self.data_file(slot.seg, end), Ok(Some(df))
+                    if self.check_record(&slot.key, i, &slot, &df, false).is_ok())
+            })
+    }
+
+    /// Why this process found the store emptied when it opened it (a
+    /// damaged index, entries made with another secret), if it did.
+    pub fn reset_reason(&self) -> Option<&str> {
+        self.reset.as_deref()
     }
 
     pub fn dir(&self) -> &Path {
@@ -513,9 +608,11 @@ impl Store {
                 .ok()
                 .and_then(|f| Index::open(&f).ok());
             st.index = Arc::new(match reopened {
-                Some(ix) => ix,
-                None if have_lock => open_index_locked(&self.dir)?,
-                None => {
+                // The index in place flagged superseded too is a damaged
+                // flag, which only a writer may clear (see `writer`).
+                Some(ix) if have_lock || ix.h(H_SUPERSEDED).load(Acquire) == 0 => ix,
+                None if have_lock => open_index_locked(&self.dir)?.0,
+                _ => {
                     // Needs the writer lock, taken the normal way (mutex,
                     // then flock) and without holding `state`.
                     drop(st);
@@ -535,36 +632,44 @@ impl Store {
         Ok(st.index.clone())
     }
 
-    /// The mapped data file `seg`, `Ok(None)` if it does not exist.
-    fn data_file(&self, seg: u32) -> Result<Option<Arc<DataFile>>> {
-        if let Some(f) = self
+    /// The mapped data file `seg`, mapped again if it has grown since and
+    /// the mapping ends before `end`; `Ok(None)` if it does not exist;
+    /// `Corrupt` if it is not a regular file of ours (see `open_data_file`).
+    fn data_file(&self, seg: u32, end: u64) -> Result<Option<Arc<DataFile>>> {
+        let path = self.data_path(seg);
+        let cached = self
             .state
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .files
             .get(&seg)
-        {
-            return Ok(Some(f.clone()));
-        }
-        let path = self.data_path(seg);
-        let file = match OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_CLOEXEC | libc::O_NOFOLLOW)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_at(&path)(e)),
+            .cloned();
+        let df = match cached {
+            Some(df) if df.map.bytes().len() as u64 >= end => return Ok(Some(df)),
+            // The same file (so records verified through the old mapping
+            // stay verified), mapped at its current length.
+            Some(df) => DataFile::map(df.file.clone()).map_err(io_at(&path))?,
+            None => match open_data_file(&path, false)? {
+                Some(file) => DataFile::map(Arc::new(file)).map_err(io_at(&path))?,
+                None => return Ok(None),
+            },
         };
-        check_owner_mode(&path, &file.metadata().map_err(io_at(&path))?, 0o022)?;
-        let map = mmap::ReadMap::map(&file).map_err(io_at(&path))?;
-        let df = Arc::new(DataFile { file, map });
+        let df = Arc::new(df);
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if st.files.len() >= MAX_CACHED_FILES {
             st.forget_files();
         }
         st.files.insert(seg, df.clone());
         Ok(Some(df))
+    }
+
+    /// Drops every record of data file `seg`, which is not a regular file of
+    /// ours, and moves it to `quarantine/`. Best effort.
+    fn discard_file(&self, seg: u32, reason: &str) {
+        if let Ok(mut w) = self.writer() {
+            let res = w.discard(seg, reason);
+            let _ = w.done(res);
+        }
     }
 
     /// Follows the index to `key`'s record bytes.
@@ -575,7 +680,14 @@ impl Store {
             let Some((i, slot, seq)) = ix.lookup(key) else {
                 return Ok(None);
             };
-            if let Some(df) = self.data_file(slot.seg)? {
+            let found = match self.data_file(slot.seg, slot.offset.saturating_add(slot.len)) {
+                Err(StorageError::Corrupt { reason, .. }) => {
+                    self.discard_file(slot.seg, &reason);
+                    return Ok(None);
+                }
+                found => found?,
+            };
+            if let Some(df) = found {
                 return Ok(Some(Located {
                     ix,
                     i,
@@ -621,8 +733,17 @@ impl Store {
             return format::decode(rec, key, None);
         }
         let dec = format::decode(rec, key, Some(&self.mac))?;
-        if full || dec.buffer_bytes() <= self.opts.verify_buffers_up_to {
-            dec.check_buffers(rec)?;
+        if !dec.buffers.is_empty() {
+            // A record with buffers has its file to itself (else: hash).
+            let tag = &dec.tag;
+            let own = slot.seg & BIG_BIT != 0 && slot.offset == 0;
+            let marked = own && stamp::is_marked(&df.file, tag);
+            if full || !marked {
+                dec.check_buffers(rec)?;
+                if own && !marked {
+                    stamp::mark_checked(&df.file, tag);
+                }
+            }
         }
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         // Only remember it while `df` is the cached mapping of that file.
@@ -718,9 +839,9 @@ impl Store {
         // new one in; a writer dying in between leaves the old one dirty. So
         // only a dirty index needs the (syscall) check that it is current.
         let path = self.dir.join("index");
-        let stale = || fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
-        if ix.h(H_DIRTY).load(Acquire) != 0 && stale() {
-            let fresh = Arc::new(open_index_locked(&self.dir)?);
+        let stale = |ix: &Index| fs::metadata(&path).map(|m| m.ino()).ok() != Some(ix.ino);
+        if ix.h(H_DIRTY).load(Acquire) != 0 && stale(&ix) {
+            let fresh = Arc::new(open_index_locked(&self.dir)?.0);
             // Tell every process still mapping the old file to reopen.
             ix.h(H_SUPERSEDED).store(1, Release);
             let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
@@ -728,7 +849,12 @@ impl Store {
             st.forget_files();
             ix = fresh;
         }
+        // The file in place is never legitimately flagged superseded.
+        if ix.h(H_SUPERSEDED).load(Acquire) != 0 && !stale(&ix) {
+            ix.h(H_SUPERSEDED).store(0, Release);
+        }
         recover(&ix);
+        check_header(&ix);
         ix.h(H_DIRTY).store(1, Release);
         Ok(Writer {
             store: self,
@@ -741,78 +867,102 @@ impl Store {
     /// Stores an entry (replacing any entry under `key`). Entries larger than
     /// `max_bytes` are not stored: returns whether it was.
     pub fn put(&self, key: &Key, entry: &NewEntry<'_>) -> Result<bool> {
-        let enc = format::encode(key, entry, now_ns(), &self.mac);
-        if enc.total_len > self.opts.max_bytes {
+        let layout = format::layout(key, entry, now_ns());
+        if layout.total_len > self.opts.max_bytes {
             return Ok(false);
         }
+        let small = entry.buffers.is_empty() && layout.total_len <= self.small_max();
+        let len = layout.total_len;
         let mut w = self.writer()?;
-        let small = entry.buffers.is_empty() && enc.total_len <= self.small_max();
-        let (seg, offset) = if small {
-            w.append_small(&enc.head)?
-        } else {
-            w.write_big(&enc)?
-        };
-        let slot = Slot {
-            key: *key,
-            state: LIVE,
-            seg,
-            compute_us: entry.compute_ns / 1000,
-            offset,
-            len: enc.total_len,
-        };
-        w.publish(&slot)?;
-        if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
-            w.evict(self.opts.max_bytes / 10 * 9)?;
-            w.sweep()?;
-        }
-        w.finish()?;
-        Ok(true)
+        let res = (|| {
+            let (seg, offset) = if small {
+                w.append_small(&layout.head(entry.payload, &[], &self.mac))?
+            } else {
+                w.write_big(layout, entry)?
+            };
+            let slot = Slot {
+                key: *key,
+                state: LIVE,
+                seg,
+                compute_us: entry.compute_ns / 1000,
+                offset,
+                len,
+            };
+            if let Err(e) = w.publish(&slot) {
+                if !small {
+                    let _ = fs::remove_file(self.data_path(seg)); // never published
+                }
+                return Err(e);
+            }
+            if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
+                // The counter may be wrong (see "Header counters").
+                recount(&w.ix);
+                if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
+                    w.evict(self.opts.max_bytes / 10 * 9)?;
+                    match w.sweep() {
+                        // Compaction needs room; the entry is stored.
+                        Err(StorageError::NoSpace { .. }) => {}
+                        r => r?,
+                    }
+                }
+            }
+            Ok(true)
+        })();
+        w.done(res)
     }
 
     /// Removes `key`; whether it was present.
     pub fn remove(&self, key: &Key) -> Result<bool> {
         let w = self.writer()?;
         let found = w.ix.lookup(key);
-        if let Some((i, slot, _)) = found {
-            w.drop_slot(i, &slot)?;
-        }
-        w.finish()?;
-        Ok(found.is_some())
+        let res = match found {
+            Some((i, slot, _)) => w.drop_slot(i, &slot).map(|()| true),
+            None => Ok(false),
+        };
+        w.done(res)
     }
 
     /// Removes every entry, or those of one group; how many.
     pub fn clear(&self, group: Option<&[u8; 16]>) -> Result<u64> {
         let mut w = self.writer()?;
-        let mut n = 0;
-        let live: Vec<(usize, Slot)> = w.ix.live().collect();
-        for (i, slot) in live {
-            if let Some(g) = group {
-                let df = self.data_file(slot.seg)?;
-                let ours = df.is_some_and(|df| {
-                    self.check_record(&slot.key, i, &slot, &df, false)
-                        .is_ok_and(|d| d.group == *g)
-                });
-                if !ours {
-                    continue;
+        let res = match group {
+            None => w.remove_all(),
+            Some(g) => (|| {
+                let mut n = 0;
+                let live: Vec<(usize, Slot)> = w.ix.live().collect();
+                for (i, slot) in live {
+                    let end = slot.offset.saturating_add(slot.len);
+                    let ours = match self.data_file(slot.seg, end) {
+                        Ok(Some(df)) => self
+                            .check_record(&slot.key, i, &slot, &df, false)
+                            .is_ok_and(|d| d.group == *g),
+                        Ok(None) | Err(StorageError::Corrupt { .. }) => false,
+                        Err(e) => return Err(e),
+                    };
+                    if ours {
+                        w.drop_slot(i, &slot)?;
+                        n += 1;
+                    }
                 }
-            }
-            w.drop_slot(i, &slot)?;
-            n += 1;
-        }
-        w.sweep()?;
-        w.finish()?;
-        Ok(n)
+                w.sweep()?;
+                Ok(n)
+            })(),
+        };
+        w.done(res)
     }
 
+    /// Counted from the slots, not taken from the header's counters.
     pub fn stats(&self) -> Result<Stats> {
         let ix = self.current()?;
-        let hits = (0..ix.cap())
-            .filter(|&i| ix.read(i).is_some_and(|(s, _)| s.state == LIVE))
-            .map(|i| ix.usage(i).0)
-            .sum();
+        let (mut entries, mut bytes, mut hits) = (0, 0u64, 0u64);
+        for (i, slot) in ix.live() {
+            entries += 1;
+            bytes = bytes.saturating_add(slot.len);
+            hits = hits.saturating_add(ix.usage(i).0);
+        }
         Ok(Stats {
-            entries: ix.h(H_LIVE).load(Relaxed),
-            bytes: ix.h(H_BYTES).load(Relaxed),
+            entries,
+            bytes,
             hits,
             max_bytes: self.opts.max_bytes,
         })
@@ -823,8 +973,10 @@ impl Store {
         let ix = self.current()?;
         let mut out = Vec::new();
         for (i, slot) in ix.live() {
-            let Some(df) = self.data_file(slot.seg)? else {
-                continue;
+            let df = match self.data_file(slot.seg, slot.offset.saturating_add(slot.len)) {
+                Ok(Some(df)) => df,
+                Ok(None) | Err(StorageError::Corrupt { .. }) => continue,
+                Err(e) => return Err(e),
             };
             let Ok(dec) = self.check_record(&slot.key, i, &slot, &df, false) else {
                 continue;
@@ -850,10 +1002,9 @@ impl Store {
     pub fn gc(&self) -> Result<u64> {
         let mut w = self.writer()?;
         recount(&w.ix);
-        let n = w.evict(self.opts.max_bytes)?;
-        w.sweep()?;
-        w.finish()?;
-        Ok(n)
+        let res = w.evict(self.opts.max_bytes);
+        let res = res.and_then(|n| w.sweep().map(|()| n));
+        w.done(res)
     }
 
     /// Checks every record completely (MAC and all buffer checksums);
@@ -863,7 +1014,14 @@ impl Store {
         let mut report = VerifyReport::default();
         for (i, slot) in ix.live() {
             report.checked += 1;
-            let df = self.data_file(slot.seg)?;
+            let df = match self.data_file(slot.seg, slot.offset.saturating_add(slot.len)) {
+                Err(StorageError::Corrupt { reason, .. }) => {
+                    self.discard_file(slot.seg, &reason);
+                    report.bad.push((slot.key, reason));
+                    continue;
+                }
+                df => df?,
+            };
             let res = match &df {
                 Some(df) => self.check_record(&slot.key, i, &slot, df, true).map(|_| ()),
                 None => Err("data file missing"),
@@ -911,20 +1069,29 @@ impl Store {
         let Ok(w) = self.writer() else { return };
         if let Some((i, now, _)) = w.ix.lookup(key) {
             if now == *slot {
-                let q = self
-                    .dir
-                    .join("quarantine")
-                    .join(format!("{}.{}", key_hex(key), now_ns()));
+                let q = self.quarantine_path(&key_hex(key), reason);
                 if slot.seg & BIG_BIT != 0 {
                     let _ = fs::rename(self.data_path(slot.seg), &q);
                 } else if let Some(bytes) = df.and_then(|d| record_bytes(d, slot)) {
                     let _ = fs::write(&q, bytes);
                 }
-                let _ = fs::write(q.with_extension("reason"), reason);
                 let _ = w.drop_slot(i, slot);
             }
         }
         let _ = w.finish();
+    }
+
+    /// A new path in `quarantine/` for something called `name`, with the
+    /// reason written beside it (`<path>.reason`).
+    fn quarantine_path(&self, name: &str, reason: &str) -> PathBuf {
+        let q = self
+            .dir
+            .join("quarantine")
+            .join(format!("{name}.{}", now_ns()));
+        let mut note = q.clone().into_os_string();
+        note.push(".reason");
+        let _ = fs::write(note, reason);
+        q
     }
 }
 
@@ -978,35 +1145,37 @@ pub fn quarantined() -> u64 {
 }
 
 /// Opens `dir/index`, creating it (or replacing an invalid one, whose data
-/// is quarantined) as needed. Caller holds the writer lock.
-fn open_index_locked(dir: &Path) -> Result<Index> {
+/// is quarantined: then `true`) as needed. Caller holds the writer lock.
+fn open_index_locked(dir: &Path) -> Result<(Index, bool)> {
     let path = dir.join("index");
-    match open_rw(&path, false) {
-        Ok(f) => {
-            check_owner_mode(&path, &f.metadata().map_err(io_at(&path))?, 0o022)?;
-            match Index::open(&f) {
-                Ok(ix) => return Ok(ix),
-                Err(OpenError::Io(e)) => return Err(io_at(&path)(e)),
-                Err(OpenError::Invalid(_)) => {
-                    QUARANTINED.fetch_add(1, Relaxed);
-                    let q = dir.join("quarantine").join(format!("store.{}", now_ns()));
-                    ensure_dir(&q)?;
-                    fs::rename(&path, q.join("index")).map_err(io_at(&path))?;
-                    let data = dir.join("data");
-                    fs::rename(&data, q.join("data")).map_err(io_at(&data))?;
-                    ensure_dir(&data)?;
-                }
-            }
+    let opened = match open_data_file(&path, true) {
+        Ok(Some(f)) => Some(Index::open(&f)),
+        Ok(None) => None,
+        // A symlink, another owner's file...: as good as garbage.
+        Err(StorageError::Corrupt { .. }) => Some(Err(OpenError::Invalid("not ours"))),
+        Err(e) => return Err(e),
+    };
+    let damaged = match opened {
+        Some(Ok(ix)) => return Ok((ix, false)),
+        Some(Err(OpenError::Io(e))) => return Err(io_at(&path)(e)),
+        Some(Err(OpenError::Invalid(_))) => {
+            QUARANTINED.fetch_add(1, Relaxed);
+            let q = dir.join("quarantine").join(format!("store.{}", now_ns()));
+            ensure_dir(&q)?;
+            fs::rename(&path, q.join("index")).map_err(io_at(&path))?;
+            let data = dir.join("data");
+            fs::rename(&data, q.join("data")).map_err(io_at(&data))?;
+            ensure_dir(&data)?;
+            true
         }
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io_at(&path)(e)),
-    }
+        None => false,
+    };
     let tmp = dir.join("index.tmp");
     let f = open_rw(&tmp, true).map_err(io_at(&tmp))?;
     let ix = Index::init(&f, index::MIN_CAP).map_err(io_at(&tmp))?;
     f.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
-    Ok(ix)
+    Ok((ix, damaged))
 }
 
 /// If the previous writer died mid-update: repair torn slots, recount.
@@ -1029,7 +1198,7 @@ fn recount(ix: &Index) {
         match ix.read(i) {
             Some((s, _)) if s.state == LIVE => {
                 live += 1;
-                bytes += s.len;
+                bytes = s.len.saturating_add(bytes);
             }
             Some((s, _)) if s.state == TOMB => tombs += 1,
             _ => {}
@@ -1038,6 +1207,31 @@ fn recount(ix: &Index) {
     ix.h(H_LIVE).store(live, Relaxed);
     ix.h(H_TOMBS).store(tombs, Relaxed);
     ix.h(H_BYTES).store(bytes, Relaxed);
+}
+
+/// Puts implausible header words right (see "Header counters"); writer
+/// only, O(1) unless a counter is off.
+fn check_header(ix: &Index) {
+    let (live, tombs, bytes) = (
+        ix.h(H_LIVE).load(Relaxed),
+        ix.h(H_TOMBS).load(Relaxed),
+        ix.h(H_BYTES).load(Relaxed),
+    );
+    let min_bytes = live.saturating_mul(format::PREFIX as u64);
+    if live.saturating_add(tombs) > ix.cap() as u64
+        || bytes < min_bytes
+        || (live == 0) != (bytes == 0)
+    {
+        recount(ix);
+    }
+    let clock = f64::from_bits(ix.h(H_CLOCK).load(Relaxed));
+    if !(clock.is_finite() && clock >= 0.0) {
+        ix.h(H_CLOCK).store(0f64.to_bits(), Relaxed);
+    }
+    let active = ix.h(H_ACTIVE_SEG).load(Relaxed);
+    if u32::try_from(active).map_or(true, |seg| seg & BIG_BIT != 0) {
+        ix.h(H_ACTIVE_SEG).store(0, Relaxed);
+    }
 }
 
 /// Holder of the writer lock (in-process mutex + flock), with the index
@@ -1054,9 +1248,14 @@ struct Writer<'s> {
 }
 
 impl Writer<'_> {
+    /// A fresh file id (never 0, which means "no active segment").
     fn new_seg_id(&self) -> u32 {
-        let id = self.ix.h(H_NEXT_SEG).fetch_add(1, Relaxed) as u32;
-        id & !BIG_BIT
+        loop {
+            let id = self.ix.h(H_NEXT_SEG).fetch_add(1, Relaxed) as u32 & !BIG_BIT;
+            if id != 0 {
+                return id;
+            }
+        }
     }
 
     fn create_data_file(&self, big: bool) -> Result<(u32, File, PathBuf)> {
@@ -1089,79 +1288,80 @@ impl Writer<'_> {
         Ok(())
     }
 
-    /// Appends a record to the active small segment; returns (seg, offset).
+    /// Appends a record to the active small segment (or a new one when it
+    /// is full or unusable); returns (seg, offset).
     fn append_small(&mut self, rec: &[u8]) -> Result<(u32, u64)> {
-        let seg_bytes = self.store.opts.segment_bytes;
-        let mut seg = self.ix.h(H_ACTIVE_SEG).load(Relaxed) as u32;
-        let mut off = self.ix.h(H_ACTIVE_OFF).load(Relaxed);
+        let seg = self.ix.h(H_ACTIVE_SEG).load(Relaxed) as u32;
         if self.ws.active.as_ref().map(|a| a.0) != Some(seg) {
             self.ws.active = None;
             if seg != 0 {
-                match open_rw(&self.store.data_path(seg), false) {
-                    Ok(f) => self.ws.active = Some((seg, f)),
-                    Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-                    Err(e) => return Err(io_at(&self.store.data_path(seg))(e)),
+                match open_data_file(&self.store.data_path(seg), true) {
+                    Ok(f) => self.ws.active = f.map(|f| (seg, f)),
+                    Err(StorageError::Corrupt { reason, .. }) => self.discard(seg, &reason)?,
+                    Err(e) => return Err(e),
                 }
             }
         }
-        let fits = self.ws.active.is_some()
-            && off.saturating_add(rec.len() as u64) <= seg_bytes
-            && self.region_is_clean(seg, off, rec.len())?;
-        if !fits {
-            let (id, f, path) = self.create_data_file(false)?;
-            f.set_len(seg_bytes).map_err(io_at(&path))?;
-            self.sync_new_file(&f, &path)?;
-            self.ix.h(H_ACTIVE_SEG).store(u64::from(id), Relaxed);
-            self.ix.h(H_ACTIVE_OFF).store(0, Relaxed);
-            self.ws.active = Some((id, f));
-            (seg, off) = (id, 0);
-        }
-        let path = self.store.data_path(seg);
-        let f = match &self.ws.active {
-            Some((_, f)) => f,
-            None => return Err(io_at(&path)(io::Error::other("no active segment"))),
+        // Past everything the file holds, so nothing is ever overwritten.
+        let end = match &self.ws.active {
+            Some((_, f)) => Some(
+                f.metadata()
+                    .map_err(io_at(&self.store.data_path(seg)))?
+                    .len(),
+            ),
+            None => None,
         };
+        let len = rec.len() as u64;
+        let at = end
+            .map(|e| format::align_up(e, REC_ALIGN))
+            .filter(|&at| at.saturating_add(len) <= self.store.opts.segment_bytes);
+        let (seg, off, f) = match (at, &self.ws.active) {
+            (Some(at), Some((seg, f))) => (*seg, at, f),
+            _ => {
+                let (id, f, path) = self.create_data_file(false)?;
+                self.sync_new_file(&f, &path)?;
+                self.ix.h(H_ACTIVE_SEG).store(u64::from(id), Relaxed);
+                let (_, f) = self.ws.active.insert((id, f));
+                (id, 0, &*f)
+            }
+        };
+        let path = self.store.data_path(seg);
+        space::reserve_new(f, off, len).map_err(io_at(&path))?;
         f.write_all_at(rec, off).map_err(io_at(&path))?;
         if self.store.opts.durability == Durability::Full {
             f.sync_data().map_err(io_at(&path))?;
         }
-        let next = format::align_up(off + rec.len() as u64, REC_ALIGN);
-        self.ix.h(H_ACTIVE_OFF).store(next, Relaxed);
         Ok((seg, off))
     }
 
-    /// Whether the bytes we are about to append over are still zero. They
-    /// are not if a writer died mid-append or the header's write offset is
-    /// damaged: then we never overwrite, we start a new segment instead (so
-    /// published records stay immutable).
-    fn region_is_clean(&self, seg: u32, off: u64, len: usize) -> Result<bool> {
-        let Some(df) = self.store.data_file(seg)? else {
-            return Ok(false);
-        };
-        let Ok(off) = usize::try_from(off) else {
-            return Ok(false);
-        };
-        let region = off
-            .checked_add(len)
-            .and_then(|end| df.map.bytes().get(off..end));
-        Ok(region.is_some_and(|r| r.iter().all(|&b| b == 0)))
-    }
-
-    /// Writes a record with buffers into its own file.
-    fn write_big(&self, enc: &format::Encoded<'_>) -> Result<(u32, u64)> {
+    /// Writes a record with buffers into a file of its own, its space
+    /// allocated first. Each buffer is copied in chunks, and its checksum
+    /// taken from the copy that is written, so the record matches its
+    /// checksums even if the caller's memory changes meanwhile; then the
+    /// file is marked as checked (`stamp.rs`).
+    fn write_big(&self, layout: format::Layout, entry: &NewEntry<'_>) -> Result<(u32, u64)> {
         let (id, f, path) = self.create_data_file(true)?;
         let res = (|| {
-            f.write_all_at(&enc.head, 0)?;
-            for (off, b) in &enc.buffers {
-                f.write_all_at(b, *off)?;
+            space::reserve_new(&f, 0, layout.total_len)?;
+            let mut sums = Vec::with_capacity(entry.buffers.len());
+            for (off, b) in layout.buffer_offsets().zip(entry.buffers) {
+                sums.push(format::copy_buffer(b, |at, chunk| {
+                    f.write_all_at(chunk, off + at)
+                })?);
             }
-            f.set_len(enc.total_len)
+            let head = layout.head(entry.payload, &sums, &self.store.mac);
+            f.write_all_at(&head, 0)?;
+            Ok(format::tag(&head))
         })();
-        if let Err(e) = res {
-            let _ = fs::remove_file(&path);
-            return Err(io_at(&path)(e));
-        }
+        let tag = match res {
+            Ok(tag) => tag,
+            Err(e) => {
+                let _ = fs::remove_file(&path);
+                return Err(io_at(&path)(e));
+            }
+        };
         self.sync_new_file(&f, &path)?;
+        stamp::mark_written(&f, &tag, self.store.opts.durability == Durability::Full);
         Ok((id, 0))
     }
 
@@ -1178,8 +1378,16 @@ impl Writer<'_> {
         {
             self.rebuild()?;
         }
+        let found = match self.ix.find_insert(&slot.key) {
+            Some(found) => Some(found),
+            // Counters too low (or a slot stuck mid-update): rebuild.
+            None => {
+                self.rebuild()?;
+                self.ix.find_insert(&slot.key)
+            }
+        };
         let ix = &self.ix;
-        let Some((i, old)) = ix.find_insert(&slot.key) else {
+        let Some((i, old)) = found else {
             return Err(StorageError::Corrupt {
                 path: self.store.dir.join("index"),
                 reason: "index full".into(),
@@ -1239,7 +1447,7 @@ impl Writer<'_> {
         let tmp = self.store.dir.join("index.tmp");
         let f = open_rw(&tmp, true).map_err(io_at(&tmp))?;
         let new = Index::init(&f, cap).map_err(io_at(&tmp))?;
-        for w in index::H_DYNAMIC.into_iter().chain([H_CLOCK]) {
+        for w in index::H_DYNAMIC {
             new.h(w).store(old.h(w).load(Relaxed), Relaxed);
         }
         new.h(H_TOMBS).store(0, Relaxed);
@@ -1300,11 +1508,13 @@ impl Writer<'_> {
     fn sweep(&mut self) -> Result<()> {
         let ix = self.ix.clone();
         let active = ix.h(H_ACTIVE_SEG).load(Relaxed) as u32;
-        let mut live: HashMap<u32, (u64, Vec<usize>)> = HashMap::new();
+        // Per file: live record bytes, the end of its last record, slots.
+        let mut live: HashMap<u32, (u64, u64, Vec<usize>)> = HashMap::new();
         for (i, s) in ix.live() {
             let e = live.entry(s.seg).or_default();
-            e.0 += s.len;
-            e.1.push(i);
+            e.0 = e.0.saturating_add(s.len);
+            e.1 = e.1.max(s.offset.saturating_add(s.len));
+            e.2.push(i);
         }
         let dir = self.store.dir.join("data");
         // Snapshot the listing first: compaction below may create segments.
@@ -1325,10 +1535,18 @@ impl Writer<'_> {
             let used = ent.metadata().map_err(io_at(&ent.path()))?.blocks() * 512;
             match live.get(&id) {
                 None => {}
-                Some((bytes, _)) if id & BIG_BIT != 0 || bytes * 2 >= used => continue,
-                Some((_, slots)) => {
-                    let Some(df) = self.store.data_file(id)? else {
-                        continue;
+                Some((bytes, ..)) if id & BIG_BIT != 0 || bytes.saturating_mul(2) >= used => {
+                    continue
+                }
+                Some((_, end, slots)) => {
+                    let df = match self.store.data_file(id, *end) {
+                        Ok(Some(df)) => df,
+                        Ok(None) => continue,
+                        Err(StorageError::Corrupt { reason, .. }) => {
+                            self.discard(id, &reason)?;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
                     };
                     for &i in slots {
                         let Some((s, _)) = ix.read(i) else { continue };
@@ -1347,6 +1565,51 @@ impl Writer<'_> {
             ix.h(H_EPOCH).fetch_add(1, Relaxed);
         }
         Ok(())
+    }
+
+    /// Drops every record of data file `seg` (not a regular file of ours)
+    /// and moves the file to `quarantine/`.
+    fn discard(&mut self, seg: u32, reason: &str) -> Result<()> {
+        QUARANTINED.fetch_add(1, Relaxed);
+        let q = self.store.quarantine_path(&format!("{seg:08x}"), reason);
+        let path = self.store.data_path(seg);
+        match fs::rename(&path, q) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_at(&path)(e)),
+        }
+        self.ix.h(H_EPOCH).fetch_add(1, Relaxed);
+        if self.ix.h(H_ACTIVE_SEG).load(Relaxed) == u64::from(seg) {
+            self.ix.h(H_ACTIVE_SEG).store(0, Relaxed);
+        }
+        if self.ws.active.as_ref().is_some_and(|a| a.0 == seg) {
+            self.ws.active = None;
+        }
+        let gone: Vec<(usize, Slot)> = self.ix.live().filter(|(_, s)| s.seg == seg).collect();
+        for (i, s) in gone {
+            self.drop_slot(i, &s)?;
+        }
+        Ok(())
+    }
+
+    /// Drops every entry and deletes every data file; how many entries.
+    fn remove_all(&mut self) -> Result<u64> {
+        let live: Vec<(usize, Slot)> = self.ix.live().collect();
+        for (i, slot) in &live {
+            self.drop_slot(*i, slot)?;
+        }
+        self.ix.h(H_ACTIVE_SEG).store(0, Relaxed);
+        self.ws.active = None;
+        self.sweep()?;
+        Ok(live.len() as u64)
+    }
+
+    /// Ends the update (see `finish`) and returns `res`. After an error the
+    /// index is consistent too: every step leaves it so.
+    fn done<T>(self, res: Result<T>) -> Result<T> {
+        let finished = self.finish();
+        let value = res?;
+        finished.map(|()| value)
     }
 
     fn finish(self) -> Result<()> {
