@@ -91,3 +91,24 @@ def f(x):
     assert runner.out(script.format(K=1, call="print(bytecache.explain(f, 2))")) == ["hit"]
     out = runner.run(script.format(K=2, call="print(bytecache.explain(f, 2))")).stdout
     assert out.strip() == "miss: global `K`: 1 → 2"
+
+
+def test_explain_follows_state_the_fingerprint_implies(runner: Runner) -> None:
+    # A function reaching numpy depends on numpy's print options and error
+    # state: stored under them, found by explain as by a call.
+    import pytest
+
+    pytest.importorskip("numpy")
+    script = """
+import numpy as np
+import bytecache
+
+@bytecache.memoize
+def f(n):
+    return str(np.arange(n) / 3)
+
+print(bytecache.explain(f, 3))
+f(3)
+print(bytecache.explain(f, 3))
+"""
+    assert runner.run(script).stdout.split("\n")[:2] == ["miss: `f` was never computed", "hit"]

@@ -251,8 +251,8 @@ class Miss:
         import pickle
 
         t = self.target
-        libraries, names_argv = t.memo.reach()
-        items, values = _deps.observed(recorder, _ambient(libraries, names_argv))
+        ambient = _ambient(t)
+        items, values = _deps.observed(recorder, ambient)
         effects = recorder.effects or None
         buffers: list[pickle.PickleBuffer] = []
         try:
@@ -275,10 +275,13 @@ class Miss:
         raws = [b.raw() for b in buffers]
         keyed = bool(items) or self.manifest is not None
         where = _deps.subkey(self.key, items, values) if keyed else self.key
+        # Items the fingerprint alone implies (`ambient`) need no manifest: a
+        # lookup computes them. Items known only from running do.
+        manifested = self.manifest is not None or items != _deps.state_items(ambient)
         try:
             stored = _internal(self.store.put, where, t.group, payload, raws, files, dirs,
                                covered, elapsed)
-            if stored and keyed:
+            if stored and keyed and manifested:
                 manifest = self.manifest or _deps.Manifest()
                 manifest.add(items, values)
                 _internal(self.store.put, self.key, t.group, manifest.encode(), [], [], [],
@@ -300,8 +303,13 @@ class Miss:
             TOTAL.stored += 1
 
 
-def _ambient(libraries: list[str], names_argv: bool) -> tuple[str, ...]:
-    """The interpreter-wide state the reached libraries read."""
+def _ambient(t: Target) -> tuple[str, ...]:
+    """The interpreter-wide state the libraries `t`'s fingerprint reaches
+    read (see `_deps.LIBRARY_STATE`), sorted."""
+    try:
+        libraries, names_argv = t.memo.reach()
+    except Exception:  # noqa: BLE001 - not fingerprintable: no key either
+        return ()
     names: list[str] = []
     for lib in libraries:
         for name in _deps.LIBRARY_STATE.get(lib, ()):
@@ -309,7 +317,7 @@ def _ambient(libraries: list[str], names_argv: bool) -> tuple[str, ...]:
                 names.append(name)
     if names_argv and "argv" not in names:
         names.append("argv")
-    return tuple(names)
+    return tuple(sorted(names))
 
 
 # Types whose sharing cannot be observed (values), and types checked but not
@@ -474,7 +482,14 @@ def _lookup(target: Target, store: Any, key: bytes,
     `key` (None when a result, or nothing, is stored there)."""
     entry = _get(store, key)
     if entry is None:
-        return None, None
+        items = _deps.state_items(_ambient(target))
+        if not items:
+            return None, None
+        where = _deps.subkey(key, items, _deps.values_now(items))
+        found = _get(store, where)
+        if found is None:
+            return None, None
+        return _load(target, where, found, items, arguments, keep=False), None
     manifest = _deps.Manifest.decode(entry[0])
     if manifest is None:
         return _load(target, key, entry, (), arguments, keep=True), None

@@ -187,6 +187,11 @@ def observed(recorder: _observe.Recorder, ambient: tuple[str, ...]) -> tuple[
     return items, tuple(pairs[i] for i in items)
 
 
+def state_items(names: tuple[str, ...]) -> tuple[Item, ...]:
+    """The items of interpreter-wide state `names`, in `observed`'s order."""
+    return tuple(sorted((("state", n) for n in names), key=repr))
+
+
 def subkey(key: bytes, items: tuple[Item, ...], values: tuple[Any, ...]) -> bytes:
     """Where the result of `key` with these item values is stored."""
     return bytes(_bytecache.hash_value((key, items, values)))

@@ -180,6 +180,12 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
             why = _core.deps_valid(entry[2], entry[3])
             return "hit" if why is None else _miss([why])
         return _explain_manifest(store, key, manifest, refused)
+    items = _deps.state_items(_core._ambient(target))
+    if items:
+        entry = _core._get(store, _deps.subkey(key, items, _deps.values_now(items)))
+        if entry is not None:
+            why = _core.deps_valid(entry[2], entry[3])
+            return "hit" if why is None else _miss([why])
     if refused:
         return _not_stored(refused)
     return _closest(store, target, name, record)
