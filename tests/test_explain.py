@@ -111,4 +111,4 @@ print(bytecache.explain(f, 3))
 f(3)
 print(bytecache.explain(f, 3))
 """
-    assert runner.run(script).stdout.split("\n")[:2] == ["miss: `f` was never computed", "hit"]
+    assert runner.run(script).stdout.split("\n")[:2] == ["miss: nothing is stored yet", "hit"]
