@@ -23,6 +23,7 @@ TOO_LARGE = "too_large"  # detail: size in bytes
 UNHASHABLE = "unhashable"  # detail: the UnhashableError message; extra: kind, location
 STORE_FAILED = "store_failed"  # detail: the error
 CHEAP = "cheap"  # detail: seconds (below min_seconds)
+UNOBSERVED = "unobserved"  # detail: what bytecache failed to observe (its own error)
 
 # Kinds of "stored, but not used now" (explain's miss reasons).
 FUNCTION_CHANGED = "function_changed"
@@ -90,6 +91,7 @@ _TEXT: dict[str, Callable[[Reason], str]] = {
     UNHASHABLE: lambda r: r.detail,
     STORE_FAILED: lambda r: f"the cache could not store it ({r.detail})",
     CHEAP: lambda r: f"it took {r.detail} s, less than min_seconds",
+    UNOBSERVED: lambda r: f"bytecache could not observe what it read ({r.detail})",
     FUNCTION_CHANGED: lambda r: f"function `{r.detail}`"
                                 + (f" in {r.extra[0]}" if r.extra and r.extra[0] else "")
                                 + (" is new" if r.extra and r.extra[1] else " changed"),
