@@ -320,22 +320,22 @@ def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
                 error: BaseException | None) -> Any:
     """A watched C function was called in an observed context."""
     try:
-        return _watched(recorders, tag, slf, args, kwargs, result, error)
+        return _watched(sys._getframe(1), recorders, tag, slf, args, kwargs, result, error)
     except Exception as e:  # noqa: BLE001 - never the user's error
         failed(e)
         return None
 
 
-def _watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
+def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
              args: tuple[Any, ...], kwargs: dict[str, Any] | None, result: Any,
              error: BaseException | None) -> Any:
+    """`_on_watched` for the call made from `frame`."""
     kind, label = tag
     recs = [r for r in recorders if not r.closed]
     if kind == THREAD:
         return _thread_entry(recorders, args[0]) if recs else None
     if not recs:
         return None
-    frame = sys._getframe(1)
     if _environment_lookup(frame):
         return None
     if kind in (WALL, ENTROPY, NOW_IF_NO_TIME, NOW_IF_ONE_ARG):
