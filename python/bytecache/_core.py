@@ -275,6 +275,11 @@ class Target:
         self.counters = Counters()
         self.counters.memo = self.memo
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What identity sees of a memoized function's `__bytecache_target__`:
+        # the function and the settings, not the counters or the plan cache.
+        return (Target, (self.func,), {"ignore": self.ignore, "cache_dir": self.cache_dir})
+
 
 class Miss:
     """A call being computed; `commit` stores its result."""

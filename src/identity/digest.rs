@@ -53,6 +53,17 @@ pub enum Tag {
     Unloaded = 37,
     Leaf = 38,
     Nested = 39,
+    // Identity II (values): new kinds start at 64.
+    Instance = 64,
+    EmptySlot = 65,
+    Array = 66,
+    Frame = 67,
+    Series = 68,
+    SetInOrder = 69,
+    FrozenSetInOrder = 70,
+    FunctionDict = 71,
+    Annotations = 72,
+    Metaclass = 73,
 }
 
 /// Small writes go to an inline buffer; the result of a short input is one
