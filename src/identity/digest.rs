@@ -66,6 +66,31 @@ pub enum Tag {
     Metaclass = 73,
 }
 
+/// Writes collected in memory and handed to a [`Hasher`] at once (many
+/// small values, as in an object array of strings): the digest is the same
+/// as if each had been written to the hasher.
+#[derive(Default)]
+pub struct Run(Vec<u8>);
+
+impl Run {
+    /// `h.tag(tag); h.str(s)`, collected; false (nothing collected) for a
+    /// string long enough that `bytes` would hash it in chunks.
+    pub fn tagged_str(&mut self, tag: Tag, s: &str) -> bool {
+        if s.len() >= PARALLEL_MIN {
+            return false;
+        }
+        self.0.push(tag as u8);
+        self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(s.as_bytes());
+        true
+    }
+
+    /// Bytes collected.
+    pub fn size(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// Small writes go to an inline buffer; the result of a short input is one
 /// one-shot xxh3-128 call (no streaming state is even created), and long
 /// inputs stream. Both give xxh3-128 of the concatenated writes.
@@ -203,6 +228,12 @@ impl Hasher {
     #[inline]
     pub fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
+    }
+
+    /// Writes what `run` collected and empties it.
+    pub fn run(&mut self, run: &mut Run) {
+        self.write(&run.0);
+        run.0.clear();
     }
 
     #[inline(always)]
