@@ -21,6 +21,6 @@ fi
 # shellcheck disable=SC1091
 . "$VENV/bin/activate"
 python -m pip install -q --upgrade pip >/dev/null
-python -m pip install -q maturin pytest numpy pandas ruff mypy typing_extensions ipykernel nbclient nbformat coverage
+python -m pip install -q maturin pytest numpy pandas toolz ruff mypy typing_extensions ipykernel nbclient nbformat coverage
 (cd "$ROOT" && maturin develop --release -q 2>&1 | grep -v '^📦\|^🔗\|^🐍\|^🛠' || true)
 python -c "import bytecache" # the build must have worked
