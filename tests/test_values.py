@@ -73,10 +73,16 @@ def frames():
     }})
     yield "series view", pd.DataFrame(np.arange(12.0).reshape(3, 4))[2]
     yield "masked", np.ma.array(np.arange(4.0), mask=[0, 1, 0, 0])
+    # GridSearchCV.cv_results_: masked object arrays among plain ones; its
+    # fill value is read (hashed) before the copy is made.
+    param = np.ma.MaskedArray(np.empty(3, dtype=object), mask=True)
+    param[0] = {{"C": 1}}
+    _bytecache.hash_value(param)
+    yield "cv results", {{"param_C": param, "rank": np.array([2, 1], dtype=np.int32)}}
     yield "object array", np.array([["a", 1], ["b", None]], dtype=object).T
 
 for name, v in frames():
-    copies = [pickle.loads(pickle.dumps(v)), v.copy()]
+    copies = [pickle.loads(pickle.dumps(v)), v.copy() if hasattr(v, "copy") else v]
     if hasattr(v, "_consolidate"):
         copies.append(v._consolidate())
     keys = {{_bytecache.hash_value(c) for c in [v, *copies]}}

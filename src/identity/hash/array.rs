@@ -61,8 +61,10 @@ impl<'py> Walker<'py> {
                 }
             }
         }
-        let ndarray = types::numpy(py).map(|n| n.ndarray.bind(py));
-        if ndarray.is_some_and(|n| n.is(&t)) {
+        let Some(np) = types::numpy(py) else {
+            return Ok(());
+        };
+        if np.ndarray.bind(py).is(&t) {
             return Ok(());
         }
         if let Some(ma) = types::masked_arrays(py) {
@@ -70,11 +72,15 @@ impl<'py> Walker<'py> {
                 let mask = ma.getmaskarray.bind(py).call1((a,))?;
                 self.value(&mask, h)
                     .map_err(|e| e.at(Step::Attribute("mask".to_owned())))?;
-                for attr in [
-                    intern!(py, "fill_value"),
-                    intern!(py, "hardmask"),
-                    intern!(py, "baseclass"),
-                ] {
+                // As a plain Python value: the same fill value is a numpy
+                // scalar or a Python one depending on how the array was made.
+                let fill = np
+                    .asarray
+                    .bind(py)
+                    .call1((a.getattr(intern!(py, "fill_value"))?,))?
+                    .call_method0(intern!(py, "item"))?;
+                self.value(&fill, h)?;
+                for attr in [intern!(py, "hardmask"), intern!(py, "baseclass")] {
                     self.value(&a.getattr(attr)?, h)?;
                 }
                 return Ok(());

@@ -78,6 +78,8 @@ pub fn is(obj: &Bound<'_, PyAny>, t: &Py<PyType>) -> bool {
 
 pub struct Numpy {
     pub ndarray: Py<PyType>,
+    /// `numpy.asarray`.
+    pub asarray: Py<PyAny>,
 }
 
 pub struct MaskedArrays {
@@ -123,6 +125,7 @@ pub fn numpy(py: Python<'_>) -> Option<&Numpy> {
     once(py, &NUMPY, "numpy", "ndarray", |m| {
         Ok(Numpy {
             ndarray: m.getattr("ndarray")?.cast_into::<PyType>()?.unbind(),
+            asarray: m.getattr("asarray")?.unbind(),
         })
     })
 }
