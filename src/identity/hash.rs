@@ -1,13 +1,17 @@
 //! Content hashes of Python values and fingerprints of what a function can
-//! reach: its code, defaults, closure cells, the globals it reads (functions
-//! transitively, classes by their members and bases, local modules by the
-//! attributes used, installed libraries by version), modules imported in its
-//! body and `__wrapped__` chains.
+//! reach: its code, defaults, closure cells, `__dict__` and annotations, the
+//! globals it reads (functions transitively, classes by their members, bases
+//! and metaclass, local modules by the attributes used, installed libraries
+//! by version) and modules imported in its body.
 //!
 //! Everything is hashed by content, never by `hash()` or address, so digests
-//! are equal across processes and `PYTHONHASHSEED` values. Anything that
-//! cannot be hashed by content is an [`HashError::Unhashable`]: the caller
-//! then runs the function without memoizing; no argument is ever dropped.
+//! are equal across processes and `PYTHONHASHSEED` values: values by what
+//! they hold (`hash/value.rs`, `state.rs`, `array.rs`, `frame.rs`), code by
+//! what it does (`hash/fingerprint.rs`). Anything that cannot be hashed by
+//! content is an [`HashError::Unhashable`] (`hash/error.rs`): the caller then
+//! runs the function without memoizing; no argument is ever dropped. No
+//! walk goes deeper than [`MAX_DEPTH`] levels or closer than [`RED_ZONE`] to
+//! the end of the stack.
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
