@@ -257,6 +257,8 @@ impl From<Unhashable> for HashError {
 /// Any `Exception` raised while hashing is an unhashable outcome; other
 /// `BaseException`s (`KeyboardInterrupt`, `SystemExit`) pass through.
 impl From<PyErr> for HashError {
+    #[cold]
+    #[inline(never)]
     fn from(e: PyErr) -> Self {
         Python::attach(|py| {
             if !e.is_instance_of::<PyException>(py) {
