@@ -276,6 +276,12 @@ case("numpy_argument_same_content",
      t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
      .replace("def target(n)", "def target(x)"), "reuse")
 case("unchanged_rerun", t("n + 1"), t("n + 1"), "reuse")
+# A set display of constants is a frozenset constant; {8, 0} and {0, 8}
+# iterate differently (their hashes collide).
+case("set_constant_order", t("[x for x in {8, 0}][:n]"), t("[x for x in {0, 8}][:n]"),
+     "recompute")
+case("set_constant_of_strings_reordered", t("sorted(x for x in {'a', 'b'})[:n]"),
+     t("sorted(x for x in {'b', 'a'})[:n]"), "reuse")
 
 
 UNUSED = ("class Shape:\n    def __init__(self, w):\n        self.w = w\n"

@@ -43,7 +43,7 @@ mod types;
 mod value;
 
 pub use error::{HResult, HashError, Kind, Step, Unhashable};
-pub use value::{plain_value, try_plain};
+pub use value::{plain_value, try_plain, unseeded};
 
 /// How deep a walk may go (values and containers entered), whatever the
 /// stack: past it, a value is [`Kind::TooDeep`].

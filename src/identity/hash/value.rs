@@ -137,10 +137,14 @@ impl Builtin {
     }
 }
 
-/// Whether every element's `hash()` is the same in every process (not
-/// seeded, not an address): then a set's iteration order is a function of
-/// what was done to it, and results may depend on it.
-fn unseeded(v: &Bound<'_, PyAny>, depth: usize) -> bool {
+/// Whether `v`'s `hash()` is the same in every process (not seeded, not an
+/// address): when every element's is, a set's iteration order is a
+/// function of what was done to it, and results may depend on it.
+pub fn unseeded(v: &Bound<'_, PyAny>) -> bool {
+    unseeded_within(v, 0)
+}
+
+fn unseeded_within(v: &Bound<'_, PyAny>, depth: usize) -> bool {
     if v.is_exact_instance_of::<PyInt>() || v.is_exact_instance_of::<PyBool>() {
         return true;
     }
@@ -152,7 +156,7 @@ fn unseeded(v: &Bound<'_, PyAny>, depth: usize) -> bool {
         return !c.real().is_nan() && !c.imag().is_nan();
     }
     if let Ok(t) = v.cast_exact::<PyTuple>() {
-        return depth < 8 && t.iter().all(|item| unseeded(&item, depth + 1));
+        return depth < 8 && t.iter().all(|item| unseeded_within(&item, depth + 1));
     }
     false
 }
@@ -331,7 +335,7 @@ impl<'py> Walker<'py> {
     /// seed: the elements' digests are sorted.
     fn set(&mut self, obj: &Bound<'py, PyAny>, mutable: bool, h: &mut Hasher) -> HResult<()> {
         let items: Vec<Bound<'py, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
-        if items.iter().all(|v| unseeded(v, 0)) {
+        if items.iter().all(|v| unseeded(v)) {
             h.tag(if mutable {
                 Tag::SetInOrder
             } else {
