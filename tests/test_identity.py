@@ -161,6 +161,17 @@ case("getattr_on_module",
       "helpers.py": "def fx(v):\n    return v + 1\n"},
      {"main.py": t("getattr(helpers, 'f' + 'x')(n)", "import helpers\n"),
       "helpers.py": "def fx(v):\n    return v + 2\n"}, "recompute")
+SD = ("import functools\n@functools.singledispatch\ndef fmt(x):\n    return str(x)\n")
+case("singledispatch_registration_added", t("[fmt(v) for v in (1.5, n)]", SD),
+     t("[fmt(v) for v in (1.5, n)]", SD + "@fmt.register\ndef _(x: float):\n"
+       "    return f'{x:.2f}'\n"), "recompute")
+HINT = "def helper(x: {kind}):\n    return x\n"
+case("annotation_changed", t("helper.__annotations__['x'].__name__ * n", HINT.format(kind="int")),
+     t("helper.__annotations__['x'].__name__ * n", HINT.format(kind="float")), "recompute")
+META = ("class Registry(type):\n    @property\n    def scale(cls):\n        return {k}\n"
+        "class Model(metaclass=Registry):\n    pass\n")
+case("metaclass_property", t("n * Model.scale", META.format(k=2)),
+     t("n * Model.scale", META.format(k=3)), "recompute")
 case("memoized_callee_edited",
      t("g(n) + 1", "@bytecache.memoize\ndef g(x):\n    return x * 2\n"),
      t("g(n) + 1", "@bytecache.memoize\ndef g(x):\n    return x * 3\n"), "recompute")
@@ -246,12 +257,31 @@ case("numpy_file_changed",
       "mk.py": "import numpy as np\nnp.save('x.npy', np.ones(3) * 2)\n"}, "recompute")
 
 # -- arguments ----------------------------------------------------------------
+GETSTATE = ("class Cfg:\n    def __init__(self, k):\n        self.k = k\n"
+            "    def __getstate__(self):\n        return {{}}\n"
+            "    def __setstate__(self, state):\n        self.k = 0\n"
+            "CFG = Cfg({k})\n")
+case("getstate_omits_the_attribute_used", t("CFG.k * n", GETSTATE.format(k=1)),
+     t("CFG.k * n", GETSTATE.format(k=2)), "recompute")
+MASKED = "import numpy as np\nM = np.ma.array([1.0, 2.0, 3.0], mask={mask})\n"
+case("masked_array_mask", t("float(M.sum()) * n", MASKED.format(mask=[0, 0, 1])),
+     t("float(M.sum()) * n", MASKED.format(mask=[0, 1, 0])), "recompute")
+SUB = ("import numpy as np\nclass Scaled(np.ndarray):\n    pass\n"
+       "A = np.ones(3).view(Scaled)\nA.unit = {unit!r}\n")
+case("ndarray_subclass_attribute", t("A.unit * n", SUB.format(unit="m")),
+     t("A.unit * n", SUB.format(unit="km")), "recompute")
 case("numpy_argument_same_content",
      t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
      .replace("def target(n)", "def target(x)"),
      t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
      .replace("def target(n)", "def target(x)"), "reuse")
 case("unchanged_rerun", t("n + 1"), t("n + 1"), "reuse")
+# A set display of constants is a frozenset constant; {8, 0} and {0, 8}
+# iterate differently (their hashes collide).
+case("set_constant_order", t("[x for x in {8, 0}][:n]"), t("[x for x in {0, 8}][:n]"),
+     "recompute")
+case("set_constant_of_strings_reordered", t("sorted(x for x in {'a', 'b'})[:n]"),
+     t("sorted(x for x in {'b', 'a'})[:n]"), "reuse")
 
 
 UNUSED = ("class Shape:\n    def __init__(self, w):\n        self.w = w\n"
@@ -435,3 +465,36 @@ print(f(3), f(3))
 """)
     assert out.stdout.split() == ["RAN", "6", "6"]
     assert "BytecacheWarning" not in out.stderr
+
+
+def test_holders_of_wrapped_functions_are_keyed_by_what_they_hold(runner: Runner) -> None:
+    # Keyed by `__wrapped__` alone, compose(inc, f) and compose(dbl, f) collided.
+    proc = runner.run("""
+import bytecache
+
+class compose:
+    def __init__(self, *funcs):
+        self.funcs = funcs
+        self.__wrapped__ = funcs[-1]
+    def __call__(self, x):
+        for f in reversed(self.funcs):
+            x = f(x)
+        return x
+
+def f(x):
+    return x + 1
+
+def inc(x):
+    return x + 10
+
+def dbl(x):
+    return x * 2
+
+@bytecache.memoize
+def apply(g, x):
+    ran()
+    return g(x)
+
+print(apply(compose(inc, f), 1), apply(compose(dbl, f), 1), apply(compose(inc, f), 1))
+""")
+    assert proc.stdout.split() == ["RAN", "RAN", "12", "4", "12"], proc.stderr

@@ -91,7 +91,24 @@ CASES: list[tuple[str, str, str, str, str]] = [
      "target, setk = make()", "", "setk(2)", "recompute"),
     ("code_replaced", "def other(n):\n    ran()\n    return n * 100", "n + 1",
      "raw.__code__ = other.__code__", "recompute"),
+    ("helper_attribute_set", "def helper(x):\n    return x + helper.k\nhelper.k = 1",
+     "helper(n)", "helper.k = 2", "recompute"),
+    ("helper_signature_set",
+     "import inspect\ndef helper(a, b=1):\n    return a",
+     "n + len(inspect.signature(helper).parameters)",
+     "helper.__signature__ = inspect.Signature()", "recompute"),
+    ("helper_annotation_added", "def helper(x: int):\n    return x",
+     "n + len(helper.__annotations__)", "helper.__annotations__['y'] = str", "recompute"),
+    ("singledispatch_registered",
+     "import functools\n@functools.singledispatch\ndef fmt(x):\n    return 1", "n + fmt(n)",
+     "@fmt.register\ndef _(x: int):\n    return 2", "recompute"),
     # classes
+    ("metaclass_attribute_set", "class M(type):\n    k = 1\nclass C(metaclass=M):\n    pass",
+     "n + C.k", "M.k = 2", "recompute"),
+    ("metaclass_property_replaced",
+     "class M(type):\n    @property\n    def k(cls):\n        return 1\n"
+     "class C(metaclass=M):\n    pass", "n + C.k", "M.k = property(lambda cls: 2)",
+     "recompute"),
     ("class_attribute_set",
      "class C:\n    factor = 2\n    def scale(self, x):\n        return x * self.factor",
      "C().scale(n)", "C.factor = 3", "recompute"),
@@ -149,3 +166,30 @@ def test_change_between_calls(runner: Runner, mode: str, name: str, setup: str, 
     assert out[:2] == ["RAN", results[0]], out  # first call computes
     assert out[2] == results[1], out  # second call is a hit
     assert ran == (2 if expect == "recompute" else 1), f"{name} ({expect}): {out}"
+
+
+COUNTING = """
+import bytecache
+{header}
+def helper(x):
+    helper.called += 1
+    return x
+
+helper.called = 0
+
+{deco}
+def target(n):
+    ran()
+    return helper(n)
+
+print(target(5), target(5), helper.called)
+"""
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_call_setting_an_attribute_of_a_function_it_reaches_is_a_mutation(
+        runner: Runner, mode: str) -> None:
+    header, deco = MODES[mode]
+    proc = runner.run(COUNTING.format(header=header, deco=deco))
+    assert proc.stdout.split() == ["RAN", "RAN", "5", "5", "2"], proc.stderr
+    assert "`target` not cached: mutated" in proc.stderr

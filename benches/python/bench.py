@@ -557,6 +557,8 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
                                  f"{gb / statistics.median(samples):.2f} GB/s"))
         log(f"  hash 100 MiB     {tool:<18} {fmt(wl.results[-1].median)} {wl.results[-1].note}")
 
+    string_frame(cfg, tool_list, dc)
+
     wl = Workload("key_int", "build the key of f(int)",
                   "bytecache `Memo(f).key({'x': 123456})`, what every call computes (the "
                   "function's plan built once, then its guards checked and the argument "
@@ -626,6 +628,49 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
     log(f"  fingerprint      first {fmt(first.results[0].median)} "
         f"warm {fmt(warm.results[0].median)}")
     del bytecache
+
+
+def string_frame(cfg: Cfg, tool_list: list[str], dc: Any) -> None:
+    """Keying a 1e6-row DataFrame with a string column, beside computing it."""
+    try:
+        import numpy as np
+        import pandas as pd
+    except ImportError:
+        return
+    from bytecache import _bytecache
+
+    n = 1_000_000
+
+    def compute() -> Any:
+        ids = [f"user{i:07d}" for i in range(n)]
+        return pd.DataFrame({"id": ids, "score": np.arange(n, dtype="float64")})
+
+    build = measure(Cfg(min_reps=3, max_reps=5, min_total=0.0, cell_budget=5.0), compute)
+    df = compute()
+    wl = Workload("hash_str_frame", "hash a 1e6-row DataFrame with a string column",
+                  "keying `pd.DataFrame({'id': [f'user{i:07d}' ...], 'score': float64})` "
+                  "(1e6 rows); reference: computing it (the list of strings, then the "
+                  f"frame) takes {fmt(statistics.median(build))}. bytecache `hash_value`, "
+                  "`joblib.hash`, cachier's default hash_func, diskcache `Disk.put`")
+    RESULTS.append(wl)
+    import joblib
+    from cachier.config import _default_hash_func
+
+    hashers = {
+        "bytecache": lambda: _bytecache.hash_value(df),
+        "joblib": lambda: joblib.hash(df),
+        "cachier": lambda: _default_hash_func((df,), {}),
+        "diskcache": lambda: dc.disk.put(("f", df)),
+    }
+    for tool in tool_list:
+        if tool not in hashers:
+            wl.results.append(Result(wl.id, tool, "n/a", note="keys by `hash()`"))
+            continue
+        samples = measure(cfg, hashers[tool])
+        share = statistics.median(samples) / statistics.median(build)
+        wl.results.append(Result(wl.id, tool, "ok", samples,
+                                 f"{share:.1%} of computing it"))
+        log(f"  hash str frame   {tool:<18} {fmt(wl.results[-1].median)} {wl.results[-1].note}")
 
 
 def functools_make_key(args: tuple, kwargs: dict, typed: bool) -> Any:

@@ -45,7 +45,30 @@ class BytecacheError(Exception): ...
 class StorageError(BytecacheError): ...
 class CorruptCacheError(StorageError): ...
 class UnsafeCacheDirError(StorageError): ...
-class UnhashableError(BytecacheError): ...
+class UnhashableError(BytecacheError):
+    """A value a call's key needs cannot be hashed by content; the call then
+    runs without memoizing. `str(e)` is the human message ("argument `df` →
+    attribute `conn`: sqlite3.Connection cannot be hashed by content (...)").
+    """
+
+    kind: str
+    """What could not be hashed: "open_file", "lock", "generator", "socket",
+    "native_code" (not from the standard library, an installed distribution
+    or a loaded extension module), "too_deep" (nested past the walk's depth
+    or stack limit), "no_reduce" (no state to hash), "raised" (an exception
+    was raised while hashing), "assigns_global" (a function assigns a
+    global: a hit would skip that effect) or "internal" (a bytecache bug)."""
+    detail: str
+    """The type, native function or exception type involved ("" if none)."""
+    location: tuple[tuple[str, str], ...]
+    """Where, outermost first, as (step, name) pairs. Steps: "argument"
+    (parameter name), "function" (qualified name of a function being
+    fingerprinted), "global" / "closure" (a name read by the function
+    before it), "defaults" (its default arguments), "attribute" (of an
+    instance, or of the function / class / module before it), "class",
+    "module", "item" (position), "key" (repr of a dict key), "element" (of a
+    set). E.g. (("argument", "cfg"), ("attribute", "files"), ("key", "'log'"))
+    or (("function", "load"), ("global", "CONN"))."""
 
 def hash_value(obj: object) -> bytes:
     """16-byte content hash; for a function, its fingerprint."""

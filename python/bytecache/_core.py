@@ -170,6 +170,11 @@ class Target:
         # key -> why its latest miss was not stored (for explain)
         self.refused: dict[bytes, list[Reason]] = {}
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What identity sees of a memoized function's `__bytecache_target__`:
+        # the function and the settings, not the counters or the plan cache.
+        return (Target, (self.func,), {"ignore": self.ignore, "cache_dir": self.cache_dir})
+
 
 class Busy:
     """`begin(..., wait=False)`: another caller is computing this call."""

@@ -272,7 +272,8 @@ fn exception_entries(table: &[u8]) -> Option<Vec<[u32; 4]>> {
 }
 
 /// Constants: None, bool, int, float, complex, str, bytes, tuples and
-/// frozensets of constants, Ellipsis, and code objects.
+/// frozensets of constants (see `Walker::set` for their order), Ellipsis,
+/// and code objects.
 fn const_digest(c: &Bound<'_, PyAny>, info: &mut CodeInfo) -> PyResult<Digest> {
     if c.is_instance_of::<PyCode>() {
         let nested = code_info(c)?;
@@ -295,11 +296,19 @@ fn const_digest(c: &Bound<'_, PyAny>, info: &mut CodeInfo) -> PyResult<Digest> {
         }
     } else if let Ok(s) = c.cast::<PyFrozenSet>() {
         let mut items: Vec<Digest> = Vec::with_capacity(s.len());
+        let mut ordered = true;
         for item in s.iter() {
+            ordered &= super::hash::unseeded(&item);
             items.push(const_digest(&item, info)?);
         }
-        items.sort_unstable();
-        h.tag(Tag::FrozenSet);
+        // `for x in {8, 0}` iterates in an order set by the source: kept
+        // where it is the same in every process (see `hash::unseeded`).
+        if ordered {
+            h.tag(Tag::FrozenSetInOrder);
+        } else {
+            items.sort_unstable();
+            h.tag(Tag::FrozenSet);
+        }
         h.u64(items.len() as u64);
         for d in items {
             h.digest(d);

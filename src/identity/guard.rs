@@ -95,6 +95,9 @@ pub struct FunctionParts<'py> {
     pub closure: Bound<'py, PyAny>,
     /// Its `__dict__`, if it has one (reading `f.__dict__` would create one).
     pub dict: Option<Bound<'py, PyDict>>,
+    /// Its annotations, if any: a dict, or the flat `(name, value, ...)`
+    /// tuple the interpreter stores until `__annotations__` is first read.
+    pub annotations: Option<Bound<'py, PyAny>>,
     /// `__qualname__`, for messages and the dependency record.
     pub qualname: Bound<'py, PyAny>,
 }
@@ -124,15 +127,16 @@ pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
         kwdefaults: get(raw[2]).unwrap_or_else(none),
         closure: get(closure).unwrap_or_else(none),
         dict: get(raw[3]).and_then(|d| d.cast_into::<PyDict>().ok()),
+        annotations: get(raw[4]),
         qualname: get(qualname).unwrap_or_else(none),
     }
 }
 
 /// A function's mutable slots: `__code__`, `__defaults__`, `__kwdefaults__`,
-/// `__dict__`, and the contents of its closure cells.
+/// `__dict__`, `__annotations__`, and the contents of its closure cells.
 struct FunctionGuard {
     func: Py<PyAny>,
-    slots: [Slot; 4],
+    slots: [Slot; 5],
     cells: Vec<Slot>,
 }
 
@@ -140,11 +144,17 @@ struct FunctionGuard {
 ///
 /// # Safety
 /// GIL held; `f` is a live `PyFunctionObject`.
-unsafe fn function_slots(f: *mut ffi::PyObject) -> [*mut ffi::PyObject; 4] {
+unsafe fn function_slots(f: *mut ffi::PyObject) -> [*mut ffi::PyObject; 5] {
     // SAFETY: forwarded (layout from pyo3-ffi for the running version).
     unsafe {
         let f = &*f.cast::<ffi::PyFunctionObject>();
-        [f.func_code, f.func_defaults, f.func_kwdefaults, f.func_dict]
+        [
+            f.func_code,
+            f.func_defaults,
+            f.func_kwdefaults,
+            f.func_dict,
+            f.func_annotations,
+        ]
     }
 }
 
@@ -204,10 +214,11 @@ impl FunctionGuard {
     }
 }
 
-/// A class's bases (its dict is a strict [`DictGuard`]).
+/// A class's bases and metaclass (its dict is a strict [`DictGuard`]).
 struct TypeGuard {
     ty: Py<PyType>,
     bases: Slot,
+    meta: Slot,
 }
 
 impl TypeGuard {
@@ -216,8 +227,14 @@ impl TypeGuard {
         unsafe { (*t.as_type_ptr()).tp_bases }
     }
 
+    /// `type(t)` (borrowed): `__class__` can be assigned on a class.
+    fn meta(t: &Bound<'_, PyType>) -> *mut ffi::PyObject {
+        t.get_type().as_ptr()
+    }
+
     fn holds(&self, py: Python<'_>) -> bool {
-        same(&self.bases, Self::bases(self.ty.bind(py)))
+        let t = self.ty.bind(py);
+        same(&self.bases, Self::bases(t)) && same(&self.meta, Self::meta(t))
     }
 }
 
@@ -251,10 +268,11 @@ impl Guards {
                 .chain(f.slots.iter().flatten())
                 .chain(f.cells.iter().flatten())
         });
-        let types = self
-            .types
-            .iter()
-            .flat_map(|t| std::iter::once(t.ty.as_any()).chain(t.bases.iter()));
+        let types = self.types.iter().flat_map(|t| {
+            std::iter::once(t.ty.as_any())
+                .chain(t.bases.iter())
+                .chain(t.meta.iter())
+        });
         dicts.chain(functions).chain(types)
     }
 }
@@ -325,6 +343,7 @@ impl Builder {
             .or_insert_with(|| TypeGuard {
                 ty: t.clone().unbind(),
                 bases: slot(py, TypeGuard::bases(t)),
+                meta: slot(py, TypeGuard::meta(t)),
             });
         // SAFETY: `t` is a live type; `tp_dict` is NULL or a borrowed dict.
         let dict = unsafe { slot(py, (*t.as_type_ptr()).tp_dict) };

@@ -29,9 +29,8 @@ use super::gil::GilCell;
 use super::guard::function_parts;
 use super::hash::Dep;
 use super::plan::{self, Cached};
-use super::to_py;
+use super::{contained, to_py, unhashable_to_py};
 use crate::hook::code_parts;
-use crate::py::errors::UnhashableError;
 
 /// Results kept per function; beyond this the table starts over.
 const MAX_RESULTS: usize = 4096;
@@ -146,12 +145,14 @@ impl Memo {
         arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         record: bool,
     ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
-        let (c, deps) = self.plan(py, record)?;
-        let plan = match &c.plan {
-            Ok(p) => p,
-            Err(msg) => return Err(UnhashableError::new_err(msg.clone())),
-        };
-        plan::key(py, plan, arguments, &self.ignore, deps).map_err(to_py)
+        contained(|| {
+            let (c, deps) = self.plan(py, record)?;
+            let plan = match &c.plan {
+                Ok(p) => p,
+                Err(u) => return Err(unhashable_to_py(u)),
+            };
+            plan::key(py, plan, arguments, &self.ignore, deps).map_err(to_py)
+        })
     }
 
     /// The kept result for `key`, counting the hit.

@@ -8,6 +8,7 @@ mod extra;
 mod gil;
 mod guard;
 mod hash;
+mod layout;
 mod memo;
 mod native;
 mod plan;
@@ -15,28 +16,57 @@ mod plan;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict};
 
-use crate::py::errors::UnhashableError;
+use crate::py::errors::unhashable_error;
 pub use digest::Digest;
 use digest::Hasher;
-use hash::{Dep, HashError, Walker};
+use hash::{Dep, HashError, Kind, Unhashable, Walker};
 pub use memo::{is_disabled, recall_call, Memo};
 
+/// The one mapping of identity's errors to Python: `UnhashableError` with
+/// its kind, detail and location as attributes.
 fn to_py(e: HashError) -> PyErr {
     match e {
-        HashError::Unhashable(msg) => UnhashableError::new_err(msg),
+        HashError::Unhashable(u) => unhashable_to_py(&u),
         HashError::Python(e) => e,
     }
+}
+
+fn unhashable_to_py(u: &Unhashable) -> PyErr {
+    Python::attach(|py| {
+        unhashable_error(
+            py,
+            u.message(),
+            u.kind.name(),
+            u.kind.detail(),
+            u.location().map(|s| s.pair()).collect(),
+        )
+    })
+}
+
+/// Runs `f`, turning a Rust panic into an unhashable outcome: a bug of
+/// ours must not reach the user's call as a `PanicException`.
+fn contained<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(to_py(HashError::new(Kind::Internal(message))))
+    })
 }
 
 /// The content digest of a value; for a function, its fingerprint (code and
 /// everything it can reach). Raises `UnhashableError` for what cannot be
 /// hashed by content.
 pub fn value_digest(obj: &Bound<'_, PyAny>) -> PyResult<Digest> {
-    let mut h = Hasher::new();
-    let mut w = Walker::new(obj.py())?;
-    w.value(obj, &mut h).map_err(to_py)?;
-    w.finish(&mut h).map_err(to_py)?;
-    Ok(h.finish())
+    contained(|| {
+        let mut h = Hasher::new();
+        let mut w = Walker::new(obj.py())?;
+        w.value(obj, &mut h).map_err(to_py)?;
+        w.finish(&mut h).map_err(to_py)?;
+        Ok(h.finish())
+    })
 }
 
 /// The key digest of a call of `func` with its bound `arguments` (defaults
@@ -56,9 +86,11 @@ fn key_and_record(
     ignore: &[String],
     record: bool,
 ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
-    let (cached, deps) = plan::build(func, record)?;
-    let plan = cached.plan.map_err(UnhashableError::new_err)?;
-    plan::key(func.py(), &plan, arguments.iter(), ignore, deps).map_err(to_py)
+    contained(|| {
+        let (cached, deps) = plan::build(func, record)?;
+        let plan = cached.plan.map_err(|u| unhashable_to_py(&u))?;
+        plan::key(func.py(), &plan, arguments.iter(), ignore, deps).map_err(to_py)
+    })
 }
 
 /// A key as Python sees it: 16 bytes, or `(key, record)` when recorded.

@@ -22,16 +22,16 @@ use pyo3::types::PyString;
 
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{self, Guards};
-use super::hash::{context, try_plain, Dep, HResult, HashError, Member, Used, Walker};
+use super::hash::{try_plain, Dep, HResult, HashError, Member, Step, Unhashable, Used, Walker};
 
 /// Bumped whenever the meaning of a digest changes, so old entries miss.
-const KEY_VERSION: u64 = 3;
+const KEY_VERSION: u64 = 4;
 
 /// A value hashed by content on every call.
 pub struct Leaf {
     pub obj: Py<PyAny>,
-    /// Where it was found, for messages ("global `rows` of `load`").
-    pub site: String,
+    /// Where it was found, outermost step first (global `rows` of `load`).
+    pub site: Vec<Step>,
     /// The class member whose digest it is part of (hashed only when that
     /// member is folded in); `None`: always hashed.
     pub scope: Option<u32>,
@@ -60,7 +60,7 @@ impl Plan {
 /// guards under which it stays valid.
 pub struct Cached {
     pub guards: Guards,
-    pub plan: Result<Rc<Plan>, String>,
+    pub plan: Result<Rc<Plan>, Unhashable>,
     /// False when something was read that no guard watches.
     pub reusable: bool,
 }
@@ -83,7 +83,7 @@ pub struct Building {
     leaves: Vec<Leaf>,
     index: AHashMap<(usize, Option<u32>), usize>,
     /// Where values being hashed now come from.
-    pub site: String,
+    pub site: Vec<Step>,
     /// The member whose digest is being computed.
     pub scope: Option<u32>,
 }
@@ -155,10 +155,10 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
                     libraries: std::mem::take(&mut w.libraries),
                 }))
             }
-            Err(HashError::Unhashable(msg)) => Err(msg),
+            Err(HashError::Unhashable(u)) => Err(*u),
             Err(HashError::Python(e)) => return Err(e),
         },
-        Err(HashError::Unhashable(msg)) => Err(msg),
+        Err(HashError::Unhashable(u)) => Err(*u),
         Err(HashError::Python(e)) => return Err(e),
     };
     let reusable = !building.guards.uncacheable;
@@ -227,12 +227,7 @@ pub fn key<'py>(
             let mut sub = Hasher::new();
             lazy(&mut walker, py, plan)?
                 .value(&value, &mut sub)
-                .map_err(|e| match e {
-                    HashError::Unhashable(msg) => {
-                        HashError::Unhashable(format!("argument `{name}`: {msg}"))
-                    }
-                    other => other,
-                })?;
+                .map_err(|e| e.at(Step::Argument(name.to_owned())))?;
             let d = sub.finish();
             h.tag(Tag::Nested);
             h.digest(d);
@@ -297,7 +292,7 @@ fn hash_leaves(
         }
         let mut sub = Hasher::new();
         w.value(leaf.obj.bind(w.py()), &mut sub)
-            .map_err(|e| context(e, || leaf.site.clone()))?;
+            .map_err(|e| e.within(&leaf.site))?;
         let d = sub.finish();
         h.digest(d);
         if let Some(slot) = digests.get_mut(i) {
