@@ -29,14 +29,14 @@ __version__: str = _bytecache.__version__
 
 def enable(modules=None, *, min_seconds=0.1, cache_dir=None):  # noqa: ANN001, ANN201
     """Memoize calls of functions defined in `modules` (default: `__main__`)
-    without decorators, through a PEP 523 frame hook. See `bytecache._auto`."""
+    without decorators. See `bytecache._auto`."""
     from bytecache import _auto
 
     _auto.enable(modules, min_seconds=min_seconds, cache_dir=cache_dir)
 
 
 def disable():  # noqa: ANN201
-    """Remove the frame hook installed by `enable` (restores the previous one)."""
+    """Undo `enable`: every function it intercepted runs as before."""
     from bytecache import _auto
 
     _auto.disable()

@@ -1,9 +1,13 @@
-"""Decorator-free memoization: ``bytecache.enable()`` through a PEP 523 frame hook.
+"""Decorator-free memoization: ``bytecache.enable()``.
 
-The Rust hook (``_bytecache.hook_install``) asks :func:`_should_mark` once per
-code object whether its functions are memoized, and for every call of a marked
-function passes the bound arguments to :func:`_on_call`, which delegates to the
-core API (``bytecache._core.begin``):
+This module is the policy; the Rust hook (``_bytecache.hook_install``) is the
+mechanism: a PEP 523 frame hook on 3.11, a function watcher and per-function
+vectorcalls on 3.12+ (``_bytecache.hook_mechanism()``), where unmarked code
+runs untouched. The hook asks :func:`_should_mark` once per code object whether
+its functions are memoized (on 3.12+ when a function is created, and for the
+functions that existed before ``enable()``, found by :func:`_adopt_existing`),
+and for every call of a marked function passes the bound arguments to
+:func:`_on_call`, which delegates to the core API (``bytecache._core.begin``):
 
 * ``None`` from ``_on_call``: run the call normally;
 * ``(value,)``: a hit, the frame is skipped and ``value`` returned;
@@ -21,8 +25,10 @@ from __future__ import annotations
 import atexit
 import fnmatch
 import os
+import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -72,8 +78,8 @@ def enable(
     against ``func.__module__`` and ``func.__globals__["__name__"]``; the default
     is ``__main__`` (the running script or the notebook's namespace). Calls that
     take less than ``min_seconds`` are not stored. ``BYTECACHE=off`` in the
-    environment makes this a no-op. On an interpreter where the frame hook is not
-    available, a ``RuntimeWarning`` is issued once and nothing is installed (the
+    environment makes this a no-op. Where calls cannot be intercepted, a
+    ``BytecacheWarning`` is issued once and nothing is installed (the
     ``@bytecache.memoize`` decorator still works).
     """
     global _config, _atexit_registered
@@ -94,6 +100,8 @@ def enable(
             _config = None
             _warn_unavailable(str(e))
             return
+        if _bytecache.hook_mechanism() == "vectorcall":
+            _adopt_existing(patterns)
         if not _atexit_registered:
             # Frames run during interpreter shutdown must not reach a
             # half-finalized cache.
@@ -102,7 +110,8 @@ def enable(
 
 
 def disable() -> None:
-    """Stop memoizing decorator-free calls and remove the frame hook."""
+    """Stop memoizing decorator-free calls: every intercepted function runs as
+    before ``enable()``."""
     global _config
     with _lock:
         _config = None
@@ -196,6 +205,42 @@ class _Token:
             abort = getattr(miss, "abort", None)
             if abort is not None:
                 abort()
+
+
+# --- functions that existed before enable() (3.12+) ----------------------------
+
+
+def _adopt_existing(patterns: tuple[str, ...]) -> None:
+    """Hand every function defined in a marked module that is already loaded (a
+    module imported earlier, a notebook cell run before ``%load_ext``) to the hook:
+    module namespaces, the classes defined there (methods, static and class methods,
+    properties, nested classes) and ``__wrapped__`` chains."""
+    for name, module in list(sys.modules.items()):
+        if not _matches(name, patterns) or _is_internal(name):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            _adopt_all(list(namespace.values()), name)
+
+
+def _adopt_all(pending: list[Any], module: str) -> None:
+    seen: set[int] = set()
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, types.FunctionType):
+            _bytecache.hook_adopt(obj)
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is not None:
+                pending.append(wrapped)
+        elif isinstance(obj, (staticmethod, classmethod)):
+            pending.append(obj.__func__)
+        elif isinstance(obj, property):
+            pending.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+        elif isinstance(obj, type) and getattr(obj, "__module__", None) == module:
+            pending.extend(vars(obj).values())
 
 
 # --- helpers -----------------------------------------------------------------

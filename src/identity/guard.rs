@@ -6,20 +6,23 @@
 //! and class bases. A guard remembers what each read saw, holding a strong
 //! reference so an address is never reused while we compare against it.
 //!
-//! Dictionaries are checked by their version tag (`ma_version_tag`, bumped
-//! by every mutation on CPython 3.11–3.13; one field read, no callback, no
-//! watcher slot taken from the interpreter's eight). When the tag moved
-//! (a script's top-level loop assigns unrelated globals all the time), the
-//! names actually read are looked up again and compared by identity; only a
-//! different object invalidates. Values are compared by identity only, which
-//! is sound because a plan hashes every value that can change in place (lists,
-//! dicts, arrays, instances) as a leaf, by content, on every call.
+//! Dictionaries are checked by their stamp (`cpython::dict::Stamp`: the
+//! version tag on 3.11, a dict watcher's counter from 3.12), which moves with
+//! every mutation. When it moved (a script's top-level loop assigns
+//! unrelated globals all the time), the names actually read are looked up
+//! again and compared by identity; only a different object invalidates.
+//! Values are compared by identity only, which is sound because a plan
+//! hashes every value that can change in place (lists, dicts, arrays,
+//! instances) as a leaf, by content, on every call.
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFunction, PyString, PyType};
+
+use crate::cpython::dict::Stamp;
+use crate::cpython::{function, types};
 
 /// What a slot held: a strong reference, or `None` for NULL.
 type Slot = Option<Py<PyAny>>;
@@ -36,19 +39,11 @@ fn same(s: &Slot, p: *mut ffi::PyObject) -> bool {
     }
 }
 
-/// The version tag of a dict.
-fn version(d: &Bound<'_, PyDict>) -> u64 {
-    // SAFETY: `d` is a live exact-or-subclass dict (its type was checked by
-    // the cast that produced the `Bound<PyDict>`), so it has the
-    // `PyDictObject` layout; reading a field needs only the GIL.
-    #[allow(deprecated)]
-    unsafe {
-        (*d.as_ptr().cast::<ffi::PyDictObject>()).ma_version_tag
-    }
-}
-
 struct DictGuard {
     dict: Py<PyDict>,
+    /// `None`: the dict could not be watched (the plan is not reused).
+    stamp: Option<Stamp>,
+    /// The stamp when the entries were last known to hold.
     version: AtomicU64,
     /// Every key matters (class dicts, `globals()` users, `sys.modules`):
     /// any mutation invalidates.
@@ -62,7 +57,10 @@ struct DictGuard {
 impl DictGuard {
     fn holds(&self, py: Python<'_>) -> bool {
         let d = self.dict.bind(py);
-        let now = version(d);
+        let Some(stamp) = &self.stamp else {
+            return false;
+        };
+        let now = stamp.now(d);
         if now == self.version.load(Ordering::Relaxed) {
             return true;
         }
@@ -82,52 +80,6 @@ impl DictGuard {
     }
 }
 
-/// A function's parts, read from its struct: the `__code__`, `__defaults__`
-/// and `__kwdefaults__` getters raise an `object.__getattr__` audit event,
-/// which would call every audit hook (ours included) on every read.
-pub struct FunctionParts<'py> {
-    pub code: Bound<'py, PyAny>,
-    pub globals: Bound<'py, PyAny>,
-    pub builtins: Option<Bound<'py, PyAny>>,
-    /// `None` (Python's `None`) when absent, as the attributes read.
-    pub defaults: Bound<'py, PyAny>,
-    pub kwdefaults: Bound<'py, PyAny>,
-    pub closure: Bound<'py, PyAny>,
-    /// Its `__dict__`, if it has one (reading `f.__dict__` would create one).
-    pub dict: Option<Bound<'py, PyDict>>,
-    /// `__qualname__`, for messages and the dependency record.
-    pub qualname: Bound<'py, PyAny>,
-}
-
-pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
-    let py = f.py();
-    let none = || py.None().into_bound(py);
-    // SAFETY: `f` is a live function (type checked by the cast that produced
-    // the `Bound<PyFunction>`); each field is NULL or a borrowed reference,
-    // which `slot` turns into a new one.
-    let (raw, globals, builtins, closure, qualname) = unsafe {
-        let o = &*f.as_ptr().cast::<ffi::PyFunctionObject>();
-        (
-            function_slots(f.as_ptr()),
-            o.func_globals,
-            o.func_builtins,
-            o.func_closure,
-            o.func_qualname,
-        )
-    };
-    let get = |p| slot(py, p).map(|o| o.into_bound(py));
-    FunctionParts {
-        code: get(raw[0]).unwrap_or_else(none),
-        globals: get(globals).unwrap_or_else(none),
-        builtins: get(builtins),
-        defaults: get(raw[1]).unwrap_or_else(none),
-        kwdefaults: get(raw[2]).unwrap_or_else(none),
-        closure: get(closure).unwrap_or_else(none),
-        dict: get(raw[3]).and_then(|d| d.cast_into::<PyDict>().ok()),
-        qualname: get(qualname).unwrap_or_else(none),
-    }
-}
-
 /// A function's mutable slots: `__code__`, `__defaults__`, `__kwdefaults__`,
 /// `__dict__`, and the contents of its closure cells.
 struct FunctionGuard {
@@ -136,51 +88,14 @@ struct FunctionGuard {
     cells: Vec<Slot>,
 }
 
-/// Reads a function's mutable slots (borrowed pointers).
-///
-/// # Safety
-/// GIL held; `f` is a live `PyFunctionObject`.
-unsafe fn function_slots(f: *mut ffi::PyObject) -> [*mut ffi::PyObject; 4] {
-    // SAFETY: forwarded (layout from pyo3-ffi for the running version).
-    unsafe {
-        let f = &*f.cast::<ffi::PyFunctionObject>();
-        [f.func_code, f.func_defaults, f.func_kwdefaults, f.func_dict]
-    }
-}
-
-/// The content pointer of each closure cell (borrowed), passed to `each`
-/// in order; returns the number of cells.
-///
-/// # Safety
-/// GIL held; `f` is a live `PyFunctionObject`.
-unsafe fn cell_contents(f: *mut ffi::PyObject, mut each: impl FnMut(*mut ffi::PyObject)) -> usize {
-    // SAFETY: forwarded; `func_closure` is NULL or a tuple of cells.
-    unsafe {
-        let closure = (*f.cast::<ffi::PyFunctionObject>()).func_closure;
-        if closure.is_null() || ffi::PyTuple_Check(closure) == 0 {
-            return 0;
-        }
-        let n = ffi::PyTuple_GET_SIZE(closure);
-        for i in 0..n {
-            let cell = ffi::PyTuple_GET_ITEM(closure, i);
-            each(if ffi::PyCell_Check(cell) == 0 {
-                cell // not a cell: its identity stands in
-            } else {
-                (*cell.cast::<ffi::PyCellObject>()).ob_ref
-            });
-        }
-        usize::try_from(n).unwrap_or(0)
-    }
-}
-
 impl FunctionGuard {
     fn new(f: &Bound<'_, PyAny>) -> Self {
         let py = f.py();
         let mut cells = Vec::new();
         // SAFETY: callers pass functions only (checked by `Builder::function`).
         let slots = unsafe {
-            cell_contents(f.as_ptr(), |p| cells.push(slot(py, p)));
-            function_slots(f.as_ptr())
+            function::cell_contents(f.as_ptr(), |p| cells.push(slot(py, p)));
+            function::slots(f.as_ptr())
         };
         FunctionGuard {
             func: f.clone().unbind(),
@@ -194,11 +109,11 @@ impl FunctionGuard {
         let mut same_cells = true;
         // SAFETY: `func` is a live function we hold (GIL held by caller).
         let (slots, n) = unsafe {
-            let n = cell_contents(self.func.as_ptr(), |p| {
+            let n = function::cell_contents(self.func.as_ptr(), |p| {
                 same_cells &= self.cells.get(i).is_some_and(|s| same(s, p));
                 i += 1;
             });
-            (function_slots(self.func.as_ptr()), n)
+            (function::slots(self.func.as_ptr()), n)
         };
         same_cells && n == self.cells.len() && self.slots.iter().zip(slots).all(|(s, p)| same(s, p))
     }
@@ -211,13 +126,8 @@ struct TypeGuard {
 }
 
 impl TypeGuard {
-    fn bases(t: &Bound<'_, PyType>) -> *mut ffi::PyObject {
-        // SAFETY: `t` is a live type object; reading a field needs the GIL.
-        unsafe { (*t.as_type_ptr()).tp_bases }
-    }
-
     fn holds(&self, py: Python<'_>) -> bool {
-        same(&self.bases, Self::bases(self.ty.bind(py)))
+        same(&self.bases, types::bases(self.ty.bind(py)))
     }
 }
 
@@ -272,15 +182,20 @@ pub struct Builder {
 
 impl Builder {
     fn dict(&mut self, d: &Bound<'_, PyDict>) -> &mut DictGuard {
-        self.dicts
-            .entry(d.as_ptr() as usize)
-            .or_insert_with(|| DictGuard {
+        let uncacheable = &mut self.uncacheable;
+        self.dicts.entry(d.as_ptr() as usize).or_insert_with(|| {
+            let stamp = Stamp::watch(d);
+            // Unwatchable (no watcher slot free): never reused.
+            *uncacheable |= stamp.is_none();
+            DictGuard {
                 dict: d.clone().unbind(),
-                version: AtomicU64::new(version(d)),
+                version: AtomicU64::new(stamp.as_ref().map_or(0, |s| s.now(d))),
+                stamp,
                 strict: false,
                 entries: Vec::new(),
                 names: AHashSet::new(),
-            })
+            }
+        })
     }
 
     /// `d[name]` was read and found `found`; `name` is interned, so one
@@ -323,10 +238,9 @@ impl Builder {
             .entry(t.as_ptr() as usize)
             .or_insert_with(|| TypeGuard {
                 ty: t.clone().unbind(),
-                bases: slot(py, TypeGuard::bases(t)),
+                bases: slot(py, types::bases(t)),
             });
-        // SAFETY: `t` is a live type; `tp_dict` is NULL or a borrowed dict.
-        let dict = unsafe { slot(py, (*t.as_type_ptr()).tp_dict) };
+        let dict = slot(py, types::dict(t));
         match dict.map(|d| d.into_bound(py).cast_into::<PyDict>()) {
             Some(Ok(d)) => self.read_all(&d),
             _ => self.uncacheable = true,

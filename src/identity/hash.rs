@@ -25,9 +25,9 @@ use pyo3::types::{
 use super::buffer::Buffer;
 use super::code::{code_info, CodeInfo};
 use super::digest::{Digest, Hasher, Tag};
-use super::guard::{function_parts, FunctionParts};
 use super::native;
 use super::plan::{Building, Plan};
+use crate::cpython::function::{function_parts, FunctionParts};
 
 mod fingerprint;
 mod value;
@@ -43,6 +43,7 @@ static SUPPORT: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 /// module's origin does not change within a process.
 static LIBRARIES: PyOnceLock<Mutex<AHashMap<String, Option<String>>>> = PyOnceLock::new();
 
+#[derive(Debug)]
 pub enum HashError {
     /// The value cannot be hashed by content; the message says what and where.
     Unhashable(String),

@@ -2,15 +2,16 @@
 use pyo3::prelude::*;
 
 mod buffer;
-pub mod errors;
-pub mod hook;
-pub mod store;
+mod errors;
+mod hook;
+mod identity;
+mod store;
 
 #[pymodule]
 fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
-    crate::identity::register(m)?;
+    identity::register(m)?;
     store::register(m)?;
     hook::register(m)?;
     Ok(())
