@@ -192,3 +192,37 @@ m = Model(3)
 print(m.predict(Key(2)), m.predict(Key(2)), len({Key(1), Key(1)}))
 """)
     assert out == ["RAN", "6", "6", "1"]
+
+
+def test_redefined_function_and_its_globals_are_collected(runner: Runner) -> None:
+    # A notebook re-running a cell: each run defines a new `f` reading a new
+    # large global. Nothing bytecache keeps may hold the old versions.
+    out = runner.out("""
+import gc, weakref
+import bytecache
+bytecache.enable(min_seconds=0)
+
+class Big:
+    def __init__(self, n):
+        self.n = n
+        self.data = list(range(1000))
+
+def helper(x):
+    return x * 2
+
+CELL = '''
+BIG = Big(run)
+def f(x):
+    return BIG.n + helper(x) + (f(x - 1) if x > 0 else 0)
+f(1); f(1)
+'''
+refs = []
+for run in range(6):
+    exec(compile(CELL, f"<cell {run}>", "exec"), globals())
+    refs.append((weakref.ref(f), weakref.ref(BIG)))
+gc.collect()
+alive = [(r() is not None, b() is not None) for r, b in refs]
+print(sum(r for r, _ in alive[:-1]), sum(b for _, b in alive[:-1]), alive[-1])
+print(f(1), bytecache.stats()["hits"] > 0)
+""")
+    assert out == ["0", "0", "(True,", "True)", "12", "True"]

@@ -18,6 +18,9 @@ and for every call of a marked function passes the bound arguments to
 Cost-aware: a function whose first :data:`_PROBE_CALLS` calls all took less
 than ``min_seconds`` stops being keyed (its code is unmarked), so cheap helpers
 called in loops cost only the hook's base overhead.
+
+Nothing here keeps a function alive: a function redefined in a notebook is
+collected with its target, its memo and the globals its key read.
 """
 
 from __future__ import annotations
@@ -57,10 +60,10 @@ class _Config:
 _config: _Config | None = None
 _atexit_registered = False
 # code object -> [calls seen, slow call seen]; cleared on enable().
-_probe: dict[Any, list[Any]] = {}
+_probe: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 # code objects found cheap: never marked again (until enable() is called again).
-_cheap: set[Any] = set()
-# function -> (core target, argument names)
+_cheap: weakref.WeakSet[Any] = weakref.WeakSet()
+# function -> (core target, argument names); a target does not hold its function.
 _targets: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, ...]]] = (
     weakref.WeakKeyDictionary()
 )

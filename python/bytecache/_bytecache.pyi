@@ -70,7 +70,10 @@ class Memo:
     def remember(self, key: bytes, value: object, seconds: float) -> bool: ...
     def forget(self) -> None: ...
     def register(self) -> None:
-        """Let the frame hook answer calls of this function from kept results."""
+        """Let the hook answer calls of this function from kept results."""
+    @property
+    def func(self) -> Any:
+        """The function (held weakly), or None once it was collected."""
     @property
     def names(self) -> tuple[str, ...]: ...
     @property

@@ -256,13 +256,14 @@ def _inherit(files: list[FileDep], dirs: list[DirDep]) -> None:
 
 
 class Target:
-    """What a memoized function needs to know about itself."""
+    """What a memoized function needs to know about itself. It does not keep the
+    function alive: its memo holds it weakly (see `func`)."""
 
-    __slots__ = ("func", "group", "counters", "ignore", "cache_dir", "memo")
+    __slots__ = ("qualname", "group", "counters", "ignore", "cache_dir", "memo")
 
     def __init__(self, func: Any, *, ignore: tuple[str, ...] = (),
                  cache_dir: str | None = None) -> None:
-        self.func = func
+        self.qualname: str = getattr(func, "__qualname__", None) or "?"
         name = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", "") or "")
         self.group: bytes = _bytecache.hash_value(name)
         self.ignore = list(ignore)
@@ -274,6 +275,11 @@ class Target:
         from bytecache import _modkind  # noqa: F401
         self.counters = Counters()
         self.counters.memo = self.memo
+
+    @property
+    def func(self) -> Any:
+        """The function, or None once it was collected."""
+        return self.memo.func
 
 
 class Miss:
@@ -323,7 +329,7 @@ class Miss:
         t = self.target
         if elapsed < self.min_seconds:
             return
-        name = getattr(t.func, "__qualname__", "?")
+        name = t.qualname
         if self.recorder.wrote:
             _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
             return

@@ -4,7 +4,11 @@
 //! A fingerprint reads dictionaries (globals, builtins, module and class
 //! dicts), function slots (`__code__`, defaults, closure cells, `__dict__`)
 //! and class bases. A guard remembers what each read saw, holding a strong
-//! reference so an address is never reused while we compare against it.
+//! reference so an address is never reused while we compare against it;
+//! except the function the plan belongs to (its *root*), which a plan must
+//! not keep alive (the plan lives as long as the root's memo, which holds
+//! the root weakly): the root is only compared by address, and only while
+//! the memo's caller holds the root.
 //!
 //! Dictionaries are checked by their stamp (`cpython::dict::Stamp`: the
 //! version tag on 3.11, a dict watcher's counter from 3.12), which moves with
@@ -24,18 +28,51 @@ use pyo3::types::{PyDict, PyFunction, PyString, PyType};
 use crate::cpython::dict::Stamp;
 use crate::cpython::{function, types};
 
-/// What a slot held: a strong reference, or `None` for NULL.
-type Slot = Option<Py<PyAny>>;
-
-fn slot(py: Python<'_>, p: *mut ffi::PyObject) -> Slot {
-    // SAFETY: `p` is NULL or a live object the caller borrowed (GIL held).
-    unsafe { Bound::from_borrowed_ptr_or_opt(py, p) }.map(Bound::unbind)
+/// What a slot held.
+enum Slot {
+    Null,
+    /// The plan's root function (not held).
+    Root,
+    Held(Py<PyAny>),
 }
 
-fn same(s: &Slot, p: *mut ffi::PyObject) -> bool {
-    match s {
-        Some(o) => o.as_ptr() == p,
-        None => p.is_null(),
+impl Slot {
+    /// What `p` (NULL or a live object the caller borrowed) holds, for a
+    /// plan whose root function is at `root`.
+    fn new(py: Python<'_>, p: *mut ffi::PyObject, root: usize) -> Self {
+        if p as usize == root {
+            return Slot::Root;
+        }
+        // SAFETY: `p` is NULL or a live borrowed object (caller; GIL held).
+        match unsafe { Bound::from_borrowed_ptr_or_opt(py, p) } {
+            Some(o) => Slot::Held(o.unbind()),
+            None => Slot::Null,
+        }
+    }
+
+    /// Whether `p` is what this slot held.
+    fn same(&self, p: *mut ffi::PyObject, root: usize) -> bool {
+        match self {
+            Slot::Null => p.is_null(),
+            Slot::Root => p as usize == root,
+            Slot::Held(o) => o.as_ptr() == p,
+        }
+    }
+
+    /// The address it stands for.
+    fn address(&self, root: usize) -> usize {
+        match self {
+            Slot::Null => 0,
+            Slot::Root => root,
+            Slot::Held(o) => o.as_ptr() as usize,
+        }
+    }
+
+    fn held(&self) -> Option<&Py<PyAny>> {
+        match self {
+            Slot::Held(o) => Some(o),
+            _ => None,
+        }
     }
 }
 
@@ -55,7 +92,7 @@ struct DictGuard {
 }
 
 impl DictGuard {
-    fn holds(&self, py: Python<'_>) -> bool {
+    fn holds(&self, py: Python<'_>, root: usize) -> bool {
         let d = self.dict.bind(py);
         let Some(stamp) = &self.stamp else {
             return false;
@@ -71,7 +108,7 @@ impl DictGuard {
             // SAFETY: GIL held; both live; `PyDict_GetItem` returns a
             // borrowed reference (or NULL) and never raises for str keys.
             let p = unsafe { ffi::PyDict_GetItem(d.as_ptr(), name.as_ptr()) };
-            if !same(seen, p) {
+            if !seen.same(p, root) {
                 return false;
             }
         }
@@ -83,39 +120,43 @@ impl DictGuard {
 /// A function's mutable slots: `__code__`, `__defaults__`, `__kwdefaults__`,
 /// `__dict__`, and the contents of its closure cells.
 struct FunctionGuard {
-    func: Py<PyAny>,
+    func: Slot,
     slots: [Slot; 4],
     cells: Vec<Slot>,
 }
 
 impl FunctionGuard {
-    fn new(f: &Bound<'_, PyAny>) -> Self {
+    fn new(f: &Bound<'_, PyAny>, root: usize) -> Self {
         let py = f.py();
         let mut cells = Vec::new();
         // SAFETY: callers pass functions only (checked by `Builder::function`).
         let slots = unsafe {
-            function::cell_contents(f.as_ptr(), |p| cells.push(slot(py, p)));
+            function::cell_contents(f.as_ptr(), |p| cells.push(Slot::new(py, p, root)));
             function::slots(f.as_ptr())
         };
         FunctionGuard {
-            func: f.clone().unbind(),
-            slots: slots.map(|p| slot(py, p)),
+            func: Slot::new(py, f.as_ptr(), root),
+            slots: slots.map(|p| Slot::new(py, p, root)),
             cells,
         }
     }
 
-    fn holds(&self) -> bool {
+    fn holds(&self, root: usize) -> bool {
+        let func = self.func.address(root) as *mut ffi::PyObject;
         let mut i = 0;
         let mut same_cells = true;
-        // SAFETY: `func` is a live function we hold (GIL held by caller).
+        // SAFETY: `func` is a live function: one we hold, or the root, which
+        // the caller of `Guards::hold` holds (GIL held).
         let (slots, n) = unsafe {
-            let n = function::cell_contents(self.func.as_ptr(), |p| {
-                same_cells &= self.cells.get(i).is_some_and(|s| same(s, p));
+            let n = function::cell_contents(func, |p| {
+                same_cells &= self.cells.get(i).is_some_and(|s| s.same(p, root));
                 i += 1;
             });
-            (function::slots(self.func.as_ptr()), n)
+            (function::slots(func), n)
         };
-        same_cells && n == self.cells.len() && self.slots.iter().zip(slots).all(|(s, p)| same(s, p))
+        same_cells
+            && n == self.cells.len()
+            && self.slots.iter().zip(slots).all(|(s, p)| s.same(p, root))
     }
 }
 
@@ -126,25 +167,32 @@ struct TypeGuard {
 }
 
 impl TypeGuard {
-    fn holds(&self, py: Python<'_>) -> bool {
-        same(&self.bases, types::bases(self.ty.bind(py)))
+    fn holds(&self, py: Python<'_>, root: usize) -> bool {
+        self.bases.same(types::bases(self.ty.bind(py)), root)
     }
 }
 
 /// All guards of one cached fingerprint.
 #[derive(Default)]
 pub struct Guards {
+    /// The address of the plan's root function.
+    root: usize,
     dicts: Vec<DictGuard>,
     functions: Vec<FunctionGuard>,
     types: Vec<TypeGuard>,
 }
 
 impl Guards {
-    /// True while everything the fingerprint read is unchanged.
-    pub fn hold(&self, py: Python<'_>) -> bool {
-        self.functions.iter().all(FunctionGuard::holds)
-            && self.types.iter().all(|t| t.holds(py))
-            && self.dicts.iter().all(|d| d.holds(py))
+    /// True while everything the fingerprint read is unchanged. `root` is
+    /// the plan's root function, held by the caller.
+    pub fn hold(&self, root: &Bound<'_, PyAny>) -> bool {
+        let py = root.py();
+        if root.as_ptr() as usize != self.root {
+            return false;
+        }
+        self.functions.iter().all(|f| f.holds(self.root))
+            && self.types.iter().all(|t| t.holds(py, self.root))
+            && self.dicts.iter().all(|d| d.holds(py, self.root))
     }
 
     /// Every reference held, for the garbage collector.
@@ -153,18 +201,20 @@ impl Guards {
             std::iter::once(d.dict.as_any()).chain(
                 d.entries
                     .iter()
-                    .flat_map(|(n, s)| std::iter::once(n.as_any()).chain(s.iter())),
+                    .flat_map(|(n, s)| std::iter::once(n.as_any()).chain(s.held())),
             )
         });
         let functions = self.functions.iter().flat_map(|f| {
-            std::iter::once(&f.func)
-                .chain(f.slots.iter().flatten())
-                .chain(f.cells.iter().flatten())
+            f.func
+                .held()
+                .into_iter()
+                .chain(f.slots.iter().filter_map(Slot::held))
+                .chain(f.cells.iter().filter_map(Slot::held))
         });
         let types = self
             .types
             .iter()
-            .flat_map(|t| std::iter::once(t.ty.as_any()).chain(t.bases.iter()));
+            .flat_map(|t| std::iter::once(t.ty.as_any()).chain(t.bases.held()));
         dicts.chain(functions).chain(types)
     }
 }
@@ -172,6 +222,8 @@ impl Guards {
 /// Collects guards while a plan is built.
 #[derive(Default)]
 pub struct Builder {
+    /// The address of the function whose plan this is.
+    root: usize,
     dicts: AHashMap<usize, DictGuard>,
     functions: AHashMap<usize, FunctionGuard>,
     types: AHashMap<usize, TypeGuard>,
@@ -181,6 +233,14 @@ pub struct Builder {
 }
 
 impl Builder {
+    /// Guards for the plan of `root`.
+    pub fn new(root: &Bound<'_, PyAny>) -> Self {
+        Builder {
+            root: root.as_ptr() as usize,
+            ..Builder::default()
+        }
+    }
+
     fn dict(&mut self, d: &Bound<'_, PyDict>) -> &mut DictGuard {
         let uncacheable = &mut self.uncacheable;
         self.dicts.entry(d.as_ptr() as usize).or_insert_with(|| {
@@ -206,10 +266,12 @@ impl Builder {
         name: &Bound<'_, PyString>,
         found: Option<&Bound<'_, PyAny>>,
     ) {
+        let root = self.root;
         let g = self.dict(d);
         if !g.strict && g.names.insert(name.as_ptr() as usize) {
+            let seen = found.map_or(std::ptr::null_mut(), |v| v.as_ptr());
             g.entries
-                .push((name.clone().unbind(), found.map(|v| v.clone().unbind())));
+                .push((name.clone().unbind(), Slot::new(d.py(), seen, root)));
         }
     }
 
@@ -223,9 +285,10 @@ impl Builder {
     /// A function's slots were read.
     pub fn function(&mut self, f: &Bound<'_, PyAny>) {
         if f.is_instance_of::<PyFunction>() {
+            let root = self.root;
             self.functions
                 .entry(f.as_ptr() as usize)
-                .or_insert_with(|| FunctionGuard::new(f));
+                .or_insert_with(|| FunctionGuard::new(f, root));
         } else {
             self.uncacheable = true;
         }
@@ -234,14 +297,16 @@ impl Builder {
     /// A class's bases and members were read.
     pub fn class(&mut self, t: &Bound<'_, PyType>) {
         let py = t.py();
+        let root = self.root;
         self.types
             .entry(t.as_ptr() as usize)
             .or_insert_with(|| TypeGuard {
                 ty: t.clone().unbind(),
-                bases: slot(py, types::bases(t)),
+                bases: Slot::new(py, types::bases(t), root),
             });
-        let dict = slot(py, types::dict(t));
-        match dict.map(|d| d.into_bound(py).cast_into::<PyDict>()) {
+        // SAFETY: `tp_dict` is NULL or a live dict the type holds (GIL held).
+        let dict = unsafe { Bound::from_borrowed_ptr_or_opt(py, types::dict(t)) };
+        match dict.map(|d| d.cast_into::<PyDict>()) {
             Some(Ok(d)) => self.read_all(&d),
             _ => self.uncacheable = true,
         }
@@ -249,6 +314,7 @@ impl Builder {
 
     pub fn finish(self) -> Guards {
         Guards {
+            root: self.root,
             dicts: self.dicts.into_values().collect(),
             functions: self.functions.into_values().collect(),
             types: self.types.into_values().collect(),

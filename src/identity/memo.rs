@@ -9,17 +9,23 @@
 //! those, bounded in size), and only for entries with nothing to re-validate
 //! on a hit: no data files read, no output to replay. Everything else goes
 //! through the store on every hit.
+//!
+//! A memo never keeps its function alive: it holds it through a weak
+//! reference (when the function has one) and its plan's guards do not hold
+//! it either, so a function redefined in a notebook is collected with its
+//! memo, its plan and the globals that plan read. The registry that
+//! `recall_call` searches holds memos weakly too.
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use ahash::AHashMap;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{
     PyBool, PyBytes, PyCode, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyFunction,
-    PyInt, PyString, PyTuple,
+    PyInt, PyString, PyTuple, PyWeakrefReference,
 };
 
 use super::code::{parameter_count, plain_parameters, varnames};
@@ -50,7 +56,16 @@ static FAST: GilCell<Counts> = GilCell::new(Counts {
 });
 
 /// Function address -> its memo, for `recall_call` ([`register`]).
-static REGISTRY: GilCell<Option<AHashMap<usize, Arc<Memo>>>> = GilCell::new(None);
+static REGISTRY: GilCell<Registry> = GilCell::new(Registry {
+    memos: None,
+    prune_at: 64,
+});
+
+struct Registry {
+    memos: Option<AHashMap<usize, Weak<Memo>>>,
+    /// Entries whose memo is gone are dropped when the table reaches this.
+    prune_at: usize,
+}
 
 #[derive(Clone, Copy, Default)]
 struct Counts {
@@ -66,8 +81,18 @@ struct Results {
     counts: Counts,
 }
 
+/// How a memo holds its function.
+enum Held {
+    /// A weak reference: the function is not kept alive by its memo.
+    Weak(Py<PyWeakrefReference>),
+    /// An object without weak references (not a Python function).
+    Strong(Py<PyAny>),
+}
+
 pub struct Memo {
-    func: Py<PyAny>,
+    func: Held,
+    /// The function's address (valid while `func` can be upgraded).
+    root: usize,
     ignore: Vec<String>,
     /// Parameter names in frame order (`*args`, `**kwargs` last).
     names: Vec<Py<PyString>>,
@@ -136,8 +161,13 @@ impl Memo {
             }
             Err(_) => Vec::new(),
         };
+        let func_held = match PyWeakrefReference::new(func) {
+            Ok(w) => Held::Weak(w.unbind()),
+            Err(_) => Held::Strong(func.clone().unbind()),
+        };
         Ok(Memo {
-            func: func.clone().unbind(),
+            func: func_held,
+            root: func.as_ptr() as usize,
             ignore,
             names,
             simple,
@@ -149,9 +179,12 @@ impl Memo {
         })
     }
 
-    /// The function.
+    /// The function, unless it was collected.
     pub fn function<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
-        Some(self.func.bind(py).clone())
+        match &self.func {
+            Held::Weak(w) => w.bind(py).upgrade(),
+            Held::Strong(f) => Some(f.bind(py).clone()),
+        }
     }
 
     fn gone() -> HashError {
@@ -170,7 +203,7 @@ impl Memo {
             // SAFETY: cloning an `Rc` runs no Python code.
             let cached = unsafe { self.cached.with(py, |c| c.clone()) };
             if let Some(c) = cached {
-                if c.guards.hold(py) {
+                if c.guards.hold(func) {
                     return Ok((c, None));
                 }
             }
@@ -348,7 +381,10 @@ impl Memo {
         &self,
         mut visit: impl FnMut(&Py<PyAny>) -> Result<(), E>,
     ) -> Result<(), E> {
-        visit(&self.func)?;
+        match &self.func {
+            Held::Weak(w) => visit(w.as_any())?,
+            Held::Strong(f) => visit(f)?,
+        }
         // SAFETY: forwarded to the caller.
         let (cached, results) = unsafe { (self.cached.peek(), self.results.peek()) };
         for r in cached.iter().flat_map(|c| c.references()) {
@@ -362,23 +398,26 @@ impl Memo {
 }
 
 /// Lets `recall_call` answer calls of `memo`'s function from its kept
-/// results.
+/// results (held weakly: the registry keeps neither memo nor function).
 pub fn register(py: Python<'_>, memo: &Arc<Memo>) {
-    let key = memo.func.as_ptr() as usize;
-    // SAFETY: a replaced memo is returned and dropped after.
-    let old = unsafe {
+    let weak = Arc::downgrade(memo);
+    // SAFETY: map operations; what is dropped is a `Weak` (no Python code).
+    unsafe {
         REGISTRY.with(py, |r| {
-            r.get_or_insert_with(AHashMap::new)
-                .insert(key, memo.clone())
+            let memos = r.memos.get_or_insert_with(AHashMap::new);
+            if memos.len() >= r.prune_at {
+                memos.retain(|_, m| m.strong_count() > 0);
+                r.prune_at = (memos.len() * 2).max(64);
+            }
+            memos.insert(memo.root, weak);
         })
     };
-    drop(old);
 }
 
 /// Forgets every registered memo.
 pub fn unregister_all(py: Python<'_>) {
-    // SAFETY: the memos are taken out and dropped after.
-    let old = unsafe { REGISTRY.with(py, |r| r.take()) };
+    // SAFETY: the `Weak`s are taken out and dropped after.
+    let old = unsafe { REGISTRY.with(py, |r| r.memos.take()) };
     drop(old);
 }
 
@@ -426,12 +465,17 @@ pub unsafe fn recall_call(
     if is_disabled() {
         return None;
     }
-    // SAFETY: a map lookup and an `Arc` clone (no Python code).
-    let memo = unsafe { REGISTRY.with(py, |r| r.as_ref()?.get(&(func as usize)).cloned()) }?;
+    // SAFETY: a map lookup and a `Weak` upgrade (no Python code).
+    let memo =
+        unsafe { REGISTRY.with(py, |r| r.memos.as_ref()?.get(&(func as usize))?.upgrade()) }?;
     if memo.names.len() != args.len() || !memo.has_results(py) {
         return None;
     }
+    // A registered address can be a new function in a dead one's place.
     let own = memo.function(py)?;
+    if own.as_ptr() != func {
+        return None;
+    }
     let arguments = memo.names.iter().zip(args).map(|(n, &v)| {
         // SAFETY: `v` is a live borrowed object (caller).
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };

@@ -156,6 +156,12 @@ impl PyMemo {
         identity::register(py, &self.inner);
     }
 
+    /// The function (held weakly), or None once it was collected.
+    #[getter]
+    fn func<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.inner.function(py)
+    }
+
     /// The parameter names, in frame order.
     #[getter]
     fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
