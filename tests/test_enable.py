@@ -3,6 +3,11 @@ the real core and store, in fresh interpreters."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
+import pytest
+
 from conftest import Runner
 
 PIPELINE = """
@@ -226,3 +231,33 @@ print(sum(r for r, _ in alive[:-1]), sum(b for _, b in alive[:-1]), alive[-1])
 print(f(1), bytecache.stats()["hits"] > 0)
 """)
     assert out == ["0", "0", "(True,", "True)", "12", "True"]
+
+
+@pytest.mark.parametrize("core", ["ctrace", "sysmon"])
+def test_under_coverage(runner: Runner, core: str) -> None:
+    # coverage's sys.monitoring core (3.12+) and its C tracer see the misses'
+    # bodies; hits answer as without coverage.
+    pytest.importorskip("coverage")
+    if core == "sysmon" and sys.version_info < (3, 12):
+        pytest.skip("sys.monitoring needs 3.12")
+    runner.write("main.py", """
+import bytecache
+bytecache.enable(min_seconds=0)
+
+def target(x):
+    ran()
+    y = x * 3
+    return y
+
+print(target(1), target(1), target(2))
+""")
+    proc = subprocess.run([sys.executable, "-m", "coverage", "run", "--data-file=.cov", "main.py"],
+                          cwd=runner.work, env=runner.env(COVERAGE_CORE=core),
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["RAN", "RAN", "3", "3", "6"]
+    import coverage
+
+    data = coverage.CoverageData(basename=str(runner.work / ".cov"))
+    data.read()
+    assert 7 in (data.lines(str(runner.work / "main.py")) or [])  # y = x * 3

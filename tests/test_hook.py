@@ -680,4 +680,255 @@ def test_uninstall_restores_default(tmp_path: Path, other_hook: Path) -> None:
     assert out == ["True", str(not frame), "True"]
 
 
+
+# --- which functions are intercepted, on either mechanism --------------------
+
+
+def test_functions_defined_before_and_after_install(tmp_path: Path) -> None:
+    # 3.12+ sees functions created after install through its function watcher
+    # and the earlier ones through the scan (`hook_adopt`); 3.11 sees frames.
+    defs = """
+        import functools
+        RAN = []
+        def deco(fn):
+            @functools.wraps(fn)
+            def wrapper(*a, **k):
+                RAN.append("wrapper:" + fn.__name__)
+                return fn(*a, **k)
+            return wrapper
+        def make(k):
+            def add(x):
+                RAN.append("add%d" % k)
+                return x + k
+            return add
+        class C:
+            def m(self, x):
+                RAN.append("m")
+                return x * 2
+            @staticmethod
+            def s(x):
+                RAN.append("s")
+                return x * 3
+            @classmethod
+            def c(cls, x):
+                RAN.append("c")
+                return x * 4
+            @property
+            def p(self):
+                RAN.append("p")
+                return 5
+        def plain(x):
+            RAN.append("plain")
+            return x + 1
+        @deco
+        def wrapped(x):
+            RAN.append("wrapped")
+            return x - 1
+        lam = lambda x: RAN.append("lam") or x * 7
+        add3 = make(3)
+        o = C()
+    """
+    calls = """
+        def twice():
+            return [(plain(1), wrapped(1), lam(1), add3(1), o.m(1), C.s(1), C.c(1),
+                     o.p, make(5)(1)) for _ in range(2)]
+        r = twice()
+        print(r[0] == r[1], sorted(set(RAN)))
+        print(len(RAN))
+    """
+    for order in ("before", "after"):
+        body = (defs + "\n        install()\n" if order == "before"
+                else "\n        install()\n" + defs) + calls
+        out = ok(run(tmp_path, body))
+        assert out[0] == ("True ['add3', 'add5', 'c', 'lam', 'm', 'p', 'plain', 's', "
+                          "'wrapped', 'wrapper:wrapped']"), order
+        # Each body ran once: the second round was answered by the policy
+        # (`p`, a property getter, is an ordinary method call).
+        assert out[1] == "10", order
+
+
+def test_reassigned_code(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        def f(x):
+            return ("f", x)
+        def g(x):
+            return ("g", x)
+        def gen(x):
+            yield x
+        install()
+        print(f(1), f(1))
+        f.__code__ = g.__code__
+        print(f(1), f(1))
+        f.__code__ = gen.__code__
+        print(list(f(2)), list(f(2)))
+        print(STATS["hits"])
+    """))
+    # The key holds the code, so the new code misses once; a generator's code
+    # is never intercepted.
+    assert out == ["('f', 1) ('f', 1)", "('g', 1) ('g', 1)", "[2] [2]", "2"]
+
+
+def test_interrupt_in_should_mark_propagates(tmp_path: Path) -> None:
+    # Ctrl-C while the policy classifies a function must stop the program: on
+    # 3.11 it is raised from the first call, on 3.12+ (classified when the
+    # function is created) at the next instruction.
+    out = ok(run(tmp_path, """
+        def interrupting(f):
+            raise KeyboardInterrupt
+        B.hook_install(interrupting, on_call, on_return)
+        try:
+            def g(x):
+                return x
+            print("defined")
+            g(1)
+            print("called")
+            for _ in range(1000):
+                pass
+            print("looped")
+        except KeyboardInterrupt:
+            print("interrupted")
+        B.hook_uninstall()
+        print("end")
+    """))
+    assert out[-2:] == ["interrupted", "end"]
+    assert "called" not in out and "looped" not in out
+
+
+# --- 3.12+: per-function vectorcalls ----------------------------------------
+
+vectorcall_only = pytest.mark.skipif(_bytecache.hook_mechanism() != "vectorcall",
+                                     reason="the vectorcall mechanism (3.12+)")
+
+
+@pytest.fixture(scope="module")
+def other_watcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    include = sysconfig.get_paths()["include"]
+    out = tmp_path_factory.mktemp("other_watcher")
+    so = out / ("other_watcher" + sysconfig.get_config_var("EXT_SUFFIX"))
+    src = Path(__file__).with_name("other_watcher.c")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", f"-I{include}", str(src), "-o", str(so)],
+                   check=True)
+    return out
+
+
+@vectorcall_only
+def test_uninstall_restores_every_vectorcall(tmp_path: Path, other_watcher: Path) -> None:
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_watcher)!r})
+        import other_watcher as O
+        import json
+        def before(x):
+            return x
+        install()
+        def after(x):
+            return x
+        class K:
+            def m(self):
+                return 1
+        closures = [(lambda: i) for i in range(3)]
+        marked = [before, after, K.m, *closures]
+        print([O.has_default_vectorcall(f) for f in marked],
+              O.has_default_vectorcall(json.dumps))
+        B.hook_uninstall()
+        print(all(O.has_default_vectorcall(f) for f in marked))
+        print(before(1), after(2), K().m(), [c() for c in closures])
+        install()   # re-enabling takes what the scan finds again
+        print([O.has_default_vectorcall(f) for f in marked])
+        before(7); before(7)
+        print(STATS["hits"] > 0)
+        B.hook_uninstall()
+        print(all(O.has_default_vectorcall(f) for f in marked))
+    """))
+    assert out == [
+        "[False, False, False, False, False, False] True",
+        "True",
+        "1 2 1 [2, 2, 2]",
+        # Closures only reachable through a list are not in any namespace:
+        # created after the next install they would be taken, these run as is.
+        "[False, False, False, True, True, True]",
+        "True",
+        "True",
+    ]
+
+
+@vectorcall_only
+def test_another_function_watcher_and_vectorcall(tmp_path: Path, other_watcher: Path) -> None:
+    # Another extension with its own watchers and its own vectorcall on one
+    # function: both keep working, and nothing of theirs is taken or chained.
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_watcher)!r})
+        import other_watcher as O
+        O.install()
+        def theirs(x):
+            return ("theirs", x)
+        O.take(theirs)
+        install()
+        created = O.counts()[0]
+        def ours(x):
+            return ("ours", x)
+        print(O.counts()[0] > created)
+        print(ours(1), ours(1), theirs(1), theirs(1))
+        print(O.counts()[2], STATS["hits"], O.has_own_vectorcall(theirs))
+        B.hook_uninstall()
+        print(O.has_own_vectorcall(theirs), theirs(2), O.counts()[2])
+        created = O.counts()[0]
+        def later():
+            pass
+        print(O.counts()[0] > created)
+        O.uninstall()
+    """))
+    assert out == [
+        "True",
+        "('ours', 1) ('ours', 1) ('theirs', 1) ('theirs', 1)",
+        "2 1 True",
+        "True ('theirs', 2) 3",
+        "True",
+    ]
+
+
+@vectorcall_only
+def test_unmarked_code_keeps_inlined_calls(tmp_path: Path, other_hook: Path) -> None:
+    # No frame hook: the interpreter's eval function stays the default, and
+    # functions nobody marked keep the default vectorcall.
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_hook)!r})
+        import other_hook as O
+        import json
+        install()
+        def f(x):
+            return x
+        print(O.current_is_default(), f(1))
+    """))
+    assert out == ["True 1"]
+
+
+
+@vectorcall_only
+def test_another_dict_watcher(tmp_path: Path, other_watcher: Path) -> None:
+    # Plans are kept fresh by a dict watcher of ours (3.12+); another
+    # extension watching the same globals changes nothing for either.
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_watcher)!r})
+        import other_watcher as O
+        O.install()
+        O.watch_dict(globals())
+        K = 1
+        def f(x):
+            return x + K
+        memo = B.Memo(f)
+        k1, k1b = memo.key({{"x": 1}}), memo.key({{"x": 1}})
+        events = O.counts()[1]
+        K = 2
+        k2 = memo.key({{"x": 1}})
+        K = 1
+        k3 = memo.key({{"x": 1}})
+        print(k1 == k1b, k1 != k2, k1 == k3, O.counts()[1] > events)
+        O.uninstall()
+    """))
+    assert out == ["True True True True"]
+
+
 # --- bytecache._auto ----------------------------------------------------------
