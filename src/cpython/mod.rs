@@ -4,7 +4,7 @@
 //!
 //! Only files here use the `Py_3_x` cfgs (emitted by `build.rs`). The
 //! `#[repr(C)]` copies of private structs are checked field by field against
-//! the offsets `tools/hook_offsets.c` prints when compiled with each
+//! the offsets `tools/cpython_offsets.c` prints when compiled with each
 //! interpreter's internal headers (`tests/test_layout.py` compares the two in
 //! CI), on x86-64 and aarch64 Linux release builds.
 //!
@@ -90,7 +90,7 @@ pub unsafe fn in_main_interpreter() -> bool {
 
 /// Every private offset this build assumes, by C name (`struct.field`), for
 /// `tests/test_layout.py`, which compares them with what
-/// `tools/hook_offsets.c` prints when compiled with the interpreter's headers.
+/// `tools/cpython_offsets.c` prints when compiled with the interpreter's headers.
 pub fn offsets() -> Vec<(&'static str, usize)> {
     let mut v = code::offsets();
     v.extend(frame::offsets());

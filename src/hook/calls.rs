@@ -57,7 +57,9 @@ struct State {
 }
 
 /// Units of the C recursion budget a call through our vectorcall costs
-/// beyond an inlined one (`cpython::thread::with_c_budget`).
+/// beyond an inlined one (`cpython::thread::with_c_budget`). Measured: given
+/// none back, recursion of an intercepted function stops at 748 frames on
+/// 3.12.1, whose budget is 1500.
 const C_UNITS_PER_CALL: c_int = 2;
 
 /// Takes a function-watcher slot and learns the default vectorcall.
