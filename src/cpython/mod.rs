@@ -17,6 +17,7 @@
 //! | `function.rs` | `PyFunctionObject`: its parts, its vectorcall, function watchers |
 //! | `dict.rs` | when a dict last changed: `ma_version_tag` on 3.11, a dict watcher from 3.12 |
 //! | `types.rs` | type objects: bases and dict |
+//! | `weakref.rs` | what a weak reference points to |
 //! | `gil.rs` | `GilCell`, state that only the GIL guards |
 //!
 //! Reference ownership: every `*mut PyObject` returned here is **borrowed**
@@ -36,6 +37,7 @@ pub mod function;
 mod gil;
 pub mod thread;
 pub mod types;
+pub mod weakref;
 
 pub use gil::GilCell;
 

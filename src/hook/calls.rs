@@ -118,8 +118,9 @@ pub fn adopt(func: &Bound<'_, PyAny>) -> Result<bool, Interrupted> {
             return Ok(false);
         }
         let code = function::code(f);
+        let cached = consult::cached(code);
         let decision = consult::guarded(|| {
-            catch_unwind(AssertUnwindSafe(|| consult::decide(f, code)))
+            catch_unwind(AssertUnwindSafe(|| consult::decide(f, code, cached)))
                 .unwrap_or(Ok(Decision::Skip))
         })?;
         if matches!(decision, Decision::Marked { .. }) {
@@ -246,7 +247,7 @@ unsafe fn on_create(py: Python<'_>, f: *mut PyObject) {
         let decision = match consult::cached(code) {
             Some(d) => Ok(d),
             None => consult::guarded(|| {
-                catch_unwind(AssertUnwindSafe(|| consult::decide(f, code)))
+                catch_unwind(AssertUnwindSafe(|| consult::decide(f, code, None)))
                     .unwrap_or(Ok(Decision::Skip))
             }),
         };
@@ -271,7 +272,7 @@ unsafe fn on_new_code(py: Python<'_>, f: *mut PyObject, code: *mut PyObject) {
     // SAFETY: `f` live; `code` is the live new code object (a code object:
     // the `__code__` setter checks the type before the event).
     unsafe {
-        if !is_ours(f) && is_default(f) && !consult::known_unmarked(code) {
+        if !is_ours(f) && is_default(f) && consult::cached(code) != Some(Decision::Skip) {
             take(py, f, false);
         }
     }
@@ -339,7 +340,7 @@ unsafe extern "C" fn vectorcall(
         None => consult::guarded(|| {
             catch_unwind(AssertUnwindSafe(|| {
                 // SAFETY: as above.
-                unsafe { consult::decide(callable, code) }
+                unsafe { consult::decide(callable, code, None) }
             }))
             .unwrap_or(Ok(Decision::Skip))
         }),
@@ -400,25 +401,8 @@ unsafe fn intercept(
     }
     let action = consult::guarded(|| {
         catch_unwind(AssertUnwindSafe(|| {
-            // SAFETY: `args` holds the positional values then one value per
-            // keyword name (vectorcall protocol).
-            unsafe {
-                let npos = usize::try_from(ffi::PyVectorcall_NARGS(nargsf)).unwrap_or(0);
-                let nkw = if kwnames.is_null() {
-                    0
-                } else {
-                    usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
-                };
-                let all: &[*mut PyObject] = if npos + nkw == 0 {
-                    &[]
-                } else {
-                    std::slice::from_raw_parts(args, npos + nkw)
-                };
-                match bind(callable, code, all, npos, kwnames) {
-                    Some(b) if b.slots().len() == nargs => consult::consult(callable, b.slots()),
-                    _ => Action::Run,
-                }
-            }
+            // SAFETY: forwarded.
+            unsafe { bind_and_consult(callable, code, nargs, args, nargsf, kwnames) }
         }))
         .unwrap_or(Action::Run)
     });
@@ -428,5 +412,41 @@ unsafe fn intercept(
         Action::Interrupt => std::ptr::null_mut(),
         // SAFETY: `token` is the new reference `on_call` returned.
         Action::Miss(token) => unsafe { consult::finish(token, run()) },
+    }
+}
+
+/// Binds the call's arguments and consults the policy. Never inlined: its
+/// stack frame (keys are computed below it) must not stay on the C stack
+/// while the body runs, or deep recursion runs out of stack sooner.
+///
+/// # Safety
+/// As [`intercept`].
+#[inline(never)]
+unsafe fn bind_and_consult(
+    callable: *mut PyObject,
+    code: *mut PyObject,
+    nargs: usize,
+    args: *const *mut PyObject,
+    nargsf: usize,
+    kwnames: *mut PyObject,
+) -> Action {
+    // SAFETY: `args` holds the positional values then one value per keyword
+    // name (vectorcall protocol); the rest is forwarded.
+    unsafe {
+        let npos = usize::try_from(ffi::PyVectorcall_NARGS(nargsf)).unwrap_or(0);
+        let nkw = if kwnames.is_null() {
+            0
+        } else {
+            usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
+        };
+        let all: &[*mut PyObject] = if npos + nkw == 0 {
+            &[]
+        } else {
+            std::slice::from_raw_parts(args, npos + nkw)
+        };
+        match bind(callable, code, all, npos, kwnames) {
+            Some(b) if b.slots().len() == nargs => consult::consult(callable, b.slots()),
+            _ => Action::Run,
+        }
     }
 }

@@ -119,16 +119,17 @@ unsafe extern "C" fn eval_frame(
     }
     // Fast path: a code object already known not to be marked.
     // SAFETY: GIL held; `code` live.
-    if unsafe { consult::known_unmarked(code) } || consult::in_callback() {
+    let cached = unsafe { consult::cached(code) };
+    if cached == Some(Decision::Skip) {
         // SAFETY: as above.
         return unsafe { prev(tstate, f, 0) };
     }
     // SAFETY: as above.
-    unsafe { intercept(prev, tstate, f, code) }
+    unsafe { intercept(prev, tstate, f, code, cached) }
 }
 
-/// A fresh frame of a marked or not yet classified code object, outside
-/// any callback.
+/// A fresh frame of a marked or not yet classified code object (run as is
+/// inside one of our callbacks).
 ///
 /// # Safety
 /// As [`eval_frame`]; `f` passed `is_fresh`, `code` is its code.
@@ -138,13 +139,19 @@ unsafe fn intercept(
     tstate: *mut PyThreadState,
     f: *mut Frame,
     code: *mut PyObject,
+    cached: Option<Decision>,
 ) -> *mut PyObject {
+    if consult::in_callback() {
+        // Re-entry from a callback: run normally.
+        // SAFETY: chaining with CPython's arguments.
+        return unsafe { prev(tstate, f, 0) };
+    }
     // The guard covers the callbacks and every deallocation we cause (a
     // token's or result's `__del__` may be marked Python code).
     let action = consult::guarded(|| {
         catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: GIL held; `f`/`code` live (caller).
-            unsafe { decide(f, code) }
+            unsafe { decide(f, code, cached) }
         }))
     })
     .unwrap_or(Action::Run);
@@ -170,11 +177,11 @@ unsafe fn intercept(
 /// # Safety
 /// GIL held; `f` is a fresh frame whose code is `code`.
 #[inline(never)]
-unsafe fn decide(f: *mut Frame, code: *mut PyObject) -> Action {
+unsafe fn decide(f: *mut Frame, code: *mut PyObject, cached: Option<Decision>) -> Action {
     // SAFETY: borrowed from the live frame.
     let func = unsafe { frame::func(f) };
     // SAFETY: forwarded.
-    match unsafe { consult::decide(func, code) } {
+    match unsafe { consult::decide(func, code, cached) } {
         Ok(Decision::Marked { nargs }) => {
             // SAFETY: the first `nargs <= co_nlocalsplus` slots are the bound
             // arguments, live while the frame is (the slice is dropped

@@ -34,7 +34,7 @@ use super::hash::{Dep, HashError};
 use super::plan::{self, Cached};
 use crate::cpython::code::code_parts;
 use crate::cpython::function::function_parts;
-use crate::cpython::GilCell;
+use crate::cpython::{weakref, GilCell};
 
 /// Results kept per function; beyond this the table starts over.
 const MAX_RESULTS: usize = 4096;
@@ -184,6 +184,14 @@ impl Memo {
         match &self.func {
             Held::Weak(w) => w.bind(py).upgrade(),
             Held::Strong(f) => Some(f.bind(py).clone()),
+        }
+    }
+
+    /// Whether `func` is this memo's (live) function.
+    fn is_for(&self, py: Python<'_>, func: *mut ffi::PyObject) -> bool {
+        match &self.func {
+            Held::Weak(w) => weakref::referent(w.bind(py)) == func,
+            Held::Strong(f) => f.as_ptr() == func,
         }
     }
 
@@ -472,10 +480,11 @@ pub unsafe fn recall_call(
         return None;
     }
     // A registered address can be a new function in a dead one's place.
-    let own = memo.function(py)?;
-    if own.as_ptr() != func {
+    if !memo.is_for(py, func) {
         return None;
     }
+    // SAFETY: `func` is live (caller).
+    let own = unsafe { Bound::from_borrowed_ptr(py, func) };
     let arguments = memo.names.iter().zip(args).map(|(n, &v)| {
         // SAFETY: `v` is a live borrowed object (caller).
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };
