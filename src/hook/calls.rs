@@ -309,6 +309,49 @@ fn raise_later(py: Python<'_>) {
     }
 }
 
+/// One vectorcall, as CPython passed it to us.
+#[derive(Clone, Copy)]
+struct Call {
+    callable: *mut PyObject,
+    args: *const *mut PyObject,
+    nargsf: usize,
+    kwnames: *mut PyObject,
+}
+
+impl Call {
+    /// Runs the call with `vc` (the default vectorcall).
+    ///
+    /// # Safety
+    /// GIL held; the call's arguments are still live.
+    #[inline(always)]
+    unsafe fn run(self, vc: ffi::vectorcallfunc) -> *mut PyObject {
+        // SAFETY: CPython's own arguments, forwarded unchanged.
+        unsafe { vc(self.callable, self.args, self.nargsf, self.kwnames) }
+    }
+
+    /// The argument values (positional ones, then one per keyword name) and
+    /// how many are positional.
+    ///
+    /// # Safety
+    /// As [`Call::run`].
+    unsafe fn values<'a>(self) -> (&'a [*mut PyObject], usize) {
+        // SAFETY: the vectorcall protocol: `args` holds the positional values
+        // then one value per name in the `kwnames` tuple.
+        unsafe {
+            let npos = usize::try_from(ffi::PyVectorcall_NARGS(self.nargsf)).unwrap_or(0);
+            let nkw = if self.kwnames.is_null() {
+                0
+            } else {
+                usize::try_from(ffi::PyTuple_GET_SIZE(self.kwnames)).unwrap_or(0)
+            };
+            if npos + nkw == 0 {
+                return (&[], 0);
+            }
+            (std::slice::from_raw_parts(self.args, npos + nkw), npos)
+        }
+    }
+}
+
 /// The vectorcall of every function we took.
 ///
 /// # Safety
@@ -327,10 +370,15 @@ unsafe extern "C" fn vectorcall(
         };
         return std::ptr::null_mut();
     };
-    // SAFETY: CPython's own arguments, forwarded unchanged.
-    let forward = || unsafe { default(callable, args, nargsf, kwnames) };
+    let call = Call {
+        callable,
+        args,
+        nargsf,
+        kwnames,
+    };
     if !ACTIVE.load(Ordering::Relaxed) || consult::in_callback() {
-        return forward();
+        // SAFETY: CPython's own call.
+        return unsafe { call.run(default) };
     }
     // SAFETY: `callable` is a live function (CPython contract).
     let code = unsafe { function::code(callable) };
@@ -346,15 +394,15 @@ unsafe extern "C" fn vectorcall(
         }),
     };
     match decision {
-        Ok(Decision::Marked { nargs }) => {
-            // SAFETY: forwarded.
-            unsafe { intercept(callable, code, nargs, args, nargsf, kwnames, default) }
-        }
+        // SAFETY: forwarded.
+        Ok(Decision::Marked { nargs }) => unsafe { intercept(call, code, nargs, default) },
         Ok(Decision::Skip) => {
             // No longer marked (found cheap, the policy changed).
-            // SAFETY: GIL held; `callable` live and ours.
-            unsafe { release(Python::assume_attached(), callable, default) };
-            forward()
+            // SAFETY: GIL held; `callable` live and ours; CPython's own call.
+            unsafe {
+                release(Python::assume_attached(), callable, default);
+                call.run(default)
+            }
         }
         Err(Interrupted) => std::ptr::null_mut(),
     }
@@ -367,12 +415,9 @@ unsafe extern "C" fn vectorcall(
 /// argument slots.
 #[inline(never)]
 unsafe fn intercept(
-    callable: *mut PyObject,
+    call: Call,
     code: *mut PyObject,
     nargs: usize,
-    args: *const *mut PyObject,
-    nargsf: usize,
-    kwnames: *mut PyObject,
     default: ffi::vectorcallfunc,
 ) -> *mut PyObject {
     // SAFETY: GIL held, so the current thread state is live.
@@ -383,26 +428,21 @@ unsafe fn intercept(
     } else {
         THREAD.with(|t| t.stack.room())
     };
-    // The body runs in a new C-level evaluation: give back the C recursion
-    // units that costs (within what the stack allows).
-    let run = || {
-        // SAFETY: CPython's own arguments, forwarded unchanged, on the live
-        // thread state of this thread.
-        unsafe {
-            thread::with_c_budget(tstate, C_UNITS_PER_CALL, room.share, || {
-                default(callable, args, nargsf, kwnames)
-            })
-        }
-    };
     if room.exhausted {
         // SAFETY: GIL held.
         unsafe { stack::recursion_error() };
         return std::ptr::null_mut();
     }
+    // The body runs in a new C-level evaluation: give back the C recursion
+    // units that costs (within what the stack allows).
+    let run = || {
+        // SAFETY: CPython's own call, on the live thread state of this thread.
+        unsafe { thread::with_c_budget(tstate, C_UNITS_PER_CALL, room.share, || call.run(default)) }
+    };
     let action = consult::guarded(|| {
         catch_unwind(AssertUnwindSafe(|| {
             // SAFETY: forwarded.
-            unsafe { bind_and_consult(callable, code, nargs, args, nargsf, kwnames) }
+            unsafe { bind_and_consult(call, code, nargs) }
         }))
         .unwrap_or(Action::Run)
     });
@@ -422,30 +462,12 @@ unsafe fn intercept(
 /// # Safety
 /// As [`intercept`].
 #[inline(never)]
-unsafe fn bind_and_consult(
-    callable: *mut PyObject,
-    code: *mut PyObject,
-    nargs: usize,
-    args: *const *mut PyObject,
-    nargsf: usize,
-    kwnames: *mut PyObject,
-) -> Action {
-    // SAFETY: `args` holds the positional values then one value per keyword
-    // name (vectorcall protocol); the rest is forwarded.
+unsafe fn bind_and_consult(call: Call, code: *mut PyObject, nargs: usize) -> Action {
+    // SAFETY: forwarded; the values live as long as the call.
     unsafe {
-        let npos = usize::try_from(ffi::PyVectorcall_NARGS(nargsf)).unwrap_or(0);
-        let nkw = if kwnames.is_null() {
-            0
-        } else {
-            usize::try_from(ffi::PyTuple_GET_SIZE(kwnames)).unwrap_or(0)
-        };
-        let all: &[*mut PyObject] = if npos + nkw == 0 {
-            &[]
-        } else {
-            std::slice::from_raw_parts(args, npos + nkw)
-        };
-        match bind(callable, code, all, npos, kwnames) {
-            Some(b) if b.slots().len() == nargs => consult::consult(callable, b.slots()),
+        let (values, npos) = call.values();
+        match bind(call.callable, code, values, npos, call.kwnames) {
+            Some(b) if b.slots().len() == nargs => consult::consult(call.callable, b.slots()),
             _ => Action::Run,
         }
     }
