@@ -16,5 +16,10 @@ cargo test -q --release 2>&1 | tail -n 30
 for v in ${BYTECACHE_TEST_PYTHONS:-3.11 3.12 3.13}; do
     echo "== pytest on Python $v"
     . ci/env.sh "$v"
+    if [ "$v" != 3.11 ]; then
+        # src/cpython/ compiles other code for each version: lint that too.
+        PYO3_PYTHON=$(command -v python) CARGO_TARGET_DIR=target/clippy-$v \
+            cargo clippy -q --all-targets --features python -- -D warnings
+    fi
     python -m pytest -q -p no:cacheprovider tests
 done
