@@ -238,19 +238,21 @@ unsafe extern "C" fn on_event(
 /// # Safety
 /// As [`on_event`].
 unsafe fn on_create(py: Python<'_>, f: *mut PyObject) {
-    if !ACTIVE.load(Ordering::Relaxed) || consult::in_callback() {
+    if !ACTIVE.load(Ordering::Relaxed) {
         return;
     }
     // SAFETY: `f` is the new, live function.
     unsafe {
         let code = function::code(f);
-        let decision = match consult::cached(code) {
-            Some(d) => Ok(d),
-            None => consult::guarded(|| {
-                catch_unwind(AssertUnwindSafe(|| consult::decide(f, code, None)))
-                    .unwrap_or(Ok(Decision::Skip))
-            }),
-        };
+        // Unmarked code (the common case) is settled by one load and compare.
+        let cached = consult::cached(code);
+        if cached == Some(Decision::Skip) || consult::in_callback() {
+            return;
+        }
+        let decision = consult::guarded(|| {
+            catch_unwind(AssertUnwindSafe(|| consult::decide(f, code, cached)))
+                .unwrap_or(Ok(Decision::Skip))
+        });
         match decision {
             Ok(Decision::Marked { .. }) if is_default(f) => take(py, f, true),
             Ok(_) => {}
