@@ -1,4 +1,4 @@
-"""One memoized call, whoever intercepts it (the decorator or the frame hook).
+"""One memoized call, whoever intercepts it (the decorator or `enable()`'s hook).
 
     hit, value = begin(func, arguments, ...)
     if not hit:
