@@ -19,14 +19,17 @@ __all__ = [
     "UnhashableError",
     "UnsafeCacheDirError",
     "__version__",
+    "_cpython_layout",
     "call_key",
     "fast_totals",
     "forget_all",
     "forget_classifications",
     "hash_file",
     "hash_value",
+    "hook_adopt",
     "hook_install",
     "hook_installed",
+    "hook_mechanism",
     "hook_reset_marks",
     "hook_uninstall",
     "is_disabled",
@@ -103,7 +106,10 @@ class Memo:
     def remember(self, key: bytes, value: object, seconds: float) -> bool: ...
     def forget(self) -> None: ...
     def register(self) -> None:
-        """Let the frame hook answer calls of this function from kept results."""
+        """Let the hook answer calls of this function from kept results."""
+    @property
+    def func(self) -> Any:
+        """The function (held weakly), or None once it was collected."""
     @property
     def names(self) -> tuple[str, ...]: ...
     @property
@@ -206,23 +212,24 @@ class Store:
     @staticmethod
     def quarantined() -> int: ...
 
-# --- PEP 523 frame hook (src/py/hook.rs; used by bytecache._auto) ----------
+# --- call interception (src/py/hook.rs; used by bytecache._auto) -----------
 
 def hook_install(
     should_mark: Callable[[FunctionType], object],
     on_call: Callable[[FunctionType, tuple[object, ...]], object],
     on_return: Callable[[object, list[object]], object],
 ) -> None:
-    """Install the frame hook with three callbacks (replaces earlier ones).
+    """Start intercepting calls with three callbacks (replaces earlier ones).
 
     `on_call` returns None (run normally), an exact 1-tuple `(value,)` (hit:
     return value without running the body) or a token (miss: run, then
     `on_return(token, box)` if the call returned, `box` a one-element list
     holding the hook's only reference to the result). Raises RuntimeError on
-    interpreters the hook does not support."""
+    interpreters where calls cannot be intercepted."""
 
 def hook_uninstall() -> None:
-    """Remove the callbacks and restore the previous eval function."""
+    """Remove the callbacks: restore the previous eval function (3.11) or every
+    replaced vectorcall (3.12+)."""
 
 def hook_installed() -> bool:
     """True while callbacks are installed."""
@@ -250,3 +257,13 @@ def shared_object(
     """(obj,): an object in boxed[0]'s graph also referenced from outside it;
     a str: a string of the result showing a memory address; None: neither;
     False: too big to tell."""
+
+def hook_mechanism() -> str:
+    """"frame" (a PEP 523 hook; 3.11) or "vectorcall" (per-function; 3.12+)."""
+
+def _cpython_layout() -> list[tuple[str, int]]:
+    """Every private CPython offset this build assumes (for the layout test)."""
+
+def hook_adopt(func: object) -> bool:
+    """Intercept `func`, which existed before `hook_install`, when it is marked
+    (vectorcall mechanism; always False with the frame hook)."""

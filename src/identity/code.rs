@@ -17,8 +17,7 @@ use pyo3::types::{PyBytes, PyCode, PyFrozenSet, PyString, PyTuple};
 
 use super::bytecode::{instructions, table};
 use super::digest::{Digest, Hasher, Tag};
-use super::extra;
-use crate::hook::{self, code_parts, CodeParts, CO_FAST_LOCAL};
+use crate::cpython::code::{self as raw, code_parts, ArcSlot, CodeParts, CO_FAST_LOCAL};
 
 /// Names that let code reach globals or locals by a computed name. Code that
 /// uses one is fingerprinted against all of its module's globals and all
@@ -36,8 +35,11 @@ const DYNAMIC_NAMES: &[&str] = &[
     "__globals__",
 ];
 
-const CO_VARARGS: u32 = hook::CO_VARARGS as u32;
-const CO_VARKEYWORDS: u32 = hook::CO_VARKEYWORDS as u32;
+const CO_VARARGS: u32 = raw::CO_VARARGS as u32;
+const CO_VARKEYWORDS: u32 = raw::CO_VARKEYWORDS as u32;
+
+/// Each code object's analysis, kept in the code object (`co_extra`).
+static ANALYSES: ArcSlot<CodeInfo> = ArcSlot::new();
 
 pub struct CodeInfo {
     pub digest: Digest,
@@ -76,11 +78,11 @@ pub fn code_info(code: &Bound<'_, PyAny>) -> PyResult<Arc<CodeInfo>> {
     let code = code
         .cast::<PyCode>()
         .map_err(|_| pyo3::exceptions::PyTypeError::new_err("expected a code object"))?;
-    if let Some(info) = extra::get(code) {
+    if let Some(info) = ANALYSES.get(code) {
         return Ok(info);
     }
     let info = Arc::new(analyse(code)?);
-    extra::set(code, &info);
+    ANALYSES.set(code, &info);
     Ok(info)
 }
 

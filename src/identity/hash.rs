@@ -29,10 +29,10 @@ use pyo3::types::{
 use super::buffer::Buffer;
 use super::code::{code_info, CodeInfo};
 use super::digest::{Digest, Hasher, Tag};
-use super::guard::{function_parts, FunctionParts};
 use super::layout;
 use super::native;
 use super::plan::{Building, Plan};
+use crate::cpython::function::{function_parts, FunctionParts};
 
 mod array;
 mod error;

@@ -125,7 +125,10 @@ fn python_version(py: Python<'_>) -> u64 {
 pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<Vec<Dep>>)> {
     let py = func.py();
     let mut w = Walker::new(py)?;
-    w.plan = Some(Building::default());
+    w.plan = Some(Building {
+        guards: guard::Builder::new(func),
+        ..Building::default()
+    });
     if record {
         w.record = Some(Vec::new());
     }

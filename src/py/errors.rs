@@ -56,3 +56,18 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("UnhashableError", unhashable)?;
     Ok(())
 }
+
+/// Runs `f`, turning a Rust panic into a `BytecacheError`: pyo3 would raise
+/// `PanicException`, a `BaseException` that `except Exception` lets through.
+pub fn no_panic<T>(f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        let what = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(BytecacheError::new_err(format!(
+            "internal error in bytecache: {what}"
+        )))
+    })
+}
