@@ -108,6 +108,23 @@ case("global_same_value_other_expr", t("n * K", "K = 4\n"), t("n * K", "K = 2 * 
 case("unrelated_global", t("n * K", "K = 2\nJ = 1\n"), t("n * K", "K = 2\nJ = 7\n"), "reuse")
 case("global_dict_content", t("n * CFG['k']", "CFG = {'k': 2}\n"),
      t("n * CFG['k']", "CFG = {'k': 5}\n"), "recompute")
+case("global_dict_unread_key_added", t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2}\n"),
+     t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2, 'j': 9}\n"), "reuse")
+case("global_dict_read_by_get_added", t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2}\n"),
+     t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2, 'm': 9}\n"), "recompute")
+case("global_dict_read_in_a_helper_key_added",
+     t("helper(n)", "CFG = {'k': 2}\ndef helper(x):\n    return x * CFG['k']\n"),
+     t("helper(n)", "CFG = {'k': 2, 'j': 1}\ndef helper(x):\n    return x * CFG['k']\n"),
+     "reuse")
+case("global_dict_iterated_key_added", t("n * sum(CFG.values())", "CFG = {'k': 2}\n"),
+     t("n * sum(CFG.values())", "CFG = {'k': 2, 'j': 1}\n"), "recompute")
+case("global_dict_escapes_to_a_helper",
+     t("n * CFG['k'] + helper(CFG)", "CFG = {'k': 2}\ndef helper(d):\n    return len(d)\n"),
+     t("n * CFG['k'] + helper(CFG)",
+       "CFG = {'k': 2, 'j': 1}\ndef helper(d):\n    return len(d)\n"), "recompute")
+case("future_annotations_added", t("clean(n)", "def clean(x):\n    return x + 1\n"),
+     "from __future__ import annotations\n"
+     + t("clean(n)", "def clean(x: int) -> int:\n    return x + 1\n"), "reuse")
 case("global_only_in_lambda", t("(lambda: n * K)()", "K = 2\n"),
      t("(lambda: n * K)()", "K = 3\n"), "recompute")
 case("global_only_in_genexpr", t("sum(K for _ in range(n))", "K = 2\n"),

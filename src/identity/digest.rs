@@ -50,6 +50,7 @@ pub enum Tag {
     Unloaded,
     Leaf,
     Nested,
+    DictItems,
 }
 
 /// Small writes go to an inline buffer; the result of a short input is one

@@ -18,7 +18,7 @@ use std::sync::OnceLock;
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{self, Guards};
@@ -35,6 +35,9 @@ pub struct Leaf {
     /// The class member whose digest it is part of (hashed only when that
     /// member is folded in); `None`: always hashed.
     pub scope: Option<u32>,
+    /// A dict read only by these constant keys: only those items are hashed
+    /// (`None`: all of it).
+    pub keys: Option<Vec<Py<PyAny>>>,
 }
 
 pub struct Plan {
@@ -59,10 +62,11 @@ pub struct Cached {
 impl Cached {
     /// Every reference held, for the garbage collector.
     pub fn references(&self) -> impl Iterator<Item = &Py<PyAny>> {
-        let leaves = self
-            .plan
-            .iter()
-            .flat_map(|p| p.leaves.iter().map(|l| &l.obj));
+        let leaves = self.plan.iter().flat_map(|p| {
+            p.leaves
+                .iter()
+                .flat_map(|l| std::iter::once(&l.obj).chain(l.keys.iter().flatten()))
+        });
         self.guards.references().chain(leaves)
     }
 }
@@ -80,8 +84,32 @@ pub struct Building {
 }
 
 impl Building {
-    /// The index of `obj` as a leaf of the current scope.
+    /// The index of `obj` as a leaf of the current scope, hashed whole.
     pub fn leaf(&mut self, obj: &Bound<'_, PyAny>) -> usize {
+        let i = self.entry(obj);
+        self.leaves[i].keys = None;
+        i
+    }
+
+    /// The index of dict `obj` as a leaf of the current scope of which (at
+    /// least) the items with `keys` are hashed.
+    pub fn leaf_keys(&mut self, obj: &Bound<'_, PyAny>, keys: &[Py<PyAny>]) -> usize {
+        let py = obj.py();
+        let fresh = !self
+            .index
+            .contains_key(&(obj.as_ptr() as usize, self.scope));
+        let i = self.entry(obj);
+        let leaf = &mut self.leaves[i];
+        if fresh {
+            leaf.keys = Some(Vec::new());
+        }
+        if let Some(all) = leaf.keys.as_mut() {
+            all.extend(keys.iter().map(|k| k.clone_ref(py)));
+        }
+        i
+    }
+
+    fn entry(&mut self, obj: &Bound<'_, PyAny>) -> usize {
         let key = (obj.as_ptr() as usize, self.scope);
         if let Some(&i) = self.index.get(&key) {
             return i;
@@ -91,6 +119,7 @@ impl Building {
             obj: obj.clone().unbind(),
             site: self.site.clone(),
             scope: self.scope,
+            keys: None,
         });
         self.index.insert(key, i);
         i
@@ -286,8 +315,12 @@ fn hash_leaves(
             continue;
         }
         let mut sub = Hasher::new();
-        w.value(leaf.obj.bind(w.py()), &mut sub)
-            .map_err(|e| context(e, || leaf.site.clone()))?;
+        let obj = leaf.obj.bind(w.py());
+        match (&leaf.keys, obj.cast::<PyDict>()) {
+            (Some(keys), Ok(d)) => w.items_of(d, keys, &mut sub),
+            _ => w.value(obj, &mut sub),
+        }
+        .map_err(|e| context(e, || leaf.site.clone()))?;
         let d = sub.finish();
         h.digest(d);
         if let Some(slot) = digests.get_mut(i) {

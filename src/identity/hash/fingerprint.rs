@@ -207,8 +207,12 @@ impl<'py> Walker<'py> {
             if let Some(v) = self.get(globals, key)? {
                 let mut sub = Hasher::new();
                 self.site(&v, || format!("global `{name}` of `{qualname}`"));
-                self.dependency(&v, attrs, &mut sub)
-                    .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
+                let keys = info.keys_of(name).filter(|_| !info.dynamic);
+                match (keys, v.cast_exact::<PyDict>()) {
+                    (Some(keys), Ok(d)) => self.dict_keys(d, keys, &mut sub),
+                    _ => self.dependency(&v, attrs, &mut sub),
+                }
+                .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
                 let d = sub.finish();
                 h.digest(d);
                 // The value itself became a leaf: its digest comes later.
@@ -262,6 +266,47 @@ impl<'py> Walker<'py> {
             }
         }
         self.wrapped(f, h)
+    }
+
+    /// A global dict the code reads only by the constant `keys` (it never
+    /// escapes: not iterated, passed on or subscripted by a variable): the
+    /// items with those keys, so a key added that the code never reads does
+    /// not change the key. A plan leaf (items change in place).
+    fn dict_keys(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        keys: &[Py<PyAny>],
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        if let Some(b) = self.plan.as_mut() {
+            h.tag(Tag::Leaf);
+            h.u64(b.leaf_keys(d.as_any(), keys) as u64);
+            return Ok(());
+        }
+        self.items_of(d, keys, h)
+    }
+
+    /// The items of `d` with `keys` (present or not), in that order.
+    pub fn items_of(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        keys: &[Py<PyAny>],
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        h.tag(Tag::DictItems);
+        h.u64(keys.len() as u64);
+        for k in keys {
+            let k = k.bind(self.py);
+            self.value(k, h)?;
+            match d.get_item(k)? {
+                Some(v) => {
+                    h.tag(Tag::Name);
+                    self.value(&v, h)?;
+                }
+                None => h.tag(Tag::Missing),
+            }
+        }
+        Ok(())
     }
 
     /// The `__wrapped__` chain of a decorated callable, if any.
