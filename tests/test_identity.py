@@ -245,6 +245,49 @@ case("package_submodule",
      {"main.py": t("pkg.sub.f(n)", "import pkg.sub\n"), "pkg/__init__.py": "",
       "pkg/sub.py": "def f(x):\n    return x + 4\n"}, "recompute")
 
+# Modules imported in a body are keyed without being imported: a library by
+# what is installed, the user's module by its code (compiled, not run) and
+# what that code imports. The call that imports them is stored: an import is
+# not a mutation of what the call read.
+BODY_IMPORT = HEADER + """
+{prelude}
+@bytecache.memoize
+def target(n):
+    ran()
+    {body}
+
+print(target(5))
+"""
+
+
+def body(text: str, prelude: str = "") -> str:
+    return BODY_IMPORT.format(body=text.replace("\n", "\n    "), prelude=prelude)
+
+
+LIB_IN_BODY = body("import colorsys\nreturn colorsys.rgb_to_hsv(n / 10, 0.5, 0.25)")
+case("library_imported_in_body_stored", LIB_IN_BODY, LIB_IN_BODY, "reuse")
+LIB_IN_HELPER = body("return helper(n)", "def helper(x):\n    import colorsys\n"
+                     "    return colorsys.rgb_to_hls(x / 10, 0.5, 0.25)\n")
+case("library_imported_in_helper_stored", LIB_IN_HELPER, LIB_IN_HELPER, "reuse")
+LOCAL_IN_BODY = {"main.py": body("import helpers\nreturn helpers.f(n)"),
+                 "helpers.py": "import deep\ndef f(x):\n    return deep.g(x) + 1\n",
+                 "deep.py": "def g(x):\n    return x * 10\n"}
+case("local_module_imported_in_body_stored", LOCAL_IN_BODY, LOCAL_IN_BODY, "reuse")
+case("module_its_imported_module_imports_edited", LOCAL_IN_BODY,
+     {**LOCAL_IN_BODY, "deep.py": "def g(x):\n    return x * 11\n"}, "recompute")
+case("module_imported_in_body_comment_added", LOCAL_IN_BODY,
+     {**LOCAL_IN_BODY, "deep.py": "# why ten\ndef g(x):\n    return x * 10  # ten\n"},
+     "reuse")
+PKG_IN_BODY = {"main.py": body("from pkg import sub\nreturn sub.f(n)"),
+               "pkg/__init__.py": "K = 1\n",
+               "pkg/sub.py": "from . import K\ndef f(x):\n    return x + K\n"}
+case("package_init_of_module_imported_in_body_edited", PKG_IN_BODY,
+     {**PKG_IN_BODY, "pkg/__init__.py": "K = 2\n"}, "recompute")
+case("submodule_imported_in_body_edited", PKG_IN_BODY,
+     {**PKG_IN_BODY, "pkg/sub.py": "from . import K\ndef f(x):\n    return x - K\n"},
+     "recompute")
+case("package_imported_in_body_stored", PKG_IN_BODY, PKG_IN_BODY, "reuse")
+
 # -- data files -----------------------------------------------------------
 READ = t("open('data.txt').read().strip() * n")
 case("data_file_changed", {"main.py": READ, "data.txt": "ab\n"},
@@ -452,3 +495,46 @@ print(f(3), f(3))
 """)
     assert out.stdout.split() == ["RAN", "6", "6"]
     assert "BytecacheWarning" not in out.stderr
+
+
+def test_keying_does_not_run_a_module_imported_in_the_body(runner: Runner) -> None:
+    # The module's top-level code runs when the body imports it, not before
+    # (computing the key), and not at all on a hit.
+    runner.write("helpers.py", "ran('helpers top-level')\nK = 3\n")
+    script = """
+import sys
+import bytecache
+
+@bytecache.memoize
+def target(n):
+    ran('body')
+    import helpers
+    return n * helpers.K
+
+print(target(5), 'helpers' in sys.modules)
+"""
+    first = runner.run(script)
+    assert first.stdout.split("\n")[:3] == ["RAN body", "RAN helpers top-level", "15 True"]
+    second = runner.run(script)
+    assert second.stdout.split() == ["15", "False"], second.stdout
+    assert "BytecacheWarning" not in first.stderr + second.stderr
+
+
+def test_a_call_that_imports_and_mutates_is_not_stored(runner: Runner) -> None:
+    # Importing is not a mutation; a mutation of what the call read still is.
+    script = """
+import bytecache
+SEEN = []
+
+@bytecache.memoize
+def target(n):
+    ran()
+    import colorsys
+    SEEN.append(n)
+    return len(SEEN)
+
+print(target(5))
+"""
+    first = runner.run(script)
+    assert "mutated" in first.stderr
+    assert runner.run(script).stdout.split() == ["RAN", "1"]

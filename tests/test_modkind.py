@@ -105,6 +105,8 @@ def test_classifying_a_module_not_loaded_imports_nothing(tmp_path: Path,
     (tmp_path / name / "sub.py").write_text("X = 1\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     assert _modkind.classify(f"{name}.sub") is None
+    kind, is_package, code, path = _modkind.unloaded(f"{name}.sub")
+    assert (kind, is_package, path) == ("source", False, str(tmp_path / name / "sub.py"))
     assert name not in sys.modules and f"{name}.sub" not in sys.modules
 
 

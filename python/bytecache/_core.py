@@ -328,7 +328,9 @@ class Miss:
             _uncacheable(t, f"`{name}` wrote {self.recorder.wrote}; not cached")
             return
         try:
-            after, record = t.memo.key(self.arguments, record=True)
+            # Modules the call imported are keyed as before (not loaded): an
+            # import is not a mutation.
+            after, record = t.memo.key(self.arguments, record=True, before=self.key)
         except _bytecache.UnhashableError:
             after, record = None, []
         if after != self.key:
@@ -343,9 +345,13 @@ class Miss:
         except Exception as e:  # noqa: BLE001 - any pickling failure means "don't store"
             _uncacheable(t, f"result of `{name}` cannot be pickled ({e}); not cached")
             return
-        files = [s for s in map(_file_state, self.recorder.files) if s is not None]
+        # Modules the call imported are in the key by their code: their
+        # files are not data it read.
+        code = {display for kind, _, display, _ in record if kind == "module"}
+        read = [f for f in self.recorder.files if f not in code]
+        files = [s for s in map(_file_state, read) if s is not None]
         dirs = [s for s in map(_dir_state, self.recorder.dirs) if s is not None]
-        if len(files) != len(self.recorder.files) or len(dirs) != len(self.recorder.dirs):
+        if len(files) != len(read) or len(dirs) != len(self.recorder.dirs):
             return  # a file it read is already gone: nothing to validate against
         covered = [(kind, name, display, bytes.fromhex(digest))
                    for kind, name, display, digest in record]

@@ -4,8 +4,8 @@ walked; the user's code is fingerprinted. Called from the Rust identity layer.
 
 Nothing here imports a module of the user's or runs its code: a module that
 is not loaded is located with the import system's finders (as
-`importlib.util.find_spec` does, without importing its parent packages),
-never executed. Nor is `importlib.metadata` imported (it
+`importlib.util.find_spec` does, without importing its parent packages) and
+read and compiled, never executed. Nor is `importlib.metadata` imported (it
 costs ~25 ms in a new process): distributions are found by their `.dist-info`
 directories and keyed by the digest of their `RECORD` (every installed file's
 hash), so a re-install with edited code and the same version is a different
@@ -13,6 +13,7 @@ library."""
 
 from __future__ import annotations
 
+import _imp
 import os
 import sys
 import sysconfig
@@ -281,28 +282,79 @@ def _files_digest(site: str, top: str) -> str:
     return _bytecache.hash_value(tuple(seen)).hex()
 
 
-def imported(globals_: dict, level: int, name: str) -> object:
-    """The module an `import` inside a function body would bind: the module
-    object if loaded, else a description that changes when it would."""
-    import importlib.util
+# --- modules imported in a function body ---------------------------------------
 
-    if level:
-        try:
-            name = importlib.util.resolve_name("." * level + name, globals_.get("__package__"))
-        except (ImportError, ValueError):
-            return f"unresolved:{level}:{name}"
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    kind = classify(name)
-    if kind is not None:
-        return f"{name}:{kind}"
-    # A local module the body will import: import it now, so the key sees
-    # the same module object the call will use (before and after the call).
+
+def resolve(globals_: dict, level: int, name: str) -> str | None:
+    """The absolute name `import` resolves a (relative) name to in a module
+    with `globals_`, as the import system does; None if it cannot."""
+    if not level:
+        return name
+    package = globals_.get("__package__")
+    if package is None:
+        spec = globals_.get("__spec__")
+        package = getattr(spec, "parent", None)
+    if package is None:
+        module = globals_.get("__name__")
+        if not isinstance(module, str):
+            return None
+        package = module if "__path__" in globals_ else module.rpartition(".")[0]
+    if not isinstance(package, str) or not package:
+        return None
+    bits = package.rsplit(".", level - 1)
+    if len(bits) < level:
+        return None
+    base = bits[0]
+    return f"{base}.{name}" if name else base
+
+
+# (path, size, mtime) -> compiled code
+_compiled: dict[tuple[str, int, int], object] = {}
+
+
+def unloaded(name: str) -> tuple:
+    """What `import name` would run, found without running it:
+    ("source", is_package, code, path) with the module's code compiled,
+    not run;
+    ("error", text) when it cannot compile; ("extension", path);
+    ("namespace",); ("missing",); ("opaque", origin) when its code cannot be
+    read without importing it."""
+    spec = locate(name)
+    if spec is None:
+        return ("missing",)
+    is_package = spec.submodule_search_locations is not None
+    origin = spec.origin
+    loader = spec.loader
+    if origin is None or not getattr(spec, "has_location", False):
+        if is_package and origin in (None, "namespace"):
+            return ("namespace",)
+        return ("opaque", str(origin))
+    if origin.endswith(tuple(_imp.extension_suffixes())):
+        return ("extension", origin)
     try:
-        return importlib.import_module(name)
-    except Exception as e:  # noqa: BLE001 - the call itself will raise it
-        return f"unimportable:{name}:{type(e).__name__}"
+        st = os.stat(origin)
+    except OSError:
+        return ("missing",)
+    key = (origin, st.st_size, st.st_mtime_ns)
+    code = _compiled.get(key)
+    if code is None:
+        source: object = None
+        if origin.endswith(".py"):
+            source = _read(origin)
+        elif loader is not None and hasattr(loader, "get_source"):
+            try:
+                source = loader.get_source(name)
+            except Exception as e:  # noqa: BLE001 - what importing would raise
+                return ("error", f"{type(e).__name__}: {e}")
+        if source is None:
+            return ("opaque", origin)
+        try:
+            code = compile(source, origin, "exec", dont_inherit=True)  # type: ignore[call-overload]
+        except (SyntaxError, ValueError) as e:
+            content = source if isinstance(source, bytes) else str(source).encode()
+            return ("error", f"{type(e).__name__}: {e} ({_bytecache.hash_value(content).hex()})")
+        _compiled[key] = code
+    return ("source", is_package, code, os.path.realpath(origin))
 
 
 def environment() -> tuple[tuple[str, str], ...]:

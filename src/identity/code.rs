@@ -38,6 +38,9 @@ const DYNAMIC_NAMES: &[&str] = &[
     "__globals__",
 ];
 
+/// Names through which code reads the process environment.
+const ENVIRONMENT_NAMES: &[&str] = &["environ", "environb", "getenv", "getenvb"];
+
 const CO_VARARGS: u32 = hook::CO_VARARGS as u32;
 const CO_VARKEYWORDS: u32 = hook::CO_VARKEYWORDS as u32;
 
@@ -51,8 +54,8 @@ pub struct CodeInfo {
     pub attrs: Vec<Py<PyString>>,
     /// `name_hash` of each of `attrs`, sorted, for membership tests.
     attr_hashes: Vec<u64>,
-    /// Modules imported inside the body: (level, name).
-    pub imports: Vec<(u32, String)>,
+    /// Modules imported inside the body (here or in nested code).
+    pub imports: Vec<Import>,
     /// Globals that this code (and nested code) reads only by constant keys
     /// (`G["k"]`, `G.get("k")`, `"k" in G`): the name and the keys, sorted by
     /// name. A global any code uses otherwise is not listed.
@@ -63,6 +66,14 @@ pub struct CodeInfo {
     pub writes_globals: bool,
 }
 
+/// One `import` statement: `from <level dots><name> import <fromlist>`.
+#[derive(Clone)]
+pub struct Import {
+    pub level: u32,
+    pub name: String,
+    pub fromlist: Vec<String>,
+}
+
 impl CodeInfo {
     /// The constant keys `name` is read by, if that is the only way this
     /// code uses the global `name`.
@@ -71,6 +82,11 @@ impl CodeInfo {
             .binary_search_by(|(n, _)| n.as_str().cmp(name))
             .ok()
             .map(|i| self.keyed[i].1.as_slice())
+    }
+
+    /// Whether this code can read the process environment.
+    pub fn reads_environment(&self) -> bool {
+        ENVIRONMENT_NAMES.iter().any(|n| self.names_attr(n))
     }
 
     /// Whether this code (or code nested in it) names attribute `name`. A
@@ -182,11 +198,18 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
             } else if ins.op == t.store_global || ins.op == t.delete_global {
                 info.writes_globals = true;
             } else if ins.op == t.import_name {
-                let level = recent_consts[0]
-                    .and_then(|i| consts.get_item(i).ok())
+                let constant = |slot: Option<usize>| slot.and_then(|i| consts.get_item(i).ok());
+                let level = constant(recent_consts[0])
                     .and_then(|c| c.extract::<u32>().ok())
                     .unwrap_or(0);
-                info.imports.push((level, name.to_owned()));
+                let fromlist = constant(recent_consts[1])
+                    .and_then(|c| c.extract::<Vec<String>>().ok())
+                    .unwrap_or_default();
+                info.imports.push(Import {
+                    level,
+                    name: name.to_owned(),
+                    fromlist,
+                });
             }
             continue;
         }

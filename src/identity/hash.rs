@@ -30,6 +30,7 @@ use super::native;
 use super::plan::{Building, Plan};
 
 mod fingerprint;
+mod imports;
 mod value;
 
 pub use value::{plain_value, try_plain};
@@ -160,6 +161,11 @@ pub struct Walker<'py> {
     pub base: Option<Rc<Plan>>,
     next_member: u32,
     folded: Vec<u32>,
+    /// Modules keyed as not loaded (see `imports.rs`), in walk order.
+    pub unloaded: Vec<String>,
+    /// Modules to key as not loaded even if they are loaded now: those not
+    /// loaded when the key before a call was computed (see `Memo.key`).
+    pub view: Option<Rc<AHashSet<String>>>,
 }
 
 pub struct Member {
@@ -184,6 +190,8 @@ impl<'py> Walker<'py> {
             base: None,
             next_member: 0,
             folded: Vec::new(),
+            unloaded: Vec::new(),
+            view: None,
         })
     }
 

@@ -28,7 +28,7 @@ use super::digest::Digest;
 use super::gil::GilCell;
 use super::guard::function_parts;
 use super::hash::Dep;
-use super::plan::{self, Cached};
+use super::plan::{self, Cached, View};
 use super::to_py;
 use crate::hook::code_parts;
 use crate::py::errors::UnhashableError;
@@ -37,6 +37,9 @@ use crate::py::errors::UnhashableError;
 const MAX_RESULTS: usize = 4096;
 /// Largest result kept (bytes of str/bytes content plus 16 per item).
 const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// Keys remembered with the modules they keyed as not loaded (for the key
+/// after a call that imports them), most recent first.
+const MAX_VIEWS: usize = 64;
 
 thread_local! {
     /// `with bytecache.disabled():` depth on this thread.
@@ -79,6 +82,8 @@ pub struct Memo {
     simple: bool,
     cached: GilCell<Option<Rc<Cached>>>,
     results: GilCell<Results>,
+    /// Recent keys that keyed modules as not loaded, with those modules.
+    views: GilCell<Vec<(Digest, View)>>,
 }
 
 fn digest_of(key: &[u8]) -> Option<Digest> {
@@ -120,9 +125,15 @@ fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
 
 impl Memo {
     /// The cached plan while its guards hold, else a new one (with the
-    /// dependency record when asked; a record always means a new walk).
-    fn plan(&self, py: Python<'_>, record: bool) -> PyResult<(Rc<Cached>, Option<Vec<Dep>>)> {
-        if !record {
+    /// dependency record when asked; a record or a view always means a new
+    /// walk, and a plan built in a view is not kept).
+    fn plan(
+        &self,
+        py: Python<'_>,
+        record: bool,
+        view: Option<View>,
+    ) -> PyResult<(Rc<Cached>, Option<Vec<Dep>>)> {
+        if !record && view.is_none() {
             // SAFETY: cloning an `Rc` runs no Python code.
             let cached = unsafe { self.cached.with(py, |c| c.clone()) };
             if let Some(c) = cached {
@@ -131,8 +142,12 @@ impl Memo {
                 }
             }
         }
-        let (c, deps) = plan::build(self.func.bind(py), record)?;
+        let in_view = view.is_some();
+        let (c, deps) = plan::build(self.func.bind(py), record, view)?;
         let c = Rc::new(c);
+        if in_view {
+            return Ok((c, deps));
+        }
         let keep = c.reusable.then(|| c.clone());
         // SAFETY: a swap runs no Python code; the old plan is dropped after.
         let old = unsafe { self.cached.with(py, |slot| std::mem::replace(slot, keep)) };
@@ -140,18 +155,42 @@ impl Memo {
         Ok((c, deps))
     }
 
+    /// The key of a call. With `before` (the key computed before the call
+    /// that has just run), the modules not loaded then are keyed as not
+    /// loaded now: a module the call imported is not a mutation of what it
+    /// read.
     fn compute<'py>(
         &self,
         py: Python<'py>,
         arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         record: bool,
+        before: Option<Digest>,
     ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
-        let (c, deps) = self.plan(py, record)?;
+        // SAFETY: reads Rust data and clones an `Rc`.
+        let view = before.and_then(|b| unsafe {
+            self.views.with(py, |v| {
+                v.iter().find(|(d, _)| *d == b).map(|(_, v)| v.clone())
+            })
+        });
+        let (c, deps) = self.plan(py, record, view.clone())?;
         let plan = match &c.plan {
             Ok(p) => p,
             Err(msg) => return Err(UnhashableError::new_err(msg.clone())),
         };
-        plan::key(py, plan, arguments, &self.ignore, deps).map_err(to_py)
+        let keyed =
+            plan::key(py, plan, arguments, &self.ignore, deps, view.as_ref()).map_err(to_py)?;
+        if view.is_none() && !keyed.unloaded.is_empty() {
+            let names: View = Rc::new(keyed.unloaded.into_iter().collect());
+            // SAFETY: Rust data only; the dropped entry holds no Python object.
+            unsafe {
+                self.views.with(py, |v| {
+                    v.retain(|(d, _)| *d != keyed.digest);
+                    v.truncate(MAX_VIEWS - 1);
+                    v.insert(0, (keyed.digest, names));
+                });
+            }
+        }
+        Ok((keyed.digest, keyed.record))
     }
 
     /// The kept result for `key`, counting the hit.
@@ -193,7 +232,9 @@ impl Memo {
     }
 
     pub fn key_digest(&self, arguments: &Bound<'_, PyDict>) -> PyResult<Digest> {
-        Ok(self.compute(arguments.py(), arguments.iter(), false)?.0)
+        Ok(self
+            .compute(arguments.py(), arguments.iter(), false, None)?
+            .0)
     }
 }
 
@@ -225,19 +266,26 @@ impl Memo {
                 epoch: CLEARED.load(Ordering::Acquire),
                 ..Results::default()
             }),
+            views: GilCell::new(Vec::new()),
         })
     }
 
     /// The key of a call with bound `arguments` (defaults applied); with
-    /// `record=True`, `(key, record)` (see `call_key`).
-    #[pyo3(signature = (arguments, record = false))]
+    /// `record=True`, `(key, record)` (see `call_key`). `before`: the key
+    /// computed before the call just made, after which this one is computed
+    /// to see whether the call mutated what it read; the modules that were
+    /// not loaded then are keyed as not loaded now (importing is not a
+    /// mutation).
+    #[pyo3(signature = (arguments, record = false, before = None))]
     fn key<'py>(
         &self,
         py: Python<'py>,
         arguments: &Bound<'py, PyDict>,
         record: bool,
+        before: Option<&[u8]>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let (digest, deps) = self.compute(py, arguments.iter(), record)?;
+        let before = before.and_then(digest_of);
+        let (digest, deps) = self.compute(py, arguments.iter(), record, before)?;
         super::key_result(py, digest, deps)
     }
 
@@ -279,7 +327,7 @@ impl Memo {
             };
             arguments.push((name.bind(py).clone().into_any(), value));
         }
-        match self.compute(py, arguments.into_iter(), false) {
+        match self.compute(py, arguments.into_iter(), false, None) {
             Ok((key, _)) => match self.recall_digest(py, key) {
                 Some(v) => Ok(Some(PyTuple::new(py, [v])?.into_any())),
                 None => Ok(Some(PyBytes::new(py, &key.to_le_bytes()).into_any())),
@@ -439,7 +487,7 @@ pub unsafe fn recall_call(
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };
         (n.bind(py).clone().into_any(), v)
     });
-    match memo.compute(py, arguments, false) {
+    match memo.compute(py, arguments, false, None) {
         Ok((key, _)) => memo.recall_digest(py, key).map(Py::into_ptr),
         Err(_) => None, // the Python path reports it
     }

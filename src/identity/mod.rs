@@ -56,9 +56,10 @@ fn key_and_record(
     ignore: &[String],
     record: bool,
 ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
-    let (cached, deps) = plan::build(func, record)?;
+    let (cached, deps) = plan::build(func, record, None)?;
     let plan = cached.plan.map_err(UnhashableError::new_err)?;
-    plan::key(func.py(), &plan, arguments.iter(), ignore, deps).map_err(to_py)
+    let keyed = plan::key(func.py(), &plan, arguments.iter(), ignore, deps, None).map_err(to_py)?;
+    Ok((keyed.digest, keyed.record))
 }
 
 /// A key as Python sees it: 16 bytes, or `(key, record)` when recorded.
@@ -107,22 +108,25 @@ fn call_key<'py>(
     key_result(func.py(), digest, deps)
 }
 
+/// The content hash of a file, read in chunks.
+pub fn file_digest(path: &std::path::Path) -> std::io::Result<Digest> {
+    use std::io::Read;
+    let mut f = std::fs::File::open(path)?;
+    let mut h = xxhash_rust::xxh3::Xxh3::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            return Ok(h.digest128());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
 /// The 16-byte content hash of a file (read in chunks, without the GIL).
 #[pyfunction]
 fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyBytes>> {
-    let digest = py.detach(|| -> std::io::Result<u128> {
-        use std::io::Read;
-        let mut f = std::fs::File::open(&path)?;
-        let mut h = xxhash_rust::xxh3::Xxh3::new();
-        let mut buf = vec![0u8; 1 << 20];
-        loop {
-            let n = f.read(&mut buf)?;
-            if n == 0 {
-                return Ok(h.digest128());
-            }
-            h.update(&buf[..n]);
-        }
-    })?;
+    let digest = py.detach(|| file_digest(&path))?;
     Ok(PyBytes::new(py, &digest.to_le_bytes()))
 }
 

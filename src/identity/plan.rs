@@ -48,7 +48,22 @@ pub struct Plan {
     pub(super) pending: Vec<Member>,
     pub(super) used: Used,
     pub(super) dynamic: bool,
+    /// Modules keyed as not loaded (imported in a body, not loaded yet).
+    unloaded: Vec<String>,
 }
+
+/// A call's key, with what produced it.
+pub struct Keyed {
+    pub digest: Digest,
+    /// The dependency record, when asked for.
+    pub record: Option<Vec<Dep>>,
+    /// Modules keyed as not loaded: a call that imports them does not
+    /// mutate what it read (see `Memo.key`'s `before`).
+    pub unloaded: Vec<String>,
+}
+
+/// Modules keyed as not loaded whatever `sys.modules` says now.
+pub type View = Rc<AHashSet<String>>;
 
 /// A built plan (or the reason the function cannot be fingerprinted) and the
 /// guards under which it stays valid.
@@ -141,11 +156,17 @@ fn python_version(py: Python<'_>) -> u64 {
     })
 }
 
-/// Builds the plan of `func` (with its dependency record when asked).
-pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<Vec<Dep>>)> {
+/// Builds the plan of `func` (with its dependency record when asked),
+/// keying the modules in `view` as not loaded.
+pub fn build(
+    func: &Bound<'_, PyAny>,
+    record: bool,
+    view: Option<View>,
+) -> PyResult<(Cached, Option<Vec<Dep>>)> {
     let py = func.py();
     let mut w = Walker::new(py)?;
     w.plan = Some(Building::default());
+    w.view = view;
     if record {
         w.record = Some(Vec::new());
     }
@@ -172,6 +193,7 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
                     pending,
                     used: std::mem::take(&mut w.used),
                     dynamic: w.dynamic,
+                    unloaded: std::mem::take(&mut w.unloaded),
                 }))
             }
             Err(HashError::Unhashable(msg)) => Err(msg),
@@ -194,14 +216,15 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
 /// The key digest of a call: `plan`'s function with `arguments` (name,
 /// value) in parameter order, minus those named in `ignore`. With a record
 /// (from [`build`]), appends the arguments and fills in the digests of
-/// globals hashed as leaves.
+/// globals hashed as leaves. Modules in `view` are keyed as not loaded.
 pub fn key<'py>(
     py: Python<'py>,
     plan: &Rc<Plan>,
     arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     ignore: &[String],
     mut record: Option<Vec<Dep>>,
-) -> HResult<(Digest, Option<Vec<Dep>>)> {
+    view: Option<&View>,
+) -> HResult<Keyed> {
     // A walker only when something is not a plain scalar (the common call
     // of a function with no mutable globals and scalar arguments needs none).
     let mut walker: Option<Walker<'py>> = None;
@@ -216,7 +239,7 @@ pub fn key<'py>(
     h.digest(plan.digest);
     if !plan.leaves.is_empty() {
         hash_leaves(
-            lazy(&mut walker, py, plan)?,
+            lazy(&mut walker, py, plan, view)?,
             plan,
             None,
             &mut h,
@@ -244,7 +267,7 @@ pub fn key<'py>(
             }
         } else {
             let mut sub = Hasher::new();
-            lazy(&mut walker, py, plan)?
+            lazy(&mut walker, py, plan, view)?
                 .value(&value, &mut sub)
                 .map_err(|e| match e {
                     HashError::Unhashable(msg) => {
@@ -282,7 +305,17 @@ pub fn key<'py>(
             dep.digest = d;
         }
     }
-    Ok((h.finish(), record))
+    let mut unloaded = plan.unloaded.clone();
+    for name in walker.iter().flat_map(|w| &w.unloaded) {
+        if !unloaded.contains(name) {
+            unloaded.push(name.clone());
+        }
+    }
+    Ok(Keyed {
+        digest: h.finish(),
+        record,
+        unloaded,
+    })
 }
 
 /// The walker in `slot`, created (extending `plan`) on first use.
@@ -290,12 +323,14 @@ fn lazy<'a, 'py>(
     slot: &'a mut Option<Walker<'py>>,
     py: Python<'py>,
     plan: &Rc<Plan>,
+    view: Option<&View>,
 ) -> HResult<&'a mut Walker<'py>> {
     let w = match slot.take() {
         Some(w) => w,
         None => {
             let mut w = Walker::new(py)?;
             w.base = Some(plan.clone());
+            w.view = view.cloned();
             w
         }
     };

@@ -3,9 +3,6 @@
 //! their members and bases, modules by the attributes used, native code.
 use super::*;
 
-/// Names through which code reads the process environment.
-const ENVIRONMENT_NAMES: &[&str] = &["environ", "environb", "getenv", "getenvb"];
-
 /// Class attributes that are caches or metadata, never behaviour.
 const SKIPPED_CLASS_ATTRS: &[&str] = &[
     "__dict__",
@@ -108,7 +105,7 @@ impl<'py> Walker<'py> {
         Ok(())
     }
 
-    fn note(&mut self, dep: Dep) {
+    pub(super) fn note(&mut self, dep: Dep) {
         if let Some(record) = self.record.as_mut() {
             if !record
                 .iter()
@@ -240,31 +237,10 @@ impl<'py> Walker<'py> {
                 h.tag(Tag::Missing);
             }
         }
-        if ENVIRONMENT_NAMES.iter().any(|n| info.names_attr(n)) {
-            // The process environment is read: its content is a dependency,
-            // which no guard watches.
-            if let Some(b) = self.plan.as_mut() {
-                b.guards.uncacheable = true;
-            }
-            h.tag(Tag::Global);
-            h.str("os.environ");
-            self.value(&self.support()?.call_method0("environment")?, h)?;
+        if info.reads_environment() {
+            self.environment(h)?;
         }
-        for (level, name) in &info.imports {
-            h.tag(Tag::Module);
-            let target = self
-                .support()?
-                .call_method1("imported", (globals, *level, name.as_str()))?;
-            // It depends on `__package__` and on what is loaded.
-            self.get(globals, intern!(self.py, "__package__"))?;
-            self.read_all(&loaded_modules(self.py)?);
-            if let Ok(m) = target.cast::<PyModule>() {
-                self.module(m, attrs, h)?;
-            } else {
-                h.tag(Tag::Unloaded);
-                self.value(&target, h)?;
-            }
-        }
+        self.imports(globals, &info.imports, attrs, h)?;
         self.wrapped(f, h)
     }
 
@@ -307,6 +283,20 @@ impl<'py> Walker<'py> {
             }
         }
         Ok(())
+    }
+
+    /// The process environment, which code reads through `os.environ` or
+    /// `os.getenv`: its content is a dependency no guard watches.
+    pub(super) fn environment(&mut self, h: &mut Hasher) -> HResult<()> {
+        if let Some(b) = self.plan.as_mut() {
+            b.guards.uncacheable = true;
+        }
+        h.tag(Tag::Global);
+        h.str("os.environ");
+        let env = self
+            .support()?
+            .call_method0(intern!(self.py, "environment"))?;
+        self.value(&env, h)
     }
 
     /// The `__wrapped__` chain of a decorated callable, if any.
