@@ -69,6 +69,14 @@ CASES: list[tuple[str, str, str, str, str]] = [
      "builtins.len = lambda x: 100", "recompute"),
     ("environment_read", "import os", "n + len(os.environ.get('BC_TEST_VAR', ''))",
      "os.environ['BC_TEST_VAR'] = 'abc'", "recompute"),
+    # libraries: an attribute replaced after the plan was built
+    ("library_attribute_replaced", "import math", "math.sqrt(n)",
+     "math.sqrt = lambda x: -1.0", "recompute"),
+    ("library_attribute_reached_internally_replaced", "import json, json.encoder",
+     "json.dumps({'k': n})", "json.encoder.encode_basestring_ascii = lambda s: '\"?\"'",
+     "recompute"),
+    ("library_attribute_set_to_the_same_function", "import math", "math.sqrt(n)",
+     "math.sqrt = math.sqrt", "reuse"),
     # functions reached
     ("helper_redefined", "def helper(x):\n    return x + 1", "helper(n)",
      "def helper(x):\n    return x + 2", "recompute"),

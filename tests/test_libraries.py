@@ -1,6 +1,7 @@
 """Libraries in keys: an installed distribution is keyed by what is installed
-(not by its name and version). Real interpreters, real venvs, real `pip
-install`s."""
+(not by its name and version), and a library attribute replaced at run time
+(a monkeypatch) is keyed by what replaced it. Real interpreters, real venvs,
+real `pip install`s."""
 
 from __future__ import annotations
 
@@ -98,3 +99,136 @@ def test_a_package_reinstalled_with_edited_code_and_the_same_version(
                                                                      "    return x + 1\n"}))
     assert venv.run(runner, USES_TINYPKG).stdout.split() == ["6"]
 
+
+# -- monkeypatches ---------------------------------------------------------------
+
+PATCHED = """
+import sys
+import bytecache
+{imports}
+if sys.argv[-1] == "patch":
+    {patch}
+
+@bytecache.memoize
+def target(n):
+    ran()
+    return {body}
+
+print(target(5))
+"""
+
+
+def _patched(runner: Runner, imports: str, patch: str, body: str) -> list[list[str]]:
+    """Runs the script unpatched, patched, patched again, unpatched again:
+    what each printed."""
+    script = PATCHED.format(imports=imports, patch=patch, body=body)
+    runner.write("main.py", script)
+    out = []
+    for arg in ("plain", "patch", "patch", "plain"):
+        proc = subprocess.run([sys.executable, "main.py", arg], cwd=runner.work,
+                              env=runner.env(), capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stderr
+        assert "Warning" not in proc.stderr, proc.stderr
+        out.append(proc.stdout.split())
+    return out
+
+
+def test_a_standard_library_attribute_the_code_names_replaced(runner: Runner) -> None:
+    out = _patched(runner, "import math", "math.sqrt = lambda x: round(x ** 0.5, 1)",
+                   "math.sqrt(n)")
+    assert out == [["RAN", "2.23606797749979"], ["RAN", "2.2"], ["2.2"], ["2.23606797749979"]]
+
+
+def test_a_standard_library_attribute_replaced_by_a_partial(runner: Runner) -> None:
+    out = _patched(runner, "import functools, json",
+                   "json.dumps = functools.partial(json.dumps, sort_keys=True)",
+                   "json.dumps({'b': n, 'a': 1})")
+    assert [o[0] == "RAN" for o in out] == [True, True, False, False]
+
+
+def test_a_standard_library_attribute_reached_only_through_library_code(
+        runner: Runner) -> None:
+    # The code names `json.dumps`; the patch is of what `json.encoder` uses.
+    out = _patched(runner, "import json, json.encoder",
+                   "json.encoder.encode_basestring_ascii = lambda s: '\"?\"'",
+                   "json.dumps({'k': n})")
+    assert out == [["RAN", '{"k":', "5}"], ["RAN", '{"?":', "5}"], ['{"?":', "5}"],
+                   ['{"k":', "5}"]]
+
+
+def test_an_installed_package_attribute_the_code_names_replaced(runner: Runner) -> None:
+    out = _patched(runner, "import numpy as np", "np.mean = lambda a: -1.0",
+                   "float(np.mean([n, 1]))")
+    assert out == [["RAN", "3.0"], ["RAN", "-1.0"], ["-1.0"], ["3.0"]]
+
+
+def test_an_installed_package_attribute_swapped_for_another_of_its_own(
+        runner: Runner) -> None:
+    # Both are the library's, but not what it defined under that name.
+    out = _patched(runner, "import numpy as np", "np.mean = np.median",
+                   "float(np.mean([n, 1, 1]))")
+    assert out == [["RAN", "2.3333333333333335"], ["RAN", "1.0"], ["1.0"],
+                   ["2.3333333333333335"]]
+
+
+def test_an_installed_package_attribute_reached_only_through_library_code(
+        runner: Runner, tmp_path: Path) -> None:
+    venv = Venv(tmp_path / "venv")
+    venv.install(_wheel(tmp_path, "tinypkg", "1.0", {
+        "tinypkg/__init__.py": "from tinypkg import _impl\n"
+                               "def f(x):\n    return _impl.helper(x) + 1\n",
+        "tinypkg/_impl.py": "def helper(x):\n    return x * 10\n",
+    }))
+    script = PATCHED.format(imports="import tinypkg, tinypkg._impl",
+                            patch="tinypkg._impl.helper = lambda x: x * 100",
+                            body="tinypkg.f(n)")
+    out = []
+    for arg in ("plain", "patch", "patch", "plain"):
+        out.append(venv.run(runner, script.replace("sys.argv[-1]", repr(arg))).stdout.split())
+    assert out == [["RAN", "51"], ["RAN", "501"], ["501"], ["51"]]
+
+
+def test_a_monkeypatch_fixture_in_a_test_suite(runner: Runner) -> None:
+    # Two tests of the user's, one with pytest's `monkeypatch`: the patched
+    # call is not answered with the unpatched result, nor the other way round.
+    runner.write("test_suite.py", """
+import json
+import bytecache
+
+@bytecache.memoize
+def dump(n):
+    return json.dumps({"n": n})
+
+def test_plain():
+    assert dump(1) == '{"n": 1}'
+
+def test_patched(monkeypatch):
+    monkeypatch.setattr(json, "dumps", lambda obj: "fake")
+    assert dump(1) == "fake"
+
+def test_plain_again():
+    assert dump(1) == '{"n": 1}'
+""")
+    for _ in range(2):
+        proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                               "test_suite.py"], cwd=runner.work, env=runner.env(),
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_unpatched_libraries_add_nothing_to_keys(runner: Runner) -> None:
+    # No value of numpy's, pandas's or the standard library's modules is taken
+    # for a patch in a plain process (a false one would make keys differ
+    # between processes that import different things).
+    proc = runner.run("""
+import json, logging, os, re, numpy as np, pandas as pd
+from bytecache import _bytecache
+
+def f(df):
+    logging.getLogger("x").debug(re.escape(os.sep))
+    return json.dumps(float(np.mean(pd.concat([df, df])["a"])))
+
+key, record = _bytecache.call_key(f, {"df": pd.DataFrame({"a": [1.0]})}, [], True)
+print([name for kind, name, _, _ in record if kind == "patch"])
+""")
+    assert proc.stdout.split() == ["[]"]

@@ -96,6 +96,13 @@ def _classify(name: str) -> str | None:
         # Our own wrappers are keyed by version; what they wrap is walked.
         return "bytecache==" + _bytecache.__version__
     found, path = _module_path(name)
+    top, dot, _ = name.partition(".")
+    if dot and path:
+        # A submodule inside its top-level package's directory is classified
+        # with it (without resolving its path again).
+        top_path = _module_path(top)[1]
+        if top_path and path.startswith(os.path.dirname(top_path) + os.sep):
+            return classify(top)
     if not path:
         if "." in name:
             # A submodule without a file of its own (made by its package's
@@ -168,6 +175,16 @@ def _read(path: str) -> bytes | None:
         return None
 
 
+def _record_tops(record: bytes) -> set[str]:
+    """The top-level names a RECORD installs."""
+    # `dir/` of `dir/...`, or `file` of `file,hash,size` (a file at the top)
+    firsts = {line.split(b"/", 1)[0] + b"/" if b"/" in line else line.split(b",", 1)[0]
+              for line in record.split(b"\n")}
+    tops = {_top_of(first.decode("utf-8", "replace")) for first in firsts}
+    tops.discard(None)
+    return tops  # type: ignore[return-value]
+
+
 def _lists(record: bytes, top: str) -> bool:
     """Whether a RECORD installs `top` (a top-level name, or `a/b`)."""
     t = top.encode()
@@ -238,7 +255,9 @@ def _identify(site: str, top: str) -> str:
     name, _, version = info.rpartition(".")[0].partition("-")
     if record is None:
         return f"{name}=={version}@{_files_digest(site, top)}"
-    return f"{name}=={version}#{_code_digest(record, info)}"
+    identity = f"{name}=={version}#{_code_digest(record, info)}"
+    _unit_tops[identity] = _record_tops(record) | {top.partition("/")[0]}
+    return identity
 
 
 def _code_digest(record: bytes, info: str) -> str:
@@ -280,6 +299,40 @@ def _files_digest(site: str, top: str) -> str:
             if n.startswith(top + ".") and not n.endswith(_META):
                 note(os.path.join(site, n))
     return _bytecache.hash_value(tuple(seen)).hex()
+
+
+def unit_modules(name: str) -> list[str]:
+    """The loaded modules of the library unit module `name` belongs to,
+    sorted: its top-level package for the standard library (a collection of
+    libraries), its distribution otherwise. `sys` and `builtins` hold the
+    interpreter's state and are no unit's."""
+    kind = classify(name)
+    if kind is None:
+        return []
+    top = name.partition(".")[0]
+    tops = {top} if kind == _PY else _unit_tops.get(kind, {top})
+    # A module inside its top-level package's directory is the package's.
+    homes = {}
+    for t in tops:
+        path = _module_path(t)[1]
+        if path and classify(t) == kind:
+            homes[t] = os.path.dirname(path) + os.sep
+    out = []
+    for n, m in list(sys.modules.items()):
+        home = homes.get(n.partition(".")[0])
+        if home is None or n in _INTERPRETER or not isinstance(m, _ModuleType):
+            continue
+        path = vars(m).get("__file__")
+        if not isinstance(path, str) or path.startswith(home) or classify(n) == kind:
+            out.append(n)
+    out.sort()
+    return out
+
+
+_INTERPRETER = frozenset({"sys", "builtins"})
+_ModuleType = type(sys)
+# library identity -> the top-level names its distribution installs
+_unit_tops: dict[str, set[str]] = {}
 
 
 # --- modules imported in a function body ---------------------------------------

@@ -51,6 +51,7 @@ pub enum Tag {
     Leaf,
     Nested,
     DictItems,
+    Patched,
 }
 
 /// Small writes go to an inline buffer; the result of a short input is one

@@ -31,8 +31,10 @@ use super::plan::{Building, Plan};
 
 mod fingerprint;
 mod imports;
+pub mod patches;
 mod value;
 
+pub use patches::Unit;
 pub use value::{plain_value, try_plain};
 
 const MAX_DEPTH: usize = 256;
@@ -111,6 +113,16 @@ fn type_module(t: &Bound<'_, PyType>) -> String {
         .unwrap_or_default()
 }
 
+/// Notes that the modules `names` are library `lib` (as classified).
+fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {
+    let cache = LIBRARIES.get_or_init(py, || Mutex::new(AHashMap::new()));
+    if let Ok(mut c) = cache.lock() {
+        for n in names {
+            c.entry(n.clone()).or_insert_with(|| Some(lib.to_owned()));
+        }
+    }
+}
+
 /// Walks values, functions, classes and modules, with cycle detection
 /// (a back-reference to an object already being hashed) and a per-walk memo
 /// of function and class fingerprints.
@@ -166,6 +178,10 @@ pub struct Walker<'py> {
     /// Modules to key as not loaded even if they are loaded now: those not
     /// loaded when the key before a call was computed (see `Memo.key`).
     pub view: Option<Rc<AHashSet<String>>>,
+    /// Library units reached: see `patches.rs`.
+    pub units: Vec<Arc<patches::Unit>>,
+    /// (library module, attribute names) -> digest of its patches.
+    patched: AHashMap<(usize, usize), Option<Digest>>,
 }
 
 pub struct Member {
@@ -192,6 +208,8 @@ impl<'py> Walker<'py> {
             folded: Vec::new(),
             unloaded: Vec::new(),
             view: None,
+            units: Vec::new(),
+            patched: AHashMap::new(),
         })
     }
 
@@ -309,19 +327,32 @@ impl<'py> Walker<'py> {
         }
     }
 
-    /// `Some("<kind and version>")` when `module` is the standard library or
-    /// an installed distribution (keyed by version, not walked).
-    fn library(&self, module: &str) -> PyResult<Option<String>> {
+    /// `Some("<kind and identity>")` when `module` is the standard library
+    /// or an installed distribution (keyed by what is installed, not
+    /// walked); its unit is noted as reached (see `patches.rs`).
+    fn library(&mut self, module: &str) -> PyResult<Option<String>> {
         let cache = LIBRARIES.get_or_init(self.py, || Mutex::new(AHashMap::new()));
-        if let Some(kind) = cache.lock().ok().and_then(|c| c.get(module).cloned()) {
-            return Ok(kind);
-        }
-        let kind = self
-            .support()?
-            .call_method1(intern!(self.py, "classify"), (module,))?
-            .extract::<Option<String>>()?;
-        if let Ok(mut c) = cache.lock() {
-            c.insert(module.to_owned(), kind.clone());
+        let cached = cache.lock().ok().and_then(|c| c.get(module).cloned());
+        let kind = match cached {
+            Some(kind) => kind,
+            None => {
+                let kind = self
+                    .support()?
+                    .call_method1(intern!(self.py, "classify"), (module,))?
+                    .extract::<Option<String>>()?;
+                if let Ok(mut c) = cache.lock() {
+                    c.insert(module.to_owned(), kind.clone());
+                }
+                kind
+            }
+        };
+        if let Some(unit) = kind
+            .as_deref()
+            .and_then(|k| patches::unit_of(self.py, module, k))
+        {
+            if !self.units.iter().any(|u| Arc::ptr_eq(u, &unit)) {
+                self.units.push(unit);
+            }
         }
         Ok(kind)
     }

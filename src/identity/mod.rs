@@ -36,6 +36,7 @@ pub fn value_digest(obj: &Bound<'_, PyAny>) -> PyResult<Digest> {
     let mut w = Walker::new(obj.py())?;
     w.value(obj, &mut h).map_err(to_py)?;
     w.finish(&mut h).map_err(to_py)?;
+    w.fold_units(&mut h).map_err(to_py)?;
     Ok(h.finish())
 }
 

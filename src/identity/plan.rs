@@ -14,7 +14,7 @@
 //! [`Walker::finish`]); leaves found inside a member are hashed only when that
 //! member is folded in.
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::prelude::*;
@@ -22,7 +22,9 @@ use pyo3::types::{PyDict, PyString};
 
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{self, Guards};
-use super::hash::{context, try_plain, Dep, HResult, HashError, Member, Used, Walker};
+use super::hash::{
+    context, patches, try_plain, Dep, HResult, HashError, Member, Unit, Used, Walker,
+};
 
 /// Bumped whenever the meaning of a digest changes, so old entries miss.
 const KEY_VERSION: u64 = 3;
@@ -50,6 +52,8 @@ pub struct Plan {
     pub(super) dynamic: bool,
     /// Modules keyed as not loaded (imported in a body, not loaded yet).
     unloaded: Vec<String>,
+    /// Library units reached (sorted), whose patches are folded into every key.
+    pub(super) units: Vec<Arc<Unit>>,
 }
 
 /// A call's key, with what produced it.
@@ -194,6 +198,11 @@ pub fn build(
                     used: std::mem::take(&mut w.used),
                     dynamic: w.dynamic,
                     unloaded: std::mem::take(&mut w.unloaded),
+                    units: {
+                        let mut units = std::mem::take(&mut w.units);
+                        units.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                        units
+                    },
                 }))
             }
             Err(HashError::Unhashable(msg)) => Err(msg),
@@ -296,6 +305,13 @@ pub fn key<'py>(
             hash_leaves(w, plan, Some(id), &mut h, &mut leaf_digests)?;
         }
         w.finish(&mut h)?;
+    }
+    let own_units = walker.as_ref().is_some_and(|w| !w.units.is_empty());
+    if own_units || !patches::clean(py, &plan.units) {
+        let w = lazy(&mut walker, py, plan, view)?;
+        w.record = record.take();
+        w.fold_units(&mut h)?;
+        record = w.record.take();
     }
     for dep in record.iter_mut().flatten() {
         if let Some(d) = dep

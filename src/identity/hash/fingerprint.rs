@@ -319,7 +319,7 @@ impl<'py> Walker<'py> {
 
     /// A global (or module attribute) a function reads: modules are walked
     /// through the attribute names the code uses.
-    fn dependency(
+    pub(super) fn dependency(
         &mut self,
         v: &Bound<'py, PyAny>,
         attrs: Option<&[Py<PyString>]>,
@@ -418,6 +418,9 @@ impl<'py> Walker<'py> {
             h.tag(Tag::Library);
             h.str(&name);
             h.str(&lib);
+            if let Some(attrs) = attrs {
+                self.patches(m, &name, attrs, h)?;
+            }
             return Ok(());
         }
         h.tag(Tag::Module);

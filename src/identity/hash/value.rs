@@ -27,7 +27,9 @@ pub fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
             h.i64(v);
         } else {
             let bits: usize = obj.call_method0("bit_length")?.extract()?;
-            let raw = obj.call_method1("to_bytes", (bits / 8 + 1, "little", true))?;
+            let kwargs = pyo3::types::PyDict::new(obj.py());
+            kwargs.set_item("signed", true)?; // keyword-only
+            let raw = obj.call_method("to_bytes", (bits / 8 + 1, "little"), Some(&kwargs))?;
             h.tag(Tag::BigInt);
             h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
         }
