@@ -278,6 +278,11 @@ case("module_its_imported_module_imports_edited", LOCAL_IN_BODY,
 case("module_imported_in_body_comment_added", LOCAL_IN_BODY,
      {**LOCAL_IN_BODY, "deep.py": "# why ten\ndef g(x):\n    return x * 10  # ten\n"},
      "reuse")
+case("module_imported_in_body_docstrings_added",
+     {**LOCAL_IN_BODY, "deep.py": 'class C:\n    pass\ndef g(x):\n    return x * 10\n'},
+     {**LOCAL_IN_BODY, "deep.py": '"""Deep."""\nclass C:\n    """A class."""\n'
+                                  'def g(x):\n    """Ten times."""\n    return x * 10\n'},
+     "reuse")
 PKG_IN_BODY = {"main.py": body("from pkg import sub\nreturn sub.f(n)"),
                "pkg/__init__.py": "K = 1\n",
                "pkg/sub.py": "from . import K\ndef f(x):\n    return x + K\n"}

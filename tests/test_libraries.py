@@ -232,3 +232,19 @@ key, record = _bytecache.call_key(f, {"df": pd.DataFrame({"a": [1.0]})}, [], Tru
 print([name for kind, name, _, _ in record if kind == "patch"])
 """)
     assert proc.stdout.split() == ["[]"]
+
+
+def test_explain_names_the_replaced_attribute(runner: Runner) -> None:
+    proc = runner.run("""
+import json, json.encoder
+import bytecache
+
+@bytecache.memoize
+def dump(n):
+    return json.dumps({"n": n})
+
+dump(1)
+json.encoder.encode_basestring_ascii = lambda s: '"?"'
+print(bytecache.explain(dump, 1))
+""")
+    assert "library attribute `json.encoder.encode_basestring_ascii` replaced" in proc.stdout

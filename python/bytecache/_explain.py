@@ -62,10 +62,20 @@ def _diff(old: list[list[Any]], new: list[list[Any]]) -> list[str]:
             else:
                 state = "changed" if prev is not None else "is new"
                 reasons.append(f"global `{_short(name)}` {state}")
+        elif kind == "module":
+            state = "changed" if prev is not None else "is new"
+            reasons.append(f"module `{name}` (imported in the body, not loaded yet) {state}")
+        elif kind == "patch":
+            state = "replaced by something else" if prev is not None else "replaced"
+            reasons.append(f"library attribute `{name}` {state}")
         else:
             reasons.append(f"argument `{name}` changed")
     for kind, name in before:
-        if (kind, name) not in after and kind != "argument":
+        if (kind, name) in after or kind == "argument":
+            continue
+        if kind == "patch":
+            reasons.append(f"library attribute `{name}` is no longer replaced")
+        else:
             reasons.append(f"{kind} `{_short(name)}` is no longer used")
     return reasons
 

@@ -402,12 +402,25 @@ def unloaded(name: str) -> tuple:
         if source is None:
             return ("opaque", origin)
         try:
-            code = compile(source, origin, "exec", dont_inherit=True)  # type: ignore[call-overload]
+            code = _compile(source, origin)
         except (SyntaxError, ValueError) as e:
             content = source if isinstance(source, bytes) else str(source).encode()
             return ("error", f"{type(e).__name__}: {e} ({_bytecache.hash_value(content).hex()})")
         _compiled[key] = code
     return ("source", is_package, code, os.path.realpath(origin))
+
+
+def _compile(source: object, path: str) -> object:
+    """A module's code, without the docstrings of the module and its classes
+    (as functions' are left out of their fingerprints: a docstring edit
+    does not invalidate)."""
+    import ast
+
+    tree = compile(source, path, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)  # type: ignore[call-overload]
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef)) and ast.get_docstring(node, clean=False):
+            node.body[0] = ast.Pass()
+    return compile(ast.fix_missing_locations(tree), path, "exec", dont_inherit=True)
 
 
 def environment() -> tuple[tuple[str, str], ...]:
