@@ -54,6 +54,11 @@ case("two_locals_split_across_lines",
      HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    a, b = n, 2\n'
      "    return [a,\n            b]\nprint(target(5))\n", "reuse")
 case("moved_down", t("n + 1"), HEADER + "\n" * 30 + TARGET.format(body="n + 1"), "reuse")
+CLASS_IN_BODY = ("@bytecache.memoize\ndef target(n):\n    ran()\n    class K:\n        v = 2\n"
+                 "    return K.v * n\n\nprint(target(5))\n")
+# 3.13 stores a class body's first line as a constant (`__firstlineno__`)
+case("class_in_body_moved_down", HEADER + CLASS_IN_BODY, HEADER + "\n" * 5 + CLASS_IN_BODY,
+     "reuse")
 LOOP = HEADER + """
 def pair(a, b):
     if a == 3:

@@ -163,6 +163,12 @@ fn analyse(code: &Bound<'_, PyCode>) -> PyResult<CodeInfo> {
         h.u8(ins.op);
         if t.has_const[op] {
             let i = ins.arg as usize;
+            if stores_line_number(&list, at, t, &name_strs) {
+                // 3.13 stores a class body's first line in `__firstlineno__`:
+                // a position, like the line table.
+                h.digest(0);
+                continue;
+            }
             let d = match const_digests.get(i).copied().flatten() {
                 Some(d) => d,
                 None => {
@@ -303,6 +309,13 @@ fn note_use(
         (Some(all), Some(keys)) => all.extend(keys),
         _ => *entry = None,
     }
+}
+
+/// Whether the constant loaded at `list[at]` is stored as `__firstlineno__`.
+fn stores_line_number(list: &[Instr], at: usize, t: &OpTable, names: &[&str]) -> bool {
+    list.get(at + 1).is_some_and(|next| {
+        next.op == t.store_name && names.get(next.arg as usize) == Some(&"__firstlineno__")
+    })
 }
 
 /// If the global loaded at `list[at]` is only read by one constant key
