@@ -130,6 +130,14 @@ pub fn clean(py: Python<'_>, units: &[Arc<Unit>]) -> bool {
     })
 }
 
+/// A value that cannot be inspected is taken to be of the user's making.
+fn taken_for_foreign(r: HResult<bool>) -> HResult<bool> {
+    match r {
+        Err(HashError::Python(_)) => Ok(true),
+        other => other,
+    }
+}
+
 /// Python errors while looking at a library's modules: the key cannot be
 /// computed (never raised into the call).
 fn unhashable(e: HashError, what: impl FnOnce() -> String) -> HashError {
@@ -351,7 +359,7 @@ impl<'py> Walker<'py> {
                 if key.starts_with("__") && key.ends_with("__") {
                     continue;
                 }
-                if self.foreign(&v, &dict, &name, 0)? {
+                if taken_for_foreign(self.foreign(&v, &dict, &name, 0))? {
                     foreign.push((name.clone(), key.to_owned(), v.unbind()));
                 }
             }
@@ -373,22 +381,8 @@ impl<'py> Walker<'py> {
     }
 
     /// Whether `v`, found in library module `module` (whose dict is
-    /// `dict`), is of the user's making; a value that cannot be inspected is
-    /// taken to be.
+    /// `dict`), is of the user's making (see [`taken_for_foreign`]).
     fn foreign(
-        &mut self,
-        v: &Bound<'py, PyAny>,
-        dict: &Bound<'py, PyDict>,
-        module: &str,
-        depth: u32,
-    ) -> HResult<bool> {
-        match self.made_by_user(v, dict, module, depth) {
-            Err(HashError::Python(_)) => Ok(true),
-            other => other,
-        }
-    }
-
-    fn made_by_user(
         &mut self,
         v: &Bound<'py, PyAny>,
         dict: &Bound<'py, PyDict>,
@@ -458,7 +452,7 @@ impl<'py> Walker<'py> {
                 return self.user_type(&t);
             };
         for item in held {
-            if self.foreign(&item, dict, module, depth + 1)? {
+            if taken_for_foreign(self.foreign(&item, dict, module, depth + 1))? {
                 return Ok(true);
             }
         }
