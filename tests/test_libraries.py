@@ -248,3 +248,28 @@ json.encoder.encode_basestring_ascii = lambda s: '"?"'
 print(bytecache.explain(dump, 1))
 """)
     assert "library attribute `json.encoder.encode_basestring_ascii` replaced" in proc.stdout
+
+
+def test_a_library_attribute_replaced_by_a_mock_runs_the_call(runner: Runner) -> None:
+    # A mock makes up attributes and state for whatever is asked of it: it is
+    # not hashed (a walk of it never ends); the call runs, with a warning.
+    proc = runner.run("""
+import json, json.encoder
+from unittest import mock
+import bytecache
+
+@bytecache.memoize
+def dump(n):
+    ran()
+    return json.dumps({"n": n})
+
+with mock.patch("json.dumps", return_value="fake"):
+    print(dump(1))
+with mock.patch("json.encoder.encode_basestring_ascii", side_effect=lambda s: '"?"'):
+    print(dump(1))
+print(dump(1))
+print(dump(1))
+""")
+    assert proc.stdout.split() == ["RAN", "fake", "RAN", '{"?":', "1}", "RAN", '{"n":', "1}",
+                                   '{"n":', "1}"]
+    assert proc.stderr.count("is replaced by a mock") == 2

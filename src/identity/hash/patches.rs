@@ -130,6 +130,24 @@ pub fn clean(py: Python<'_>, units: &[Arc<Unit>]) -> bool {
     })
 }
 
+/// A mock (`unittest.mock`) is not hashed: it makes up attributes and state
+/// for whatever is asked of it, so a walk of it never ends. The call runs
+/// normally while a library attribute is a mock.
+fn refuse_mock(v: &Bound<'_, PyAny>, what: impl FnOnce() -> String) -> HResult<()> {
+    let mock = v.get_type().mro().iter().any(|t| {
+        t.cast::<PyType>()
+            .is_ok_and(|t| type_module(t) == "unittest.mock")
+    });
+    if mock {
+        return Err(HashError::Unhashable(format!(
+            "{} is replaced by a mock ({}), which cannot be hashed by content",
+            what(),
+            type_name(v)
+        )));
+    }
+    Ok(())
+}
+
 /// A value that cannot be inspected is taken to be of the user's making.
 fn taken_for_foreign(r: HResult<bool>) -> HResult<bool> {
     match r {
@@ -205,6 +223,7 @@ impl<'py> Walker<'py> {
             {
                 continue;
             } else {
+                refuse_mock(&v, || format!("`{name}.{key}`"))?;
                 self.site(&v, || format!("`{name}.{key}` (replaced)"));
                 self.dependency(&v, Some(attrs), &mut one)
                     .map_err(|e| context(e, || format!("`{name}.{key}` (replaced)")))?;
@@ -297,6 +316,7 @@ impl<'py> Walker<'py> {
             let mut sub = Hasher::new();
             for (module, key, v) in &scan.foreign {
                 let v = v.bind(self.py);
+                refuse_mock(v, || format!("`{module}.{key}`"))?;
                 let mut one = Hasher::new();
                 self.value(v, &mut one)
                     .map_err(|e| context(e, || format!("`{module}.{key}` (replaced)")))?;
