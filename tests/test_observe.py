@@ -552,8 +552,6 @@ print(type(time.time()).__name__, os.path.exists("main.py"), datetime.date.today
     assert out == ["float", "True", "True"]
 
 
-@pytest.mark.xfail(reason="an import in the body counts as a mutation until identity II part A "
-                          "lands", strict=True)
 def test_imports_during_the_call_are_not_probes(runner: Runner) -> None:
     # Importing stats path entries and module files (the working directory
     # among them, whose mtime changes whenever a file is created there): the

@@ -271,6 +271,9 @@ def new_process(cfg: Cfg, tool_list: list[str]) -> None:
                          "wall time of that whole child process (interpreter start, imports)")
     RESULTS.extend([store, load, load_wall, cold, cold_wall])
     for tool in tool_list:
+        if tool == "plain":
+            plain_process(cfg, store, (load, load_wall), (cold, cold_wall))
+            continue
         if tool not in PERSISTENT:
             for wl in (store, load, load_wall, cold, cold_wall):
                 wl.results.append(Result(wl.id, tool, "n/a", note="in-memory only"))
@@ -332,6 +335,22 @@ def new_process(cfg: Cfg, tool_list: list[str]) -> None:
         finally:
             drop(d)
         log(f"  cold start       {tool:<18} {fmt(cold.results[-1].median)}")
+
+
+def plain_process(cfg: Cfg, store: Workload, *children: tuple[Workload, Workload]) -> None:
+    """The reference for the new-process workloads: the same children calling the
+    function itself (computing it), so a tool's first call can be read as plain + overhead."""
+    store.results.append(Result(store.id, "plain", "n/a", note="nothing is stored"))
+    for (inproc_wl, wall_wl), mode in zip(children, ("load", "cold"), strict=True):
+        inproc, walls = [], []
+        for _ in range(cfg.children):
+            out, _n, wall, _other = run_child(mode, "plain", fresh_dir("plain"))
+            inproc.append(out["seconds"])
+            walls.append(wall)
+        note = "computes the result (nothing is memoized)"
+        inproc_wl.results.append(Result(inproc_wl.id, "plain", "ok", inproc, note))
+        wall_wl.results.append(Result(wall_wl.id, "plain", "ok", walls, note))
+        log(f"  {mode:<16} plain              {fmt(inproc_wl.results[-1].median)}")
 
 
 def many_entries(cfg: Cfg, tool_list: list[str]) -> None:

@@ -95,8 +95,11 @@ class Memo:
     immutable results kept in this process."""
 
     def __new__(cls, func: object, ignore: Sequence[str] = ...) -> Memo: ...
-    def key(self, arguments: dict[str, object], record: bool = False) -> Any:
-        """Like `call_key`, from the cached plan."""
+    def key(
+        self, arguments: dict[str, object], record: bool = False, before: bytes | None = None
+    ) -> Any:
+        """Like `call_key`, from the cached plan; `before`: the key computed
+        before the call, whose modules not loaded then are keyed as not loaded."""
     def quick(
         self, args: tuple[object, ...], kwargs: dict[str, object] | None = None
     ) -> tuple[object] | bytes | None:

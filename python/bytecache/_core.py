@@ -246,7 +246,9 @@ class Miss:
         record: list[Any] = []
         if not reasons:
             try:
-                after, record = t.memo.key(self.arguments, record=True)
+                # Modules the call imported are keyed as before (not loaded):
+                # an import is not a mutation.
+                after, record = t.memo.key(self.arguments, record=True, before=self.key)
             except _bytecache.UnhashableError:
                 after = None
             if after != self.key and not _effects.rng_arguments_only(
@@ -272,7 +274,10 @@ class Miss:
             _not_stored(t, self.store, self.key, [Reason(UNPICKLABLE, str(e))], self.manifest,
                         record)
             return
-        read = [p for p, s in recorder.files.items() if s is not None]
+        # Modules the call imported are in the key by their code: their files
+        # are not data it read.
+        code = {display for kind, _, display, _ in record if kind == "module"}
+        read = [p for p, s in recorder.files.items() if s is not None and p not in code]
         files = [s for s in map(_file_state, read) if s is not None]
         dirs = [s for s in map(_dir_state, recorder.dirs) if s is not None]
         if len(files) != len(read) or len(dirs) != len(recorder.dirs):

@@ -30,6 +30,9 @@ FUNCTION_CHANGED = "function_changed"
 GLOBAL_CHANGED = "global_changed"
 ARGUMENT_CHANGED = "argument_changed"
 NO_LONGER_USED = "no_longer_used"
+MODULE_CHANGED = "module_changed"  # a module imported in the body, not loaded: extra = is new
+PATCHED = "patched"  # a library attribute replaced: extra = newly replaced
+UNPATCHED = "unpatched"  # a library attribute no longer replaced
 FILE_CHANGED = "file_changed"
 DEPENDENCY_CHANGED = "dependency_changed"  # env, probe, state: detail = item, extra = (old, new)
 NEVER_COMPUTED = "never_computed"
@@ -98,6 +101,11 @@ _TEXT: dict[str, Callable[[Reason], str]] = {
     GLOBAL_CHANGED: _changed,
     ARGUMENT_CHANGED: lambda r: f"argument `{r.detail}` changed",
     NO_LONGER_USED: lambda r: f"{r.detail} is no longer used",
+    MODULE_CHANGED: lambda r: f"module `{r.detail}` (imported in the body, not loaded yet) "
+                              + ("is new" if r.extra else "changed"),
+    PATCHED: lambda r: f"library attribute `{r.detail}` "
+                       + ("replaced" if r.extra else "replaced by something else"),
+    UNPATCHED: lambda r: f"library attribute `{r.detail}` is no longer replaced",
     FILE_CHANGED: lambda r: r.detail,
     DEPENDENCY_CHANGED: _changed,
     NEVER_COMPUTED: lambda r: f"`{r.detail}` was never computed"

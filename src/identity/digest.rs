@@ -53,6 +53,10 @@ pub enum Tag {
     Unloaded = 37,
     Leaf = 38,
     Nested = 39,
+    // Identity II (libraries): a dict keyed by some of its items; a unit's
+    // patches.
+    DictItems = 40,
+    Patched = 41,
     // Identity II (values): new kinds start at 64.
     Instance = 64,
     EmptySlot = 65,

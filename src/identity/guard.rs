@@ -198,6 +198,15 @@ impl Guards {
             && self.dicts.iter().all(|d| d.holds(py, self.root))
     }
 
+    /// [`Guards::hold`] for guards built without a root function
+    /// (`Builder::default()`: a library unit's scan).
+    pub fn hold_unrooted(&self, py: Python<'_>) -> bool {
+        self.root == 0
+            && self.functions.iter().all(|f| f.holds(0))
+            && self.types.iter().all(|t| t.holds(py, 0))
+            && self.dicts.iter().all(|d| d.holds(py, 0))
+    }
+
     /// Every reference held, for the garbage collector.
     pub fn references(&self) -> impl Iterator<Item = &Py<PyAny>> {
         let dicts = self.dicts.iter().flat_map(|d| {

@@ -38,11 +38,14 @@ mod array;
 mod error;
 mod fingerprint;
 mod frame;
+mod imports;
+pub mod patches;
 mod state;
 mod types;
 mod value;
 
 pub use error::{HResult, HashError, Kind, Step, Unhashable};
+pub use patches::Unit;
 pub use value::{plain_value, try_plain, unseeded};
 
 /// How deep a walk may go (values and containers entered), whatever the
@@ -100,6 +103,16 @@ fn type_module(t: &Bound<'_, PyType>) -> String {
         .unwrap_or_default()
 }
 
+/// Notes that the modules `names` are library `lib` (as classified).
+fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {
+    let cache = LIBRARIES.get_or_init(py, || Mutex::new(AHashMap::new()));
+    if let Ok(mut c) = cache.lock() {
+        for n in names {
+            c.entry(n.clone()).or_insert_with(|| Some(lib.to_owned()));
+        }
+    }
+}
+
 /// Walks values, functions, classes and modules, with cycle detection
 /// (a back-reference to an object already being hashed) and a per-walk memo
 /// of function and class fingerprints.
@@ -142,6 +155,11 @@ pub struct Walker<'py> {
     pub(super) used: Used,
     /// Some reached code looks attributes up by computed names.
     pub(super) dynamic: bool,
+    /// Functions' annotations are hashed on fingerprinted code too (some
+    /// reached code introspects them); else only on function values.
+    pub(super) annotations: bool,
+    /// Some fingerprinted function's annotations were left out.
+    pub(super) skipped_annotations: bool,
     /// Top-level packages of the libraries reached (standard library
     /// included), in the order first reached.
     pub(super) libraries: Vec<String>,
@@ -157,6 +175,15 @@ pub struct Walker<'py> {
     pub base: Option<Rc<Plan>>,
     next_member: u32,
     folded: Vec<u32>,
+    /// Modules keyed as not loaded (see `imports.rs`), in walk order.
+    pub unloaded: Vec<String>,
+    /// Modules to key as not loaded even if they are loaded now: those not
+    /// loaded when the key before a call was computed (see `Memo.key`).
+    pub view: Option<Rc<AHashSet<String>>>,
+    /// Library units reached: see `patches.rs`.
+    pub units: Vec<Arc<patches::Unit>>,
+    /// (library module, attribute names) -> digest of its patches.
+    patched: AHashMap<(usize, usize), Option<Digest>>,
 }
 
 pub struct Member {
@@ -187,6 +214,8 @@ impl<'py> Walker<'py> {
             memo: AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
             used: Used::default(),
             dynamic: false,
+            annotations: false,
+            skipped_annotations: false,
             libraries: Vec::new(),
             members: Vec::new(),
             record: None,
@@ -194,6 +223,10 @@ impl<'py> Walker<'py> {
             base: None,
             next_member: 0,
             folded: Vec::new(),
+            unloaded: Vec::new(),
+            view: None,
+            units: Vec::new(),
+            patched: AHashMap::new(),
         })
     }
 
@@ -222,6 +255,19 @@ impl<'py> Walker<'py> {
             }
             Err(u) => Err(u.clone().into()),
         }
+    }
+
+    /// Whether reached code can introspect functions' annotations or
+    /// signatures.
+    pub(super) fn introspects(&self) -> bool {
+        const NAMES: [&str; 5] = [
+            "__annotations__",
+            "__signature__",
+            "signature",
+            "get_type_hints",
+            "get_annotations",
+        ];
+        self.dynamic || NAMES.iter().any(|n| self.used.contains(n))
     }
 
     /// Whether reached code can use member `name`.
@@ -311,19 +357,32 @@ impl<'py> Walker<'py> {
         }
     }
 
-    /// `Some("<kind and version>")` when `module` is the standard library or
-    /// an installed distribution (keyed by version, not walked).
-    fn library(&self, module: &str) -> PyResult<Option<String>> {
+    /// `Some("<kind and identity>")` when `module` is the standard library
+    /// or an installed distribution (keyed by what is installed, not
+    /// walked); its unit is noted as reached (see `patches.rs`).
+    fn library(&mut self, module: &str) -> PyResult<Option<String>> {
         let cache = LIBRARIES.get_or_init(self.py, || Mutex::new(AHashMap::new()));
-        if let Some(kind) = cache.lock().ok().and_then(|c| c.get(module).cloned()) {
-            return Ok(kind);
-        }
-        let kind = self
-            .support()?
-            .call_method1(intern!(self.py, "classify"), (module,))?
-            .extract::<Option<String>>()?;
-        if let Ok(mut c) = cache.lock() {
-            c.insert(module.to_owned(), kind.clone());
+        let cached = cache.lock().ok().and_then(|c| c.get(module).cloned());
+        let kind = match cached {
+            Some(kind) => kind,
+            None => {
+                let kind = self
+                    .support()?
+                    .call_method1(intern!(self.py, "classify"), (module,))?
+                    .extract::<Option<String>>()?;
+                if let Ok(mut c) = cache.lock() {
+                    c.insert(module.to_owned(), kind.clone());
+                }
+                kind
+            }
+        };
+        if let Some(unit) = kind
+            .as_deref()
+            .and_then(|k| patches::unit_of(self.py, module, k))
+        {
+            if !self.units.iter().any(|u| Arc::ptr_eq(u, &unit)) {
+                self.units.push(unit);
+            }
         }
         Ok(kind)
     }

@@ -32,7 +32,7 @@ use super::code::{parameter_count, plain_parameters, varnames};
 use super::digest::Digest;
 use super::contained;
 use super::hash::{Dep, HashError, Kind};
-use super::plan::{self, Cached};
+use super::plan::{self, Cached, View};
 use crate::cpython::code::code_parts;
 use crate::cpython::function::function_parts;
 use crate::cpython::{weakref, GilCell};
@@ -41,6 +41,9 @@ use crate::cpython::{weakref, GilCell};
 const MAX_RESULTS: usize = 4096;
 /// Largest result kept (bytes of str/bytes content plus 16 per item).
 const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// Keys remembered with the modules they keyed as not loaded (for the key
+/// after a call that imports them), most recent first.
+const MAX_VIEWS: usize = 64;
 
 thread_local! {
     /// `with bytecache.disabled():` depth on this thread.
@@ -101,6 +104,8 @@ pub struct Memo {
     simple: bool,
     cached: GilCell<Option<Rc<Cached>>>,
     results: GilCell<Results>,
+    /// Recent keys that keyed modules as not loaded, with those modules.
+    views: GilCell<Vec<(Digest, View)>>,
 }
 
 /// What [`Memo::quick`] found.
@@ -177,6 +182,7 @@ impl Memo {
                 epoch: CLEARED.load(Ordering::Acquire),
                 ..Results::default()
             }),
+            views: GilCell::new(Vec::new()),
         })
     }
 
@@ -203,14 +209,16 @@ impl Memo {
     }
 
     /// The cached plan while its guards hold, else a new one (with the
-    /// dependency record when asked; a record always means a new walk).
+    /// dependency record when asked; a record or a view always means a new
+    /// walk, and a plan built in a view is not kept).
     fn plan(
         &self,
         func: &Bound<'_, PyAny>,
         record: bool,
+        view: Option<View>,
     ) -> Result<(Rc<Cached>, Option<Vec<Dep>>), HashError> {
         let py = func.py();
-        if !record {
+        if !record && view.is_none() {
             // SAFETY: cloning an `Rc` runs no Python code.
             let cached = unsafe { self.cached.with(py, |c| c.clone()) };
             if let Some(c) = cached {
@@ -219,8 +227,12 @@ impl Memo {
                 }
             }
         }
-        let (c, deps) = plan::build(func, record)?;
+        let in_view = view.is_some();
+        let (c, deps) = plan::build(func, record, view)?;
         let c = Rc::new(c);
+        if in_view {
+            return Ok((c, deps));
+        }
         let keep = c.reusable.then(|| c.clone());
         // SAFETY: a swap runs no Python code; the old plan is dropped after.
         let old = unsafe { self.cached.with(py, |slot| std::mem::replace(slot, keep)) };
@@ -230,15 +242,19 @@ impl Memo {
 
     /// The key of a call with its bound `arguments` (name, value) in
     /// parameter order, defaults applied; with the dependency record when
-    /// `record` (see `identity::call_key`).
+    /// `record` (see `identity::call_key`). With `before` (the key computed
+    /// before the call that has just run), the modules not loaded then are
+    /// keyed as not loaded now: a module the call imported is not a
+    /// mutation of what it read.
     pub fn key<'py>(
         &self,
         py: Python<'py>,
         arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         record: bool,
+        before: Option<Digest>,
     ) -> Result<(Digest, Option<Vec<Dep>>), HashError> {
         let func = self.function(py).ok_or_else(Self::gone)?;
-        self.key_of(&func, arguments, record)
+        self.key_of(&func, arguments, record, before)
     }
 
     /// [`Memo::key`] for the memo's function `func`, held by the caller.
@@ -247,23 +263,42 @@ impl Memo {
         func: &Bound<'py, PyAny>,
         arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         record: bool,
+        before: Option<Digest>,
     ) -> Result<(Digest, Option<Vec<Dep>>), HashError> {
         let py = func.py();
-        contained(|| {
-            let (c, deps) = self.plan(func, record)?;
+        // SAFETY: reads Rust data and clones an `Rc`.
+        let view = before.and_then(|b| unsafe {
+            self.views.with(py, |v| {
+                v.iter().find(|(d, _)| *d == b).map(|(_, v)| v.clone())
+            })
+        });
+        let keyed = contained(|| {
+            let (c, deps) = self.plan(func, record, view.clone())?;
             let plan = match &c.plan {
                 Ok(p) => p,
                 Err(u) => return Err(HashError::Unhashable(Box::new(u.clone()))),
             };
-            plan::key(py, plan, arguments, &self.ignore, deps)
-        })
+            plan::key(py, plan, arguments, &self.ignore, deps, view.as_ref())
+        })?;
+        if view.is_none() && !keyed.unloaded.is_empty() {
+            let names: View = Rc::new(keyed.unloaded.into_iter().collect());
+            // SAFETY: Rust data only; the dropped entry holds no Python object.
+            unsafe {
+                self.views.with(py, |v| {
+                    v.retain(|(d, _)| *d != keyed.digest);
+                    v.truncate(MAX_VIEWS - 1);
+                    v.insert(0, (keyed.digest, names));
+                });
+            }
+        }
+        Ok((keyed.digest, keyed.record))
     }
 
     /// The top-level packages of the libraries this function's fingerprint
     /// reaches, and whether its code names `argv` (`_deps.LIBRARY_STATE`).
     pub fn reach(&self, py: Python<'_>) -> Result<(Vec<String>, bool), HashError> {
         let func = self.function(py).ok_or_else(Self::gone)?;
-        let (c, _) = self.plan(&func, false)?;
+        let (c, _) = self.plan(&func, false, None)?;
         Ok(match &c.plan {
             Ok(p) => (
                 p.libraries.clone(),
@@ -276,7 +311,7 @@ impl Memo {
     /// For Rust callers (benches): the key of a call whose bound arguments
     /// are in `arguments`.
     pub fn key_digest(&self, arguments: &Bound<'_, PyDict>) -> Result<Digest, HashError> {
-        Ok(self.key(arguments.py(), arguments.iter(), false)?.0)
+        Ok(self.key(arguments.py(), arguments.iter(), false, None)?.0)
     }
 
     /// A plain positional call (`args`, `kwargs`) answered from kept results
@@ -318,7 +353,7 @@ impl Memo {
             };
             arguments.push((name.bind(py).clone().into_any(), value));
         }
-        Ok(match self.key(py, arguments.into_iter(), false) {
+        Ok(match self.key(py, arguments.into_iter(), false, None) {
             Ok((key, _)) => match self.recall(py, key) {
                 Some(v) => Quick::Kept(v),
                 None => Quick::Key(key),
@@ -509,7 +544,7 @@ pub unsafe fn recall_call(
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };
         (n.bind(py).clone().into_any(), v)
     });
-    match memo.key_of(&own, arguments, false) {
+    match memo.key_of(&own, arguments, false, None) {
         Ok((key, _)) => memo.recall(py, key).map(Py::into_ptr),
         Err(_) => None, // the Python path reports it
     }

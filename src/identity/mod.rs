@@ -47,6 +47,7 @@ pub fn value_digest(obj: &Bound<'_, PyAny>) -> Result<Digest, HashError> {
         let mut w = Walker::new(obj.py())?;
         w.value(obj, &mut h)?;
         w.finish(&mut h)?;
+        w.fold_units(&mut h)?;
         Ok(h.finish())
     })
 }
@@ -74,9 +75,10 @@ pub fn call_key(
     record: bool,
 ) -> Result<(Digest, Option<Vec<Dep>>), HashError> {
     contained(|| {
-        let (cached, deps) = plan::build(func, record)?;
+        let (cached, deps) = plan::build(func, record, None)?;
         let plan = cached.plan.map_err(|u| HashError::Unhashable(Box::new(u)))?;
-        plan::key(func.py(), &plan, arguments.iter(), ignore, deps)
+        let keyed = plan::key(func.py(), &plan, arguments.iter(), ignore, deps, None)?;
+        Ok((keyed.digest, keyed.record))
     })
 }
 

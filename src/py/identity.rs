@@ -107,17 +107,23 @@ impl PyMemo {
     }
 
     /// The key of a call with bound `arguments` (defaults applied); with
-    /// `record=True`, `(key, record)` (see `call_key`).
-    #[pyo3(signature = (arguments, record = false))]
+    /// `record=True`, `(key, record)` (see `call_key`). `before`: the key
+    /// computed before the call just made, after which this one is computed
+    /// to see whether the call mutated what it read; the modules that were
+    /// not loaded then are keyed as not loaded now (importing is not a
+    /// mutation).
+    #[pyo3(signature = (arguments, record = false, before = None))]
     fn key<'py>(
         &self,
         py: Python<'py>,
         arguments: &Bound<'py, PyDict>,
         record: bool,
+        before: Option<&[u8]>,
     ) -> PyResult<Bound<'py, PyAny>> {
+        let before = before.and_then(digest_of);
         let (digest, deps) = self
             .inner
-            .key(py, arguments.iter(), record)
+            .key(py, arguments.iter(), record, before)
             .map_err(to_py)?;
         key_result(py, digest, deps)
     }

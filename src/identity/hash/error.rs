@@ -51,6 +51,9 @@ pub enum Kind {
     Raised { exception: String, message: String },
     /// A function assigns a global: a cached call would skip that effect.
     AssignsGlobal,
+    /// A library attribute replaced by a mock (its type name): a mock makes
+    /// up attributes and state for whatever is asked of it.
+    Mock(String),
     /// A bug in bytecache (a Rust panic, caught).
     Internal(String),
 }
@@ -68,6 +71,7 @@ impl Kind {
             Kind::NoReduce { .. } => "no_reduce",
             Kind::Raised { .. } => "raised",
             Kind::AssignsGlobal => "assigns_global",
+            Kind::Mock(_) => "mock",
             Kind::Internal(_) => "internal",
         }
     }
@@ -80,6 +84,7 @@ impl Kind {
             | Kind::Generator(t)
             | Kind::Socket(t)
             | Kind::NativeCode(t)
+            | Kind::Mock(t)
             | Kind::NoReduce { type_name: t, .. }
             | Kind::Raised { exception: t, .. } => t,
             Kind::TooDeep | Kind::AssignsGlobal | Kind::Internal(_) => "",
@@ -104,6 +109,9 @@ impl Kind {
                 format!("{exception} was raised while hashing it ({message})")
             }
             Kind::AssignsGlobal => "assigns a global: a cached call would skip that effect".into(),
+            Kind::Mock(t) => {
+                format!("is replaced by a mock ({t}), which cannot be hashed by content")
+            }
             Kind::Internal(msg) => format!("internal error in bytecache ({msg})"),
         }
     }

@@ -284,11 +284,18 @@ impl<'py> Walker<'py> {
         } else {
             Vec::new()
         };
+        // Keyed by their text, as written: `x: int` and (under `from
+        // __future__ import annotations`) `x: "int"` are the same, and a
+        // class named only in annotations is not what the code runs.
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((k, annotation_text(&v)?.into_any())))
+            .collect::<PyResult<Vec<_>>>()?;
         self.attributes(parts, Tag::Annotations, pairs, h)
             .map_err(|e| e.at(Step::Attribute("__annotations__".to_owned())))
     }
 
-    fn note(&mut self, dep: Dep) {
+    pub(super) fn note(&mut self, dep: Dep) {
         if let Some(record) = self.record.as_mut() {
             if !record
                 .iter()
@@ -339,7 +346,14 @@ impl<'py> Walker<'py> {
             }
         }
         self.function_dict(parts, false, &mut own)?;
-        self.annotations(parts, &mut own)?;
+        // Annotations are what introspection sees (a function value handed
+        // to `inspect.signature`, code reading `f.__annotations__`); code
+        // that nothing introspects runs the same with or without type hints.
+        if self.plan.is_none() || self.annotations || self.introspects() {
+            self.annotations(parts, &mut own)?;
+        } else {
+            self.skipped_annotations = true;
+        }
         let own = own.finish();
         h.digest(own);
         if self.record.is_some() {
@@ -394,8 +408,12 @@ impl<'py> Walker<'py> {
             if let Some(v) = self.get(globals, key)? {
                 let mut sub = Hasher::new();
                 self.site(&v, || vec![function(), Step::Global(name.to_owned())]);
-                self.dependency(&v, attrs, &mut sub)
-                    .map_err(|e| e.at(Step::Global(name.to_owned())))?;
+                let keys = info.keys_of(name).filter(|_| !info.dynamic);
+                match (keys, v.cast_exact::<PyDict>()) {
+                    (Some(keys), Ok(d)) => self.dict_keys(d, keys, &mut sub),
+                    _ => self.dependency(&v, attrs, &mut sub),
+                }
+                .map_err(|e| e.at(Step::Global(name.to_owned())))?;
                 let d = sub.finish();
                 h.digest(d);
                 // The value itself became a leaf: its digest comes later.
@@ -424,19 +442,46 @@ impl<'py> Walker<'py> {
                 h.tag(Tag::Missing);
             }
         }
-        for (level, name) in &info.imports {
-            h.tag(Tag::Module);
-            let target = self
-                .support()?
-                .call_method1("imported", (globals, *level, name.as_str()))?;
-            // It depends on `__package__` and on what is loaded.
-            self.get(globals, intern!(self.py, "__package__"))?;
-            self.read_all(&loaded_modules(self.py)?);
-            if let Ok(m) = target.cast::<PyModule>() {
-                self.module(m, attrs, h)?;
-            } else {
-                h.tag(Tag::Unloaded);
-                self.value(&target, h)?;
+        self.imports(globals, &info.imports, attrs, h)?;
+        Ok(())
+    }
+
+    /// A global dict the code reads only by the constant `keys` (it never
+    /// escapes: not iterated, passed on or subscripted by a variable): the
+    /// items with those keys, so a key added that the code never reads does
+    /// not change the key. A plan leaf (items change in place).
+    fn dict_keys(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        keys: &[Py<PyAny>],
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        if let Some(b) = self.plan.as_mut() {
+            h.tag(Tag::Leaf);
+            h.u64(b.leaf_keys(d.as_any(), keys) as u64);
+            return Ok(());
+        }
+        self.items_of(d, keys, h)
+    }
+
+    /// The items of `d` with `keys` (present or not), in that order.
+    pub fn items_of(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        keys: &[Py<PyAny>],
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        h.tag(Tag::DictItems);
+        h.u64(keys.len() as u64);
+        for k in keys {
+            let k = k.bind(self.py);
+            self.value(k, h)?;
+            match d.get_item(k)? {
+                Some(v) => {
+                    h.tag(Tag::Name);
+                    self.value(&v, h)?;
+                }
+                None => h.tag(Tag::Missing),
             }
         }
         Ok(())
@@ -444,7 +489,7 @@ impl<'py> Walker<'py> {
 
     /// A global (or module attribute) a function reads: modules are walked
     /// through the attribute names the code uses.
-    fn dependency(
+    pub(super) fn dependency(
         &mut self,
         v: &Bound<'py, PyAny>,
         attrs: Option<&[Py<PyString>]>,
@@ -552,6 +597,9 @@ impl<'py> Walker<'py> {
             h.tag(Tag::Library);
             h.str(&name);
             h.str(&lib);
+            if let Some(attrs) = attrs {
+                self.patches(m, &name, attrs, h)?;
+            }
             return Ok(());
         }
         h.tag(Tag::Module);
@@ -598,4 +646,19 @@ impl<'py> Walker<'py> {
             Ok(())
         })
     }
+}
+
+/// An annotation as text: a string as written, a class by its qualified
+/// name, anything else (`list[int]`, `typing.Optional[int]`) by its repr
+/// without the `typing.` prefixes.
+fn annotation_text<'py>(v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    let py = v.py();
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(s.clone());
+    }
+    if let Ok(t) = v.cast::<PyType>() {
+        return t.qualname();
+    }
+    let text = v.repr()?.to_str()?.replace("typing.", "");
+    Ok(PyString::new(py, &text))
 }
