@@ -42,7 +42,7 @@ PINNED = {
     "tuple": "2da20c83c57e5ee4d96bbad7e5b53838",
     "dict": "ee057b91e6504e992f52a7ea4e4747d8",
     "array": "4f9e5cc9b642068e6b8d0ce7ac721d38",
-    "frame": "5ba51b0e3336f51ee78deb034b553cc8",
+    "frame": "3bc531b0683a195b85ede9b3afd3ba1e",
 }
 
 FUNCTION = {

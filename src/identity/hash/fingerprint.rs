@@ -111,11 +111,13 @@ impl<'py> Walker<'py> {
                 h.str(&module);
                 h.str(&qualname);
                 h.str(&lib);
-                h.digest(code_info(&parts.code)?.digest);
                 if !own {
                     // Made at run time by the library (a decorator's wrapper,
-                    // a factory's closure or lambda, an exec'd def): also its
-                    // parameters (`times=3`, the wrapped function).
+                    // a factory's closure or lambda, an exec'd def): its code
+                    // (one factory can make two lambdas with one qualname)
+                    // and parameters (`times=3`, the wrapped function). A
+                    // static definition is covered by the library's identity.
+                    h.digest(code_info(&parts.code)?.digest);
                     w.parameters(&parts, h)?;
                 }
                 // Its `__dict__` holds what was set on it (`__wrapped__`, a
