@@ -18,6 +18,7 @@
 //! | `dict.rs` | when a dict last changed: `ma_version_tag` on 3.11, a dict watcher from 3.12 |
 //! | `types.rs` | type objects: bases and dict |
 //! | `weakref.rs` | what a weak reference points to |
+//! | `methods.rs` | builtin functions and method descriptors: their `PyMethodDef`; `_random.Random`'s state |
 //! | `gil.rs` | `GilCell`, state that only the GIL guards |
 //!
 //! Reference ownership: every `*mut PyObject` returned here is **borrowed**
@@ -35,6 +36,7 @@ pub mod eval;
 pub mod frame;
 pub mod function;
 mod gil;
+pub mod methods;
 pub mod thread;
 pub mod types;
 pub mod weakref;

@@ -83,7 +83,6 @@ impl CodeInfo {
             .map(|i| self.keyed[i].1.as_slice())
     }
 
-
     /// Whether this code (or code nested in it) names attribute `name`. A
     /// hash collision can only make an unused name look used, which walks
     /// one member more: never less.

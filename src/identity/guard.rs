@@ -223,14 +223,11 @@ impl Guards {
                 .chain(f.slots.iter().filter_map(Slot::held))
                 .chain(f.cells.iter().filter_map(Slot::held))
         });
-        let types = self
-            .types
-            .iter()
-            .flat_map(|t| {
-                std::iter::once(t.ty.as_any())
-                    .chain(t.bases.held())
-                    .chain(t.meta.held())
-            });
+        let types = self.types.iter().flat_map(|t| {
+            std::iter::once(t.ty.as_any())
+                .chain(t.bases.held())
+                .chain(t.meta.held())
+        });
         dicts.chain(functions).chain(types)
     }
 }

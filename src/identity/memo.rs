@@ -29,8 +29,8 @@ use pyo3::types::{
 };
 
 use super::code::{parameter_count, plain_parameters, varnames};
-use super::digest::Digest;
 use super::contained;
+use super::digest::Digest;
 use super::hash::{Dep, HashError, Kind};
 use super::plan::{self, Cached, View};
 use crate::cpython::code::code_parts;

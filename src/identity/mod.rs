@@ -76,7 +76,9 @@ pub fn call_key(
 ) -> Result<(Digest, Option<Vec<Dep>>), HashError> {
     contained(|| {
         let (cached, deps) = plan::build(func, record, None)?;
-        let plan = cached.plan.map_err(|u| HashError::Unhashable(Box::new(u)))?;
+        let plan = cached
+            .plan
+            .map_err(|u| HashError::Unhashable(Box::new(u)))?;
         let keyed = plan::key(func.py(), &plan, arguments.iter(), ignore, deps, None)?;
         Ok((keyed.digest, keyed.record))
     })

@@ -220,7 +220,10 @@ impl<'py> Walker<'py> {
             } else {
                 refuse_mock(&v, || format!("`{name}.{key}`"))?;
                 self.site(&v, || {
-                    vec![Step::Module(name.to_owned()), Step::Attribute(key.to_owned())]
+                    vec![
+                        Step::Module(name.to_owned()),
+                        Step::Attribute(key.to_owned()),
+                    ]
                 });
                 self.dependency(&v, Some(attrs), &mut one).map_err(|e| {
                     e.at(Step::Attribute(key.to_owned()))
