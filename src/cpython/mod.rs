@@ -13,6 +13,7 @@
 //! | `code.rs` | `PyCodeObject`: flags, counts, names, `co_extra` slots, `co_version` |
 //! | `frame.rs` | `_PyInterpreterFrame`: its code, function and locals (the home of every frame accessor) |
 //! | `thread.rs` | `PyThreadState`: Python depth and the C recursion budget (the home of every thread-state read) |
+//! | `exception.rs` | the pending exception, taken and put back |
 //! | `eval.rs` | the interpreter's frame-evaluation function (PEP 523) |
 //! | `function.rs` | `PyFunctionObject`: its parts, its vectorcall, function watchers |
 //! | `dict.rs` | when a dict last changed: `ma_version_tag` on 3.11, a dict watcher from 3.12 |
@@ -33,6 +34,7 @@ compile_error!(
 pub mod code;
 pub mod dict;
 pub mod eval;
+pub mod exception;
 pub mod frame;
 pub mod function;
 mod gil;

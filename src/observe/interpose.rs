@@ -17,6 +17,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
+use crate::cpython::exception::Pending;
 use pyo3::ffi::{self, PyObject, Py_ssize_t};
 
 /// How many C functions can be watched.
@@ -362,23 +363,18 @@ unsafe fn notify(
     // pending error of a failed call is saved and restored around the
     // handler so the caller sees it unchanged.
     unsafe {
-        let (mut et, mut ev, mut etb) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
         let failed = !before && result.is_null();
-        if failed {
-            ffi::PyErr_Fetch(&mut et, &mut ev, &mut etb);
-            ffi::PyErr_NormalizeException(&mut et, &mut ev, &mut etb);
-        }
-        let restore = |et, ev, etb| {
-            if failed {
-                ffi::PyErr_Restore(et, ev, etb);
+        let pending = failed.then(|| Pending::take());
+        let ev = pending
+            .as_ref()
+            .map_or(std::ptr::null_mut(), Pending::value);
+        let restore = |pending: Option<Pending>| {
+            if let Some(p) = pending {
+                p.restore();
             }
         };
         let Some((args, kwargs)) = call.as_python() else {
-            restore(et, ev, etb);
+            restore(pending);
             return ffi::Py_NewRef(ffi::Py_None());
         };
         let none = ffi::Py_None();
@@ -396,16 +392,14 @@ unsafe fn notify(
         if out.is_null() {
             if ffi::PyErr_ExceptionMatches(ffi::PyExc_Exception) != 0 {
                 ffi::PyErr_WriteUnraisable(tag);
-                restore(et, ev, etb);
+                restore(pending);
                 return ffi::Py_NewRef(none);
             }
             // An interrupt: drop the call's own error, keep the interrupt.
-            ffi::Py_XDECREF(et);
-            ffi::Py_XDECREF(ev);
-            ffi::Py_XDECREF(etb);
+            drop(pending);
             return std::ptr::null_mut();
         }
-        restore(et, ev, etb);
+        restore(pending);
         out
     }
 }

@@ -10,6 +10,7 @@
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 
+#[derive(Debug)]
 pub enum HashError {
     /// The value cannot be hashed by content.
     Unhashable(Box<Unhashable>),
