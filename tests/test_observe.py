@@ -349,6 +349,34 @@ def test_opened_file_that_is_absent_is_valid_while_absent(runner: Runner) -> Non
     assert runner.out(script) == ["RAN", "custom"]
 
 
+@pytest.mark.parametrize("named", ["current.txt", "link/../data.txt", "linkdir/data.txt"])
+def test_where_a_symbolic_link_leads_is_a_dependency(runner: Runner, named: str) -> None:
+    # The file a link leads to can stay the same while the link is retargeted
+    # (a "current" link, a directory link, `..` taken after a link).
+    w = runner.work
+    for d in ("v1", "v2"):
+        (w / d / "inner").mkdir(parents=True)
+        (w / d / "data.txt").write_text(f"data of {d}")
+    (w / "current.txt").symlink_to("v1/data.txt")
+    (w / "link").symlink_to("v1/inner")
+    (w / "linkdir").symlink_to("v1")
+    script = _script(f"""
+        def f():
+            ran()
+            with open({named!r}) as fh:
+                return fh.read().replace(" ", "_")
+    """)
+    assert runner.out(script) == ["RAN", "data_of_v1"]
+    assert runner.out(script) == ["data_of_v1"]
+    for name, target in (("current.txt", "v2/data.txt"), ("link", "v2/inner"), ("linkdir", "v2")):
+        (w / name).unlink()
+        (w / name).symlink_to(target)
+    explain = runner.run(script.replace("print(f())", "print(bytecache.explain(f))")).stdout
+    assert "(where the link leads): v1/" in explain and " v2/" in explain
+    assert runner.out(script) == ["RAN", "data_of_v2"]
+    assert runner.out(script) == ["data_of_v2"]
+
+
 def test_file_read_in_a_thread_pool_worker(runner: Runner) -> None:
     (runner.work / "p1.txt").write_text("1 2")
     (runner.work / "p2.txt").write_text("3")

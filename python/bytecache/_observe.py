@@ -25,6 +25,7 @@ from __future__ import annotations
 import _thread
 import contextvars
 import os
+import stat
 import sys
 
 from bytecache import _bytecache, _effects
@@ -405,7 +406,11 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 def _resolve(recs: list[Recorder], path: Any) -> str | None:
     """The absolute, resolved path (relative to the working directory of the
-    moment, which then is a dependency), or None for what is not a path."""
+    moment, which then is a dependency), or None for what is not a path.
+
+    Where the path as named goes through a symbolic link (or `..`), where it
+    leads is a dependency too (a `("probe", named, "resolves")` item): the
+    file's own state cannot tell that the link now points elsewhere."""
     if isinstance(path, os.PathLike):
         try:
             path = os.fspath(path)
@@ -415,14 +420,64 @@ def _resolve(recs: list[Recorder], path: Any) -> str | None:
         path = os.fsdecode(path)
     if not isinstance(path, str):
         return None
-    if not os.path.isabs(path):
+    relative = not os.path.isabs(path)
+    known = None if relative else _real_paths.get(path)
+    if known is None:
+        _bytecache.observe_internal(True)
+        try:
+            named = os.path.join(os.getcwd(), path) if relative else path  # not normalized:
+            real = resolved(named)  # the OS takes `..` after a link
+            known = (named, real, real != os.path.abspath(named))
+        except (OSError, ValueError):
+            return None
+        finally:
+            _bytecache.observe_internal(False)
+        if not relative:  # a relative one: only for this working directory
+            _real_paths[path] = known
+    named, real, linked = known
+    if relative:
         for r in recs:
             r.state.setdefault("cwd", None)
+    if linked and not _library_path(real):
+        for r in recs:
+            r.probes.setdefault((named, "resolves"), real)
+    return real
+
+
+def resolved_now(named: str) -> str:
+    """Where an absolute path leads now (a lookup's check of a "resolves"
+    item)."""
     _bytecache.observe_internal(True)
     try:
-        return os.path.realpath(path)
+        return os.path.realpath(named)
     finally:
         _bytecache.observe_internal(False)
+
+
+def resolved(named: str) -> str:
+    """`realpath` of an absolute path, with its directory's resolution
+    cached while misses run (paths without `..` only)."""
+    if ".." in named:
+        return os.path.realpath(named)
+    head, tail = os.path.split(os.path.normpath(named))
+    real_head = _real_dirs.get(head)
+    if real_head is None:
+        real_head = _real_dirs[head] = os.path.realpath(head)
+    joined = os.path.join(real_head, tail)
+    try:
+        if stat.S_ISLNK(os.lstat(joined).st_mode):
+            return os.path.realpath(joined)
+    except (OSError, ValueError):
+        pass
+    return joined
+
+
+#: directory -> its resolved path, and absolute path -> its resolved path,
+#: for the observations running now (a miss is short; cleared when one
+#: starts): most reads of a call are in a few directories, often of the same
+#: files, and `realpath` costs an `lstat` per component.
+_real_dirs: dict[str, str] = {}
+_real_paths: dict[str, tuple[str, str, bool]] = {}
 
 
 def _library_path(real: str) -> bool:
@@ -450,6 +505,8 @@ def _probe(recs: list[Recorder], path: Any, aspect: str, result: Any,
         return
     if label.endswith("access"):
         aspect = "exists"
+    if all((real, aspect) in r.probes for r in recs):
+        return  # its state when first probed is the dependency
     state = None
     if error is None and result is not None and hasattr(result, "st_mode"):
         state = (result.st_mode & 0o170000, result.st_size, result.st_mtime_ns)
@@ -485,7 +542,7 @@ def _on_open(recs: list[Recorder], args: tuple[Any, ...]) -> None:
     if writes:
         _refuse_all(recs, Reason(WROTE, _shown(real), _where()))
         return
-    if _library_path(real):
+    if _library_path(real) or all(real in r.files for r in recs):
         return
     state = path_state(real)
     for r in recs:
@@ -766,6 +823,8 @@ class Observation:
     def start(self) -> Recorder:
         if len(sys.modules) != _modules_seen:
             _watch_loaded()
+        _real_dirs.clear()
+        _real_paths.clear()
         r = self.recorder
         _bytecache.observe_internal(True)
         try:
