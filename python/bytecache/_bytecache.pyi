@@ -36,6 +36,8 @@ __all__ = [
     "observe_install",
     "observe_internal",
     "observe_is_internal",
+    "observe_native_begin",
+    "observe_native_end",
     "observe_rng_state",
     "observe_unwatch_all",
     "observe_watch",
@@ -251,6 +253,14 @@ def observe_watch(func: object, tag: object, before: bool = False) -> str | None
 def observe_unwatch_all() -> None: ...
 def observe_internal(on: bool) -> None: ...
 def observe_is_internal() -> bool: ...
+def observe_native_begin() -> int:
+    """Begins observing files native code opens; where its log starts."""
+
+def observe_native_end(
+    start: int,
+) -> tuple[list[tuple[bytes, int, tuple[int, int, int] | None]], bool]:
+    """What native code opened since `start`, and whether that is all."""
+
 def observe_rng_state(obj: object, kind: str) -> bytes:
     """Raw state of a `_random.Random` ("random") or MT19937 ("mt19937")."""
 

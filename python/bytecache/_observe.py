@@ -810,15 +810,61 @@ def install() -> None:
                   "may be stored", key="observe:install")
 
 
+# --- files native code opens ----------------------------------------------------
+
+_native_warned = False
+_NATIVE_WRITES = os.O_WRONLY | os.O_TRUNC | os.O_APPEND
+_SYSTEM_FILES = ("/proc/", "/sys/", "/dev/")
+_ENTROPY_FILES = frozenset({"/dev/urandom", "/dev/random"})
+
+
+def _native_begin() -> int | None:
+    global _native_warned
+    try:
+        return _bytecache.observe_native_begin()
+    except OSError as e:
+        if not _native_warned:
+            _native_warned = True
+            from bytecache._config import warn_once
+
+            warn_once(f"bytecache cannot observe files native code opens ({e}): calls of "
+                      "libraries that read files in C may be stored", key="observe:native")
+        return None
+
+
+def _native_opened(r: Recorder, opened: list[tuple[bytes, int, Any]], complete: bool) -> None:
+    """Files a library's native code opened while the miss ran (any thread):
+    read ones are dependencies like those opened by Python, written ones
+    effects a hit would skip."""
+    if not complete:
+        r.refuse(Reason(UNOBSERVED, "native code opened more files than it could record"))
+    for raw, flags, state in opened:
+        path = os.fsdecode(raw)
+        if path.startswith(_SYSTEM_FILES):  # the kernel's view of the process
+            if path in _ENTROPY_FILES:
+                r.refuse(Reason(NONDETERMINISTIC, path))
+            continue
+        real = _resolve([r], path)
+        if real is None or _library_path(real):
+            continue
+        if flags & _NATIVE_WRITES or (flags & os.O_CREAT and not flags & os.O_RDWR):
+            r.refuse(Reason(WROTE, _shown(real), "native code"))
+        elif state is not None and state[0] == stat.S_IFDIR:
+            r.dirs.setdefault(real, None)
+        else:  # read (O_RDWR too: a write shows as a change during the call)
+            r.files.setdefault(real, state)
+
+
 class Observation:
     """A miss being observed: `start()` before the body, `stop()` after."""
 
-    __slots__ = ("recorder", "token", "effects")
+    __slots__ = ("recorder", "token", "effects", "native")
 
     def __init__(self) -> None:
         self.recorder = Recorder()
         self.token: Any = None
         self.effects: Any = None
+        self.native: int | None = None
 
     def start(self) -> Recorder:
         if len(sys.modules) != _modules_seen:
@@ -839,6 +885,7 @@ class Observation:
                 r.rng[name] = raw
         self.token = RECORDERS.set(RECORDERS.get() + (r,))
         self.effects = _effects.start(r)
+        self.native = _native_begin()
         return r
 
     def stop(self) -> Recorder:
@@ -847,6 +894,10 @@ class Observation:
         if r.closed:
             return r
         r.closed = True
+        if self.native is not None:
+            opened, complete = _bytecache.observe_native_end(self.native)
+            self.native = None
+            _native_opened(r, opened, complete)
         _effects.stop(r, self.effects)
         token, self.token = self.token, None
         if token is not None:
