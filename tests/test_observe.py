@@ -73,6 +73,21 @@ def test_source_reached_through_a_library_is_seen(runner: Runner) -> None:
     assert _runs(runner, script) == [1, 1]
 
 
+@pytest.mark.parametrize("where", ["library", "user"])
+def test_reads_while_a_module_imported_in_the_call_initializes(runner: Runner, where: str) -> None:
+    # A library's module body reading the clock or entropy (a default year, a
+    # random token) when first imported inside the call is the library's
+    # initialization, keyed by its identity; a user's module body is not.
+    folder = runner.work / ("lib/site-packages" if where == "library" else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "initmod.py").write_text(
+        "import os, time\nYEAR = time.localtime().tm_year\nTOKEN = os.urandom(4)\n"
+        "def double(x):\n    return 2 * x\n")
+    script = _script("def f():\n    ran()\n    import initmod\n    return initmod.double(21)\n",
+                     head="import sys\nsys.path.insert(0, 'lib/site-packages')\n")
+    assert _runs(runner, script) == ([1, 0] if where == "library" else [1, 1])
+
+
 def test_clock_reads_of_infrastructure_do_not_prevent_storing(runner: Runner) -> None:
     # logging stamps its records with the clock; that is not the result's input.
     script = _script("""

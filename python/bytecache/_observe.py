@@ -346,6 +346,8 @@ def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], 
             return None
         if _infrastructure(_module_of(frame)) and not _is_user(frame):
             return None
+        if _importing_library(frame):
+            return None
         reason = Reason(NONDETERMINISTIC, label, _user_line(frame))
         if kind == ENTROPY and _seeding_entropy(frame):
             for r in recs:
@@ -379,6 +381,26 @@ def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], 
             for r in recs:
                 r.state.setdefault("random.seeded", rng_raw("random"))
     return None
+
+
+def _importing_library(frame: Any) -> bool:
+    """The read is made while a library module (the standard library's or an
+    installed distribution's) runs its body, imported during the call: its
+    initialization, the same whether it is imported before the call or in
+    it, and keyed by the library's identity. A user's module is not exempt:
+    its globals are keyed by value only when loaded before the call."""
+    f = frame
+    while f is not None:
+        code = f.f_code
+        if code.co_name == "exec_module" and code.co_filename in _IMPORT_SYSTEM:
+            name = getattr(f.f_locals.get("module"), "__name__", None)
+            if not isinstance(name, str):
+                return False
+            from bytecache import _modkind
+
+            return _modkind.classify(name) is not None
+        f = f.f_back
+    return False
 
 
 def _seeding_entropy(frame: Any) -> bool:
