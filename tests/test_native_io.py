@@ -154,3 +154,42 @@ reader.with_open("other.bin")
     (runner.work / "other.bin").write_bytes(b"\x02")
     assert runner.out(main) == ["1"]
     assert os.path.exists(runner.work / "other.bin")
+
+
+LIBRARIES = {
+    # library: (how the data file is written, the call that reads it natively)
+    "pyarrow": ("import pyarrow as pa, pyarrow.parquet as pq\n"
+                "pq.write_table(pa.table({{'a': {values}}}), 'data.parquet')",
+                "int(pq.read_table('data.parquet').column('a').to_pylist()[-1])"),
+    "polars": ("open('data.csv', 'w').write('a\\n' + '\\n'.join(map(str, {values})))",
+               "int(pl.read_csv('data.csv')['a'][-1])"),
+}
+
+
+@pytest.mark.parametrize("library", sorted(LIBRARIES))
+def test_a_library_reading_files_in_native_code(runner: Runner, library: str) -> None:
+    # pyarrow (C++) and polars (Rust) open the file themselves, not through
+    # Python's open().
+    pytest.importorskip(library)
+    write, read = LIBRARIES[library]
+    imports = "import pyarrow.parquet as pq\n" if library == "pyarrow" else "import polars as pl\n"
+    main = f"""import bytecache
+{imports}
+@bytecache.memoize
+def last():
+    ran()
+    return {read}
+
+print(last())
+"""
+
+    def data(values: list[int]) -> None:
+        subprocess.run([sys.executable, "-c", write.format(values=values)], cwd=runner.work,
+                       check=True)
+
+    data([1, 2, 3])
+    assert runner.out(main) == ["RAN", "3"]
+    assert runner.out(main) == ["3"]
+    data([1, 2, 4])
+    assert runner.out(main) == ["RAN", "4"]
+    assert runner.out(main) == ["4"]
