@@ -25,6 +25,7 @@ SOURCE = r"""
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 static long sum_fd(int fd) {
@@ -60,7 +61,13 @@ static PyObject *write_to(PyObject *self, PyObject *arg) {
     FILE *f = fopen(path, "w"); if (!f) return PyLong_FromLong(-1);
     fputs("x", f); fclose(f); return PyLong_FromLong(1);
 }
+static PyObject *env(PyObject *self, PyObject *arg) {
+    const char *name = PyUnicode_AsUTF8(arg); if (!name) return NULL;
+    const char *value = getenv(name);
+    return PyUnicode_FromString(value ? value : "unset");
+}
 static PyMethodDef M[] = {
+    {"env", env, METH_O, ""},
     {"with_open", with_open, METH_O, ""}, {"with_fopen", with_fopen, METH_O, ""},
     {"in_thread", in_thread, METH_O, ""}, {"write_to", write_to, METH_O, ""}, {0}};
 static struct PyModuleDef D = {PyModuleDef_HEAD_INIT, "reader", 0, -1, M};
@@ -122,6 +129,16 @@ def test_a_file_native_code_writes_is_not_stored(runner: Runner) -> None:
     proc = runner.run(main)
     assert proc.stdout.split() == ["RAN", "1"]
     assert "writes out.txt" in proc.stderr
+
+
+def test_an_environment_variable_native_code_reads_is_a_dependency(runner: Runner) -> None:
+    build(runner.work)
+    main = script("env", "BYTECACHE_TEST_SETTING", False)
+    assert runner.out(main) == ["RAN", "unset"]
+    assert runner.out(main) == ["unset"]
+    assert runner.out(main, BYTECACHE_TEST_SETTING="fast") == ["RAN", "fast"]
+    assert runner.out(main, BYTECACHE_TEST_SETTING="fast") == ["fast"]
+    assert runner.out(main, BYTECACHE_TEST_SETTING="fast", OTHER_SETTING="x") == ["fast"]
 
 
 def test_system_files_native_code_reads_are_not_dependencies(runner: Runner) -> None:

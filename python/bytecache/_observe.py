@@ -836,6 +836,7 @@ def install() -> None:
 
 _native_warned = False
 _NATIVE_WRITES = os.O_WRONLY | os.O_TRUNC | os.O_APPEND
+_NATIVE_GETENV = -(2**31)  # native_io::GETENV
 _SYSTEM_FILES = ("/proc/", "/sys/", "/dev/")
 _ENTROPY_FILES = frozenset({"/dev/urandom", "/dev/random"})
 
@@ -855,12 +856,17 @@ def _native_begin() -> int | None:
 
 
 def _native_opened(r: Recorder, opened: list[tuple[bytes, int, Any]], complete: bool) -> None:
-    """Files a library's native code opened while the miss ran (any thread):
-    read ones are dependencies like those opened by Python, written ones
-    effects a hit would skip."""
+    """Files a library's native code opened, and environment variables it
+    read, while the miss ran (any thread): read files and variables are
+    dependencies like those Python reads, written files effects a hit would
+    skip."""
     if not complete:
         r.refuse(Reason(UNOBSERVED, "native code opened more files than it could record"))
     for raw, flags, state in opened:
+        if flags == _NATIVE_GETENV:  # `raw` is the variable's name
+            name = os.fsdecode(raw)
+            r.env.setdefault(name, env_value(name))
+            continue
         path = os.fsdecode(raw)
         if path.startswith(_SYSTEM_FILES):  # the kernel's view of the process
             if path in _ENTROPY_FILES:

@@ -1,10 +1,11 @@
-//! Files that native code opens while a miss runs: a library that reads a
-//! file in C, C++ or Rust (pyarrow, polars, HDF5...) never passes through
-//! Python's `open`, so its reads would not be dependencies. Its imports of
-//! libc's `open` family, `fopen` and `dlopen` are rebound ([`super::got`])
-//! to the functions here, which call the real ones and, while an
-//! observation is active in any thread, log the path (made absolute), the
-//! flags and the file's state at open (`fstat`).
+//! Files that native code opens, and environment variables it reads, while
+//! a miss runs: a library that reads a file in C, C++ or Rust (pyarrow,
+//! polars, HDF5...) never passes through Python's `open`, so its reads would
+//! not be dependencies. Its imports of libc's `open` family, `fopen`,
+//! `getenv` and `dlopen` are rebound ([`super::got`]) to the functions here,
+//! which call the real ones and, while an observation is active in any
+//! thread, log the path (made absolute), the flags and the file's state at
+//! open (`fstat`), or the variable's name.
 //!
 //! The log is a fixed array written without locks or allocation (an open
 //! can happen in a signal handler or a thread the GIL does not cover):
@@ -147,10 +148,42 @@ fn choose(name: &[u8]) -> Option<got::Table<'static>> {
     Some(real::ALL)
 }
 
-/// Logs an open made while observed. Async-signal-safe: no allocation, no
-/// lock; `errno` is kept for the caller.
+/// The `flags` of a logged `getenv`: the path is the variable's name.
+pub const GETENV: c_int = c_int::MIN;
+
+/// Logs an open made while observed.
 fn note(dirfd: c_int, path: *const c_char, flags: c_int, fd: c_int) {
-    if ACTIVE.load(Ordering::Relaxed) == 0 || path.is_null() {
+    if path.is_null() {
+        return;
+    }
+    // SAFETY: `path` is the NUL-terminated string the caller passed to open.
+    let path = unsafe { CStr::from_ptr(path) }.to_bytes();
+    log(|buf| absolute(dirfd, path, buf), flags, fd);
+}
+
+/// Logs a `getenv` of `name` made while observed.
+fn note_env(name: *const c_char) {
+    if name.is_null() {
+        return;
+    }
+    // SAFETY: getenv's argument is a NUL-terminated string.
+    let name = unsafe { CStr::from_ptr(name) }.to_bytes();
+    log(
+        |buf| {
+            let slot = buf.get_mut(..name.len())?;
+            slot.copy_from_slice(name);
+            Some(name.len())
+        },
+        GETENV,
+        -1,
+    );
+}
+
+/// Writes one slot while an observation is active: `fill` puts the path in
+/// it, `fd` (when open) gives the file's state. Async-signal-safe: no
+/// allocation, no lock; `errno` is kept for the caller.
+fn log(fill: impl FnOnce(&mut [u8; PATH]) -> Option<usize>, flags: c_int, fd: c_int) {
+    if ACTIVE.load(Ordering::Relaxed) == 0 {
         return;
     }
     // SAFETY: errno is thread-local; read and restored around our calls.
@@ -162,11 +195,10 @@ fn note(dirfd: c_int, path: *const c_char, flags: c_int, fd: c_int) {
         return;
     }
     let slot = &SLOTS[index];
-    // SAFETY: this thread reserved `index`; readers wait for `seq`. `path`
-    // is the NUL-terminated string the caller passed to open.
+    // SAFETY: this thread reserved `index` (no other writer gets it before
+    // the next reset); readers wait for `seq`.
     unsafe {
-        let buf = &mut *slot.path.get();
-        match absolute(dirfd, CStr::from_ptr(path).to_bytes(), buf) {
+        match fill(&mut *slot.path.get()) {
             Some(len) => *slot.len.get() = len,
             None => {
                 LOST.store(true, Ordering::SeqCst);
@@ -255,168 +287,83 @@ fn fopen_flags(mode: *const c_char) -> c_int {
     }
 }
 
-/// The real functions (looked up once, as the global scope binds them) and
-/// the replacements that call them.
+/// The replacements: each calls libc's function of the same name as this
+/// extension's own import binds it (the global scope's, as every object's
+/// import was bound), then logs the call.
 mod real {
-    use super::{fopen_flags, got, note};
+    use super::{fopen_flags, got, note, note_env};
     use std::ffi::{c_char, c_int, c_void, CStr};
     use std::sync::OnceLock;
 
-    type Open = unsafe extern "C" fn(*const c_char, c_int, libc::mode_t) -> c_int;
-    type OpenAt = unsafe extern "C" fn(c_int, *const c_char, c_int, libc::mode_t) -> c_int;
-    type Open2 = unsafe extern "C" fn(*const c_char, c_int) -> c_int;
-    type OpenAt2 = unsafe extern "C" fn(c_int, *const c_char, c_int) -> c_int;
-    type FOpen = unsafe extern "C" fn(*const c_char, *const c_char) -> *mut libc::FILE;
-    type DlOpen = unsafe extern "C" fn(*const c_char, c_int) -> *mut c_void;
+    /// This extension's own file (its imports stay as they are).
+    static OWN: OnceLock<Option<Vec<u8>>> = OnceLock::new();
 
-    struct Real {
-        open: Open,
-        open64: Open,
-        openat: OpenAt,
-        openat64: OpenAt,
-        open_2: Option<Open2>,
-        open64_2: Option<Open2>,
-        openat_2: Option<OpenAt2>,
-        openat64_2: Option<OpenAt2>,
-        fopen: FOpen,
-        fopen64: FOpen,
-        dlopen: DlOpen,
-        /// This extension's own file.
-        own: Vec<u8>,
-    }
-
-    static REAL: OnceLock<Result<Real, &'static str>> = OnceLock::new();
-
-    fn lookup(name: &CStr) -> Option<usize> {
-        // SAFETY: dlsym with a NUL-terminated name; RTLD_DEFAULT is the
-        // global scope, where every object's import of `name` was bound.
-        let p = unsafe { libc::dlsym(libc::RTLD_DEFAULT, name.as_ptr()) };
-        (!p.is_null()).then_some(p as usize)
-    }
-
+    /// Finds this extension's file; false when the loader cannot say.
     pub fn resolve() -> Result<(), &'static str> {
-        REAL.get_or_init(|| {
-            let need = |name: &CStr| lookup(name).ok_or("libc's open functions were not found");
-            let mut info = no_info();
+        let own = OWN.get_or_init(|| {
+            let mut info = libc::Dl_info {
+                dli_fname: std::ptr::null(),
+                dli_fbase: std::ptr::null_mut(),
+                dli_sname: std::ptr::null(),
+                dli_saddr: std::ptr::null_mut(),
+            };
             // SAFETY: dladdr reads the loader's tables for an address of
             // this object's code; `info` is written on success.
-            let own = if unsafe { libc::dladdr(resolve as *const c_void, &mut info) } != 0
-                && !info.dli_fname.is_null()
-            {
-                // SAFETY: a NUL-terminated string the loader owns.
+            let found = unsafe { libc::dladdr(resolve as *const c_void, &mut info) } != 0;
+            if !found || info.dli_fname.is_null() {
+                return None;
+            }
+            // SAFETY: on success, a NUL-terminated string the loader owns.
+            Some(
                 unsafe { CStr::from_ptr(info.dli_fname) }
                     .to_bytes()
-                    .to_vec()
-            } else {
-                return Err("bytecache's own file was not found");
-            };
-            // SAFETY: each transmute: the symbol is the libc function of that
-            // name, whose C type is the signature given (the variadic
-            // `mode` of open/openat is passed in the same register as a
-            // named argument on x86-64 and aarch64 Linux, and read only with
-            // O_CREAT/O_TMPFILE).
-            unsafe {
-                Ok(Real {
-                    open: std::mem::transmute::<usize, Open>(need(c"open")?),
-                    open64: std::mem::transmute::<usize, Open>(need(c"open64")?),
-                    openat: std::mem::transmute::<usize, OpenAt>(need(c"openat")?),
-                    openat64: std::mem::transmute::<usize, OpenAt>(need(c"openat64")?),
-                    open_2: lookup(c"__open_2").map(|p| std::mem::transmute::<usize, Open2>(p)),
-                    open64_2: lookup(c"__open64_2").map(|p| std::mem::transmute::<usize, Open2>(p)),
-                    openat_2: lookup(c"__openat_2")
-                        .map(|p| std::mem::transmute::<usize, OpenAt2>(p)),
-                    openat64_2: lookup(c"__openat64_2")
-                        .map(|p| std::mem::transmute::<usize, OpenAt2>(p)),
-                    fopen: std::mem::transmute::<usize, FOpen>(need(c"fopen")?),
-                    fopen64: std::mem::transmute::<usize, FOpen>(need(c"fopen64")?),
-                    dlopen: std::mem::transmute::<usize, DlOpen>(need(c"dlopen")?),
-                    own,
-                })
-            }
-        })
-        .as_ref()
-        .map(|_| ())
-        .map_err(|e| *e)
-    }
-
-    fn no_info() -> libc::Dl_info {
-        libc::Dl_info {
-            dli_fname: std::ptr::null(),
-            dli_fbase: std::ptr::null_mut(),
-            dli_sname: std::ptr::null(),
-            dli_saddr: std::ptr::null_mut(),
-        }
-    }
-
-    fn get() -> &'static Real {
-        match REAL.get() {
-            Some(Ok(r)) => r,
-            // Replacements are bound only after `resolve` succeeded.
-            _ => unreachable!("rebound before the real functions were found"),
-        }
+                    .to_vec(),
+            )
+        });
+        own.as_ref()
+            .map(|_| ())
+            .ok_or("bytecache's own file was not found")
     }
 
     pub fn is_own(name: &[u8]) -> bool {
-        matches!(REAL.get(), Some(Ok(r)) if r.own == name)
+        matches!(OWN.get(), Some(Some(own)) if own == name)
     }
 
+    // SAFETY (every replacement below): the caller's arguments are passed on
+    // unchanged to the libc function with the same contract (`__open_2` and
+    // `__openat_2` are `open`/`openat` with a check for a missing mode: the
+    // mode passed is 0, read only with O_CREAT/O_TMPFILE, which they refuse).
     unsafe extern "C" fn open(p: *const c_char, f: c_int, m: libc::mode_t) -> c_int {
-        // SAFETY: the caller's arguments, passed on unchanged.
-        let fd = unsafe { (get().open)(p, f, m) };
+        // SAFETY: see above.
+        let fd = unsafe { libc::open(p, f, m) };
         note(libc::AT_FDCWD, p, f, fd);
         fd
     }
     unsafe extern "C" fn open64(p: *const c_char, f: c_int, m: libc::mode_t) -> c_int {
-        // SAFETY: as `open`.
-        let fd = unsafe { (get().open64)(p, f, m) };
+        // SAFETY: see above.
+        let fd = unsafe { libc::open64(p, f, m) };
         note(libc::AT_FDCWD, p, f, fd);
         fd
     }
     unsafe extern "C" fn openat(d: c_int, p: *const c_char, f: c_int, m: libc::mode_t) -> c_int {
-        // SAFETY: as `open`.
-        let fd = unsafe { (get().openat)(d, p, f, m) };
+        // SAFETY: see above.
+        let fd = unsafe { libc::openat(d, p, f, m) };
         note(d, p, f, fd);
         fd
     }
     unsafe extern "C" fn openat64(d: c_int, p: *const c_char, f: c_int, m: libc::mode_t) -> c_int {
-        // SAFETY: as `open`.
-        let fd = unsafe { (get().openat64)(d, p, f, m) };
+        // SAFETY: see above.
+        let fd = unsafe { libc::openat64(d, p, f, m) };
         note(d, p, f, fd);
         fd
     }
     unsafe extern "C" fn open_2(p: *const c_char, f: c_int) -> c_int {
-        let r = get();
-        // SAFETY: as `open`; bound only where libc has `__open_2`.
-        let fd = unsafe { r.open_2.map_or_else(|| (r.open)(p, f, 0), |g| g(p, f)) };
-        note(libc::AT_FDCWD, p, f, fd);
-        fd
-    }
-    unsafe extern "C" fn open64_2(p: *const c_char, f: c_int) -> c_int {
-        let r = get();
-        // SAFETY: as `open_2`.
-        let fd = unsafe { r.open64_2.map_or_else(|| (r.open64)(p, f, 0), |g| g(p, f)) };
-        note(libc::AT_FDCWD, p, f, fd);
-        fd
+        // SAFETY: see above.
+        unsafe { open64(p, f, 0) }
     }
     unsafe extern "C" fn openat_2(d: c_int, p: *const c_char, f: c_int) -> c_int {
-        let r = get();
-        // SAFETY: as `open_2`.
-        let fd = unsafe {
-            r.openat_2
-                .map_or_else(|| (r.openat)(d, p, f, 0), |g| g(d, p, f))
-        };
-        note(d, p, f, fd);
-        fd
-    }
-    unsafe extern "C" fn openat64_2(d: c_int, p: *const c_char, f: c_int) -> c_int {
-        let r = get();
-        // SAFETY: as `open_2`.
-        let fd = unsafe {
-            r.openat64_2
-                .map_or_else(|| (r.openat64)(d, p, f, 0), |g| g(d, p, f))
-        };
-        note(d, p, f, fd);
-        fd
+        // SAFETY: see above.
+        unsafe { openat64(d, p, f, 0) }
     }
     fn fd_of(fp: *mut libc::FILE) -> c_int {
         if fp.is_null() {
@@ -426,26 +373,30 @@ mod real {
         unsafe { libc::fileno(fp) }
     }
     unsafe extern "C" fn fopen(p: *const c_char, m: *const c_char) -> *mut libc::FILE {
-        // SAFETY: as `open`.
-        let fp = unsafe { (get().fopen)(p, m) };
-        let fd = fd_of(fp);
-        note(libc::AT_FDCWD, p, fopen_flags(m), fd);
+        // SAFETY: see above.
+        let fp = unsafe { libc::fopen(p, m) };
+        note(libc::AT_FDCWD, p, fopen_flags(m), fd_of(fp));
         fp
     }
     unsafe extern "C" fn fopen64(p: *const c_char, m: *const c_char) -> *mut libc::FILE {
-        // SAFETY: as `open`.
-        let fp = unsafe { (get().fopen64)(p, m) };
-        let fd = fd_of(fp);
-        note(libc::AT_FDCWD, p, fopen_flags(m), fd);
+        // SAFETY: see above.
+        let fp = unsafe { libc::fopen64(p, m) };
+        note(libc::AT_FDCWD, p, fopen_flags(m), fd_of(fp));
         fp
     }
+    unsafe extern "C" fn getenv(name: *const c_char) -> *mut c_char {
+        // SAFETY: see above.
+        let value = unsafe { libc::getenv(name) };
+        note_env(name);
+        value
+    }
     unsafe extern "C" fn dlopen(p: *const c_char, f: c_int) -> *mut c_void {
-        // SAFETY: as `open`.
-        let handle = unsafe { (get().dlopen)(p, f) };
+        // SAFETY: see above.
+        let handle = unsafe { libc::dlopen(p, f) };
         if !handle.is_null() {
             // The object (and what it needs) is rebound before its code is
             // called. Its initializers have run already.
-            let _ = crate::observe::got::rebind_new(super::choose);
+            let _ = got::rebind_new(super::choose);
         }
         handle
     }
@@ -458,10 +409,11 @@ mod real {
         (b"openat", openat as *const ()),
         (b"openat64", openat64 as *const ()),
         (b"__open_2", open_2 as *const ()),
-        (b"__open64_2", open64_2 as *const ()),
+        (b"__open64_2", open_2 as *const ()),
         (b"__openat_2", openat_2 as *const ()),
-        (b"__openat64_2", openat64_2 as *const ()),
+        (b"__openat64_2", openat_2 as *const ()),
         (b"fopen", fopen as *const ()),
         (b"fopen64", fopen64 as *const ()),
+        (b"getenv", getenv as *const ()),
     ];
 }
