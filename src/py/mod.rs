@@ -6,6 +6,7 @@ mod buffer;
 pub mod errors;
 pub mod hook;
 mod observe;
+mod sign;
 pub mod store;
 
 #[pymodule]
@@ -17,5 +18,6 @@ fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hook::register(m)?;
     observe::register(m)?;
     alias::register(m)?;
+    sign::register(m)?;
     Ok(())
 }
