@@ -91,6 +91,8 @@ def test_another_machine_hits_what_the_first_computed(tmp_path: Path, redis_serv
     assert "table of 1000" in b.run().stdout
     ran, stats, _ = b.go()
     assert ran == [] and stats["hits"] == 2 and stats["remote_hits"] == 0
+    html = b.run("import bytecache\nprint(bytecache.stats()._repr_html_())").stdout
+    assert f"0 entries fetched from <code>{server.url}</code>, 0 uploaded" in html
 
 
 def test_a_large_result_is_chunked_and_what_was_stored_is_uploaded(
@@ -181,9 +183,11 @@ def _upload_in_flight(server, proc: subprocess.Popen[str]) -> None:
     assert not [k for k in entries(server) if r.hexists(k, "u") and r.hget(k, "u")]
 
 
-@pytest.mark.parametrize("killed", ["server", "client"])
+@pytest.mark.parametrize("killed", ["server", "client", "chunks"])
 def test_killed_mid_upload_leaves_nothing_partial(tmp_path: Path, redis_server,
                                                  killed: str) -> None:
+    """The server or the uploading process killed mid-upload, or the chunks
+    sent so far evicted: no manifest names a partial upload."""
     server = redis_server(appendonly="yes", appendfsync="always")
     a = Machine(tmp_path / "a", server.url)
     n = str(8 << 20)  # 64 MiB: 16 chunks
@@ -196,9 +200,15 @@ def test_killed_mid_upload_leaves_nothing_partial(tmp_path: Path, redis_server,
         assert proc.returncode == 0 and f"SUM {float(sum(range(8 << 20)) * 2)}" in out
         assert "is unavailable" in err
         server.start()  # from its append-only file: the chunks written so far
-    else:
+    elif killed == "client":
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
+    else:
+        (partial,) = entries(server, "c")
+        server.client().delete(partial)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0 and "chunks expired before it was published" in err, err
+        assert server.client().pttl(partial) > 0  # the rest was sent, and expires
     assert entries(server, "c") and not [k for k in entries(server)
                                          if server.client().hget(k, "u")]
     # a's compute locks outlive it until they expire (30 s): let them
