@@ -318,6 +318,20 @@ def test_cli_keys_stats_and_clear(tmp_path: Path, redis_server) -> None:
     assert entries(server) == []
 
 
+@pytest.mark.parametrize(("env", "says"), [
+    ({"BYTECACHE_REMOTE": "http://cache:80/"}, "ignores BYTECACHE_REMOTE must be a Redis URL"),
+    ({"BYTECACHE_TRUSTED_KEYS": "ed25519:nope"}, "BYTECACHE_TRUSTED_KEYS: 'ed25519:nope' is not"),
+])
+def test_a_bad_setting_in_the_environment_means_local_only(
+        tmp_path: Path, redis_server, env: dict[str, str], says: str) -> None:
+    server = redis_server()
+    m = Machine(tmp_path / "m", server.url)
+    ran, stats, err = m.go(**env)
+    assert len(ran) == 2 and stats["stored"] == 2 and not stats["remote_uploads"]
+    assert says in err and err.count("Warning") == 1, err
+    assert entries(server) == []
+
+
 def test_a_password_never_shows(tmp_path: Path) -> None:
     m = Machine(tmp_path / "m", "redis://:s3cret@127.0.0.1:1/0")
     ran, stats, err = m.go()

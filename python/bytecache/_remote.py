@@ -526,6 +526,8 @@ def flush_all(timeout: float = FLUSH_SECONDS) -> bool:
 
 
 def _forked() -> None:
+    global _lock
+    _lock = _thread.allocate_lock()  # another thread of the parent may have held it
     for remote in _remotes.values():
         remote.after_fork()
 
