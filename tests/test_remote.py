@@ -95,6 +95,30 @@ def test_another_machine_hits_what_the_first_computed(tmp_path: Path, redis_serv
     assert f"0 entries fetched from <code>{server.url}</code>, 0 uploaded" in html
 
 
+def test_a_data_file_read_is_checked_on_the_machine_that_reads(
+        tmp_path: Path, redis_server) -> None:
+    server = redis_server()
+    data = tmp_path / "shared" / "data.csv"  # a shared file system: one path
+    data.parent.mkdir()
+    data.write_text("1,2,3\n")
+    tasks = TASKS + f"""
+@bytecache.memoize
+def total():
+    ran("total")
+    with open({str(data)!r}) as f:
+        return sum(int(x) for x in f.read().split(","))
+"""
+    main = "from tasks import total\nprint('TOTAL', total())\n"
+    a, b, c = (Machine(tmp_path / m, server.url, tasks) for m in "abc")
+    b.home = c.home = a.home
+    assert "RAN total" in a.run(main).stdout
+    out = b.run(main).stdout
+    assert "RAN" not in out and "TOTAL 6" in out
+    data.write_text("1,2,4\n")
+    out = c.run(main).stdout
+    assert "RAN total" in out and "TOTAL 7" in out
+
+
 def test_a_large_result_is_chunked_and_what_was_stored_is_uploaded(
         tmp_path: Path, redis_server) -> None:
     """40 MiB in chunks; the caller overwrites its result right after the

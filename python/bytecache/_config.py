@@ -105,12 +105,11 @@ def remote_url() -> str:
     """configure(remote=) > $BYTECACHE_REMOTE (read once); "" for none."""
     url = _configured.get("remote")
     if url is None:
-        was = _bytecache.observe_is_internal()
         _bytecache.observe_internal(True)  # not a read of the call being observed
         try:
             env = os.environ.get("BYTECACHE_REMOTE", "")
         finally:
-            _bytecache.observe_internal(was)
+            _bytecache.observe_internal(False)
         try:
             url = _validate.remote_url("BYTECACHE_REMOTE", env) or ""
         except ValueError as e:

@@ -98,16 +98,16 @@ def shown(url: str) -> str:
 
 
 class _Quiet:
-    """Remote work is bytecache's own: not what a call being observed reads."""
+    """Remote work is bytecache's own: not what a call being observed reads
+    (`observe_internal` counts: True, then False, nests)."""
 
-    __slots__ = ("was",)
+    __slots__ = ()
 
     def __enter__(self) -> None:
-        self.was = _bytecache.observe_is_internal()
         _bytecache.observe_internal(True)
 
     def __exit__(self, *exc: object) -> None:
-        _bytecache.observe_internal(self.was)
+        _bytecache.observe_internal(False)
 
 
 class Remote:
