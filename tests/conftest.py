@@ -111,6 +111,7 @@ class RedisServer:
         self.port = _free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.proc: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
 
     def start(self) -> RedisServer:
         import time
@@ -126,22 +127,33 @@ class RedisServer:
                 if self.client().ping():
                     return self
             except Exception:  # noqa: BLE001 - not up yet
+                self._disconnect()
                 time.sleep(0.02)
         raise AssertionError("redis-server did not start: " + (self.dir / "log").read_text())
 
     def client(self) -> Any:
+        """The test's own connection (one, closed when the server stops)."""
         import redis
 
-        return redis.Redis(port=self.port, socket_timeout=10)
+        if self._client is None:
+            self._client = redis.Redis(port=self.port, socket_timeout=10)
+        return self._client
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
 
     def kill(self) -> None:
         """SIGKILL: the server dies as a crashed machine's would."""
+        self._disconnect()
         if self.proc is not None:
             self.proc.kill()
             self.proc.wait()
             self.proc = None
 
     def stop(self) -> None:
+        self._disconnect()
         if self.proc is not None:
             self.proc.terminate()
             try:

@@ -184,8 +184,8 @@ class RedisBackend:
 
     # --- counters -----------------------------------------------------------
 
-    def count_hit(self) -> None:
-        _call(lambda: self._r.incr(f"{self._ns}:hits"))
+    def count_hits(self, n: int) -> None:
+        _call(lambda: self._r.incrby(f"{self._ns}:hits", n))
 
     def info(self) -> dict[str, Any]:
         """Entries and hits of this namespace, and the server's memory."""

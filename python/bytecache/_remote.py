@@ -58,7 +58,7 @@ if TYPE_CHECKING:
         def try_lock(self, key: bytes, token: str, ttl: float) -> str: ...
         def renew(self, locks: Iterable[tuple[bytes, str]], ttl: float) -> None: ...
         def unlock(self, key: bytes, token: str) -> None: ...
-        def count_hit(self) -> None: ...
+        def count_hits(self, n: int) -> None: ...
         def info(self) -> dict[str, Any]: ...
 
 # Every command's bound, and how long a failed remote is left alone.
@@ -83,10 +83,8 @@ class RemoteError(Exception):
 
 
 def namespace() -> str:
-    import platform
-
     impl = sys.implementation.cache_tag or sys.implementation.name
-    return f"bytecache:{_bytecache.__version__}:{impl}-{sys.platform}-{platform.machine()}"
+    return f"bytecache:{_bytecache.__version__}:{impl}-{sys.platform}-{os.uname().machine}"
 
 
 def shown(url: str) -> str:
@@ -121,6 +119,7 @@ class Remote:
         self.namespace = namespace()
         self.hits = self.misses = self.uploads = self.dropped = 0
         self._puts = 0  # uploads queued
+        self._unsent_hits = 0  # remote hits not yet added to the server's count
         self._down_until = 0.0
         self._cv = threading.Condition()  # reentrant
         self._queue: list[tuple[Any, ...]] = []
@@ -199,8 +198,9 @@ class Remote:
             warn_once(f"bytecache could not read an entry of the remote cache {self.shown} "
                       f"({type(e).__name__}: {e}); the call runs", key=f"remote-read:{self.url}")
             return None
-        self.hits += 1
-        self._enqueue(("hit",))
+        with self._cv:
+            self.hits += 1
+            self._unsent_hits += 1  # sent with the next upload, or at exit
         return (header.group, payload, buffers, header.files, header.dirs, header.record,
                 header.seconds)
 
@@ -301,6 +301,7 @@ class Remote:
 
     def _do(self, item: tuple[Any, ...]) -> None:
         kind = item[0]
+        self._send_hits()
         if kind == "unlock":
             with self._cv:
                 if self._locks.get(item[1]) == item[2]:
@@ -318,10 +319,14 @@ class Remote:
                 self.uploads += 1
             else:
                 raise RemoteError("refused", "an upload's chunks expired before it was published")
-        elif kind == "hit":
-            self.backend.count_hit()
         elif kind == "drop":
             self.backend.remove(item[1], item[2])
+
+    def _send_hits(self) -> None:
+        with self._cv:
+            n, self._unsent_hits = self._unsent_hits, 0
+        if n and self._up():
+            self.backend.count_hits(n)
 
     def _keep(self) -> None:
         """Renews the locks held every third of their lifetime."""
@@ -347,6 +352,11 @@ class Remote:
                 if left <= 0 or self._worker is None or not self._worker.is_alive():
                     return False
                 self._cv.wait(left)
+        try:
+            with _Quiet():
+                self._send_hits()
+        except RemoteError as e:
+            self._failed(e, background=True)
         return True
 
     def after_fork(self) -> None:
