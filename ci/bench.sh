@@ -38,7 +38,6 @@ echo "== python benches/first_hit.py (100 MiB result, first hit in a new process
 python benches/first_hit.py | tee "$OUT/first_hit.txt"
 if command -v redis-server >/dev/null 2>&1; then
     echo "== python benches/remote_hit.py (the remote tier over loopback Redis)"
-    python -m pip install -q -c ci/constraints.txt redis hiredis
     python benches/remote_hit.py | tee "$OUT/remote_hit.txt"
 fi
 echo "== python benches/python/bench.py --out $OUT $*"
