@@ -302,6 +302,23 @@ def test_two_machines_missing_together_compute_once(tmp_path: Path, redis_server
     assert stats["remote_hits"] >= 1 and stats["hits"] >= 1
 
 
+def test_a_lock_without_an_expiry_is_not_waited_for(tmp_path: Path, redis_server) -> None:
+    """A lock bytecache did not take (no expiry: restored from a dump, set
+    by hand) would make every machine wait for the whole claim timeout."""
+    server = redis_server()
+    a = Machine(tmp_path / "a", server.url)
+    a.go()
+    r = server.client()
+    locks = [k.replace(b":e:", b":l:") for k in entries(server)]
+    r.flushall()
+    for lock in locks:
+        r.set(lock, b"stray")
+    b = Machine(tmp_path / "b", server.url)
+    proc = subprocess.run([sys.executable, "main.py"], cwd=b.work, env=b.env(),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.stdout.count("RAN") == 2, proc.stdout + proc.stderr
+
+
 def test_without_the_redis_package_results_are_stored_locally(tmp_path: Path) -> None:
     m = Machine(tmp_path / "m", "redis://127.0.0.1:1/0")
     m.write("main.py", "import sys\nsys.modules['redis'] = None\n" + MAIN)

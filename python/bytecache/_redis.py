@@ -161,17 +161,22 @@ class RedisBackend:
     # --- compute locks ------------------------------------------------------
 
     def try_lock(self, key: bytes, token: str, ttl: float) -> str:
-        """"acquired", "held" (by someone else) or "ready" (the entry is there)."""
+        """"acquired", "held" (by someone else), "ready" (the entry is
+        there) or "foreign": held, but not as bytecache holds a lock (no
+        expiry, or a longer one than `ttl`): not worth waiting for."""
         lock = self._name("l", key)
         pipe = self._r.pipeline(transaction=False)
         pipe.exists(self._name("e", key))
         pipe.set(lock, token, nx=True, px=int(ttl * 1000))
-        exists, acquired = _call(pipe.execute)
+        pipe.pttl(lock)
+        exists, acquired, left = _call(pipe.execute)
         if exists:
             if acquired:
                 self.unlock(key, token)
             return "ready"
-        return "acquired" if acquired else "held"
+        if acquired:
+            return "acquired"
+        return "foreign" if left == -1 or left > ttl * 1000 else "held"
 
     def renew(self, locks: Iterable[tuple[bytes, str]], ttl: float) -> None:
         pipe = self._r.pipeline(transaction=False)

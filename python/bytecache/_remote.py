@@ -234,6 +234,8 @@ class Remote:
                 return "acquired", token
             if state == "ready":
                 return "ready", ""
+            if state == "foreign":  # a stray lock would make every machine wait
+                return "off", ""
             waited = True
             if time.monotonic() + nap > deadline:
                 return "timeout", ""
