@@ -121,6 +121,7 @@ class Remote:
         self._puts = 0  # uploads queued
         self._unsent_hits = 0  # remote hits not yet added to the server's count
         self._down_until = 0.0
+        self._full_until = 0.0  # no uploads until then: the remote refused one
         self._cv = threading.Condition()  # reentrant
         self._queue: list[tuple[Any, ...]] = []
         self._busy = False
@@ -146,6 +147,7 @@ class Remote:
             self._down_until = time.monotonic() + COOLDOWN
             what = f"is unavailable ({e.detail}); calls run and are stored locally"
         else:
+            self._full_until = time.monotonic() + COOLDOWN
             what = f"refused a write ({e.detail}); results are stored locally only"
         message = f"bytecache's remote cache {self.shown} {what}"
         key = f"remote:{e.kind}:{self.url}"
@@ -275,7 +277,7 @@ class Remote:
             self._worker = threading.Thread(target=self._work, name="bytecache-upload",
                                             daemon=True)
             contextvars.Context().run(self._worker.start)
-        if self._locks and (self._keeper is None or not self._keeper.is_alive()):
+        if self._locks and self._keeper is None:
             self._keeper = threading.Thread(target=self._keep, name="bytecache-locks",
                                             daemon=True)
             contextvars.Context().run(self._keeper.start)
@@ -313,6 +315,8 @@ class Remote:
         elif not self._up():
             return  # down: entries stay local, hits are not counted
         elif kind == "put":
+            if time.monotonic() < self._full_until:
+                return
             entry = item[1].export(item[2])
             if entry is None:  # evicted or removed meanwhile
                 return
@@ -337,8 +341,9 @@ class Remote:
             time.sleep(LOCK_TTL / 3)
             with self._cv:
                 held = list(self._locks.items())
-            if not held:
-                return
+                if not held:  # with the lock: `_start` sees None, or us renewing
+                    self._keeper = None
+                    return
             if self._up():
                 try:
                     self.backend.renew(held, LOCK_TTL)
