@@ -8,6 +8,7 @@ mod hook;
 mod identity;
 mod memoized;
 mod observe;
+mod sign;
 mod store;
 
 #[pymodule]
@@ -20,5 +21,6 @@ fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hook::register(m)?;
     observe::register(m)?;
     alias::register(m)?;
+    sign::register(m)?;
     Ok(())
 }
