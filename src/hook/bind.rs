@@ -154,6 +154,9 @@ pub unsafe fn parameter_names<'py>(
     (names.len() >= n).then_some(names)
 }
 
+/// Bound arguments with their parameter names, in frame order.
+pub type Named<'py> = Vec<(pyo3::Bound<'py, PyAny>, pyo3::Bound<'py, PyAny>)>;
+
 /// [`bind`] for a call given as `args` and `kwargs` (from Python): the
 /// bound arguments with their parameter names, in frame order. `None` when
 /// the call would raise, `func` is not a Python function, or on a failure
@@ -162,7 +165,7 @@ pub fn bind_tuple<'py>(
     func: &pyo3::Bound<'py, PyAny>,
     args: &pyo3::Bound<'py, PyTuple>,
     kwargs: Option<&pyo3::Bound<'py, PyDict>>,
-) -> Option<Vec<(pyo3::Bound<'py, PyAny>, pyo3::Bound<'py, PyAny>)>> {
+) -> Option<Named<'py>> {
     let py = func.py();
     if !func.is_instance_of::<PyFunction>() {
         return None;

@@ -7,7 +7,7 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
-use crate::hook::bind::bind_tuple;
+use crate::hook::bind::{bind_tuple, Named};
 use crate::identity::{self, Dep, Digest, HashError};
 
 /// The one mapping of identity's errors to Python: `UnhashableError` with
@@ -102,6 +102,20 @@ impl PyMemo {
     pub fn shared(&self) -> Arc<identity::Memo> {
         self.inner.clone()
     }
+
+    /// The function, and a call of it (`args`, `kwargs`) bound as a frame
+    /// would bind it (`hook::bind`); None when the function is gone or the
+    /// call would raise.
+    fn bound<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> Option<(Bound<'py, PyAny>, Named<'py>)> {
+        let func = self.inner.function(py)?;
+        let arguments = bind_tuple(&func, args, kwargs)?;
+        Some((func, arguments))
+    }
 }
 
 #[pymethods]
@@ -148,10 +162,10 @@ impl PyMemo {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let Some(func) = self.inner.function(py).filter(|_| !identity::is_disabled()) else {
+        if identity::is_disabled() {
             return Ok(None);
-        };
-        let Some(arguments) = bind_tuple(&func, args, kwargs) else {
+        }
+        let Some((func, arguments)) = self.bound(py, args, kwargs) else {
             return Ok(None);
         };
         let Ok((key, _)) = self.inner.key_of(&func, arguments.into_iter(), false, None) else {
@@ -174,10 +188,7 @@ impl PyMemo {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Option<Bound<'py, PyDict>>> {
-        let Some(func) = self.inner.function(py) else {
-            return Ok(None);
-        };
-        let Some(arguments) = bind_tuple(&func, args, kwargs) else {
+        let Some((_, arguments)) = self.bound(py, args, kwargs) else {
             return Ok(None);
         };
         let d = PyDict::new(py);
