@@ -40,6 +40,10 @@ if command -v redis-server >/dev/null 2>&1; then
     echo "== python benches/remote_hit.py (the remote tier over loopback Redis)"
     python benches/remote_hit.py | tee "$OUT/remote_hit.txt"
 fi
+if command -v valgrind >/dev/null 2>&1; then
+    echo "== python benches/hit_instructions.py (instructions per hit vs lru_cache, callgrind)"
+    python benches/hit_instructions.py --calls 5000 | tee "$OUT/hit_instructions.md"
+fi
 echo "== python benches/python/bench.py --out $OUT $*"
 python benches/python/bench.py --out "$OUT" "$@"
 echo "report: $OUT/report.md  chart: $OUT/chart.png"

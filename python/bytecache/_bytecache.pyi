@@ -15,6 +15,7 @@ __all__ = [
     "CorruptCacheError",
     "Identity",
     "Memo",
+    "Memoized",
     "StorageError",
     "Store",
     "UnhashableError",
@@ -35,6 +36,7 @@ __all__ = [
     "hook_reset_marks",
     "hook_uninstall",
     "is_disabled",
+    "memoized",
     "observe_install",
     "observe_internal",
     "observe_is_internal",
@@ -110,6 +112,11 @@ class Memo:
     ) -> tuple[object] | bytes | None:
         """(value,) when this call's result is kept in this process; else its
         key when it was computed (for `begin`); None: bind and key in full."""
+    def bind(
+        self, args: tuple[object, ...], kwargs: dict[str, object] | None = None
+    ) -> dict[str, object] | None:
+        """The call's arguments by parameter name, defaults applied; None when
+        the call would raise (the function reports it)."""
     def recall(self, key: bytes) -> tuple[object] | None: ...
     def remember(self, key: bytes, value: object, seconds: float) -> bool: ...
     def forget(self) -> None: ...
@@ -125,6 +132,24 @@ class Memo:
     def reach(self) -> tuple[list[str], bool]:
         """Top-level packages of the libraries the fingerprint reaches, and
         whether its code names `argv`."""
+
+@final
+class Memoized:
+    """What `@bytecache.memoize` returns for a function that is not async: a
+    callable that binds, keys and answers kept results in Rust."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+    def __get__(self, instance: object, owner: object = None, /) -> Any: ...
+    def cache_info(self) -> Any:
+        """Hits, misses and time saved for this function in this process."""
+    def cache_clear(self) -> Any:
+        """Drop this function's stored results (all versions); how many."""
+    @property
+    def __bytecache_target__(self) -> Any: ...
+
+def memoized(func: object, target: object, begin: object, off: bool = False) -> Memoized:
+    """The memoized `func`; calls no kept result answers go to
+    `begin(arguments, key)`."""
 
 def unregister_all() -> None: ...
 def forget_all() -> None: ...

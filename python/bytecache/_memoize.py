@@ -9,66 +9,10 @@ from bytecache import _bytecache, _config, _core, _validate
 TYPE_CHECKING = False  # typing costs ~10 ms to import; only checkers need it
 
 if TYPE_CHECKING:
-    import inspect
     from collections.abc import Callable
     from typing import Any, overload
 
     from bytecache._types import CacheInfo, Memoized, P, R
-
-
-def _binder(sig: inspect.Signature) -> Any:
-    """A function (args, kwargs) -> {name: value} with defaults applied.
-
-    Plain positional calls of functions without *args/**kwargs/keyword-only
-    parameters take a fast path; everything else goes through
-    `Signature.bind`, so both give the same dict for the same call.
-    """
-    import inspect
-
-    params = list(sig.parameters.values())
-    simple = all(p.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD for p in params)
-    names = tuple(p.name for p in params)
-    empty = inspect.Parameter.empty
-    required = sum(p.default is empty for p in params)
-    # For n positional arguments: the defaults of the parameters after them.
-    tails = [{p.name: p.default for p in params[n:]} for n in range(len(params) + 1)]
-
-    def slow(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        bound = sig.bind(*args, **kwargs)
-        bound.apply_defaults()
-        return dict(bound.arguments)
-
-    if not simple:
-        return slow
-
-    def fast(args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
-        n = len(args)
-        try:
-            tail = tails[n]
-            out = {names[i]: args[i] for i in range(n)}
-        except IndexError:  # too many arguments (or a patched `len`)
-            return slow(args, kwargs)
-        if kwargs or n < required or any(d is empty for d in tail.values()):
-            return slow(args, kwargs)
-        out.update(tail)
-        return out
-
-    return fast
-
-
-def _run(token: _core.Miss | None, func: Any, args: tuple[Any, ...],
-         kwargs: dict[str, Any]) -> Any:
-    """Runs the body after a miss and stores its result (an exception is
-    never cached: the pending miss is aborted)."""
-    if token is None:
-        return func(*args, **kwargs)
-    try:
-        box = [func(*args, **kwargs)]  # the only reference this frame holds
-    except BaseException:
-        token.abort()
-        raise
-    token.commit(box)
-    return box[0]
 
 
 async def _begin_async(target: _core.Target, arguments: dict[str, Any], min_seconds: float,
@@ -91,36 +35,57 @@ async def _begin_async(target: _core.Target, arguments: dict[str, Any], min_seco
         nap = min(nap * 2, 0.05)
 
 
+# `co_flags` of generator and coroutine functions (`inspect`'s constants;
+# `inspect` itself costs milliseconds to import).
+_CO_GENERATOR = 0x20
+_CO_COROUTINE = 0x80
+_CO_ASYNC_GENERATOR = 0x200
+
+
+def _starter(target: _core.Target, min_seconds: float) -> Any:
+    """The wrapper's full path: `begin(arguments, key)` answers as the hook's
+    `on_call` does: None (run the function), `(value,)` (a hit) or the
+    pending `_core.Miss`."""
+
+    def begin(arguments: dict[str, Any], key: bytes | None) -> Any:
+        hit, value = _core.begin(target, arguments, min_seconds=min_seconds, key=key)
+        return (value,) if hit else value
+
+    return begin
+
+
 def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seconds: float) -> Any:
     import functools
-    import inspect
+    import types
 
     if isinstance(func, (staticmethod, classmethod)):
         inner = _wrap(func.__func__, cache_dir=cache_dir, ignore=ignore, min_seconds=min_seconds)
         return type(func)(inner)
-    if not callable(func) or not hasattr(func, "__code__"):
+    if not isinstance(func, types.FunctionType):
         raise TypeError(f"bytecache.memoize needs a Python function, not {type(func).__name__}")
-    if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
+    flags = func.__code__.co_flags
+    if flags & (_CO_GENERATOR | _CO_ASYNC_GENERATOR):
         raise TypeError(
             f"bytecache.memoize cannot memoize generator function `{func.__qualname__}`: "
             "its result is consumed lazily; memoize a function that returns a list instead"
         )
-    sig = inspect.signature(func)
-    bind = _binder(sig)
-    unknown = set(ignore) - set(sig.parameters)
+    target = _core.Target(func, ignore=ignore, cache_dir=cache_dir)
+    unknown = set(ignore) - set(target.memo.names)
     if unknown:
         raise TypeError(f"ignore= names no parameter of `{func.__qualname__}`: {sorted(unknown)}")
-    target = _core.Target(func, ignore=ignore, cache_dir=cache_dir)
-    quick = target.memo.quick
-
-    if inspect.iscoroutinefunction(func):
+    wrapper: Any
+    if flags & _CO_COROUTINE:
+        quick, bind = target.memo.quick, target.memo.bind
 
         @functools.wraps(func)
         async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-            kept = quick(args, kwargs)
+            kept = quick(args, kwargs)  # a result kept in this process, or the key
             if isinstance(kept, tuple):
                 return kept[0]
-            hit, token = await _begin_async(target, bind(args, kwargs), min_seconds, kept)
+            arguments = bind(args, kwargs)
+            if arguments is None:  # the call raises: the function says why
+                return await func(*args, **kwargs)
+            hit, token = await _begin_async(target, arguments, min_seconds, kept)
             if hit:
                 return token
             if token is None:
@@ -133,33 +98,23 @@ def _wrap(func: Any, *, cache_dir: str | None, ignore: tuple[str, ...], min_seco
             token.commit(box)
             return box[0]
 
-        wrapper: Any = async_wrapper
-    else:
+        def cache_info() -> CacheInfo:
+            """Hits, misses and time saved for this function in this process."""
+            return target.counters.as_dict()  # type: ignore[return-value]
 
-        @functools.wraps(func)
-        def sync_wrapper(*args: Any, **kwargs: Any) -> Any:
-            kept = quick(args, kwargs)  # a result kept in this process, or the key
-            if isinstance(kept, tuple):
-                return kept[0]
-            hit, token = _core.begin(target, bind(args, kwargs), min_seconds=min_seconds, key=kept)
-            if hit:
-                return token
-            return _run(token, func, args, kwargs)
+        def cache_clear() -> int:
+            """Drop this function's stored results (all versions)."""
+            return clear_group(target)
 
-        wrapper = sync_wrapper
-
-    def cache_info() -> CacheInfo:
-        """Hits, misses and time saved for this function in this process."""
-        return target.counters.as_dict()  # type: ignore[return-value]
-
-    def cache_clear() -> int:
-        """Drop this function's stored results (all versions)."""
-        return clear_group(target)
-
-    wrapper.cache_info = cache_info
-    wrapper.cache_clear = cache_clear
-    wrapper.__bytecache_target__ = target
-    return wrapper
+        wrapper = async_wrapper
+        wrapper.cache_info = cache_info
+        wrapper.cache_clear = cache_clear
+        wrapper.__bytecache_target__ = target
+        return wrapper
+    # Everything else is a Rust callable: it binds, keys and answers kept
+    # results itself, and calls `begin` for the rest.
+    wrapper = _bytecache.memoized(func, target, _starter(target, min_seconds), _core.OFF)
+    return functools.wraps(func)(wrapper)
 
 
 def clear_group(target: _core.Target) -> int:

@@ -1,21 +1,79 @@
-//! Binding a vectorcall's arguments to a function's parameters, as
-//! CPython's `initialize_locals` does when it builds a frame: the vectorcall
-//! mechanism keys a call before deciding whether to run it, so it needs the
-//! arguments in the order the frame hook finds them in a fresh frame (named
-//! parameters with keywords and defaults applied, then the `*args` tuple and
-//! the `**kwargs` dict).
+//! Binding a call's arguments to a function's parameters, as CPython's
+//! `initialize_locals` does when it builds a frame: the vectorcall
+//! mechanism and the decorator key a call before deciding whether to run
+//! it, so they need the arguments in the order the frame hook finds them in
+//! a fresh frame (named parameters with keywords and defaults applied, then
+//! the `*args` tuple and the `**kwargs` dict). One binder for every way a
+//! call reaches us: a vectorcall ([`bind`]) or `(args, kwargs)` from Python
+//! ([`bind_tuple`]).
 //!
 //! Any call that would raise (a missing or unexpected argument, a value
 //! given twice) is not bound: the call then runs as is and the function
 //! raises its own `TypeError`.
 
 use pyo3::ffi::{self, PyObject};
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyFunction, PyTuple};
 
 use crate::cpython::code::{self, Params};
 use crate::cpython::function;
 
+/// One vectorcall, as CPython passed it to us.
+#[derive(Clone, Copy)]
+pub struct Call {
+    pub callable: *mut PyObject,
+    pub args: *const *mut PyObject,
+    pub nargsf: usize,
+    pub kwnames: *mut PyObject,
+}
+
+impl Call {
+    /// Runs the call with `vc` (the default vectorcall).
+    ///
+    /// # Safety
+    /// GIL held; the call's arguments are still live.
+    #[inline(always)]
+    pub unsafe fn run(self, vc: ffi::vectorcallfunc) -> *mut PyObject {
+        // SAFETY: CPython's own arguments, forwarded unchanged.
+        unsafe { vc(self.callable, self.args, self.nargsf, self.kwnames) }
+    }
+
+    /// Makes the same call of `to` (a new reference, NULL when it raised).
+    ///
+    /// # Safety
+    /// As [`Call::run`]; `to` is live.
+    #[inline]
+    pub unsafe fn forward(self, to: *mut PyObject) -> *mut PyObject {
+        // SAFETY: CPython's own arguments, forwarded unchanged (with
+        // `PY_VECTORCALL_ARGUMENTS_OFFSET`, which our caller granted).
+        unsafe { ffi::PyObject_Vectorcall(to, self.args, self.nargsf, self.kwnames) }
+    }
+
+    /// The argument values (positional ones, then one per keyword name) and
+    /// how many are positional.
+    ///
+    /// # Safety
+    /// As [`Call::run`].
+    pub unsafe fn values<'a>(self) -> (&'a [*mut PyObject], usize) {
+        // SAFETY: the vectorcall protocol: `args` holds the positional values
+        // then one value per name in the `kwnames` tuple.
+        unsafe {
+            let npos = usize::try_from(ffi::PyVectorcall_NARGS(self.nargsf)).unwrap_or(0);
+            let nkw = if self.kwnames.is_null() {
+                0
+            } else {
+                usize::try_from(ffi::PyTuple_GET_SIZE(self.kwnames)).unwrap_or(0)
+            };
+            if npos + nkw == 0 {
+                return (&[], 0);
+            }
+            (std::slice::from_raw_parts(self.args, npos + nkw), npos)
+        }
+    }
+}
+
 /// A call's arguments in frame order.
-pub enum Bound<'a> {
+pub enum Args<'a> {
     /// An exact positional call: the caller's array itself.
     Borrowed(&'a [*mut PyObject]),
     /// Borrowed references, except the `*args` tuple and `**kwargs` dict at
@@ -26,18 +84,18 @@ pub enum Bound<'a> {
     },
 }
 
-impl Bound<'_> {
+impl Args<'_> {
     pub fn slots(&self) -> &[*mut PyObject] {
         match self {
-            Bound::Borrowed(s) => s,
-            Bound::Built { slots, .. } => slots,
+            Args::Borrowed(s) => s,
+            Args::Built { slots, .. } => slots,
         }
     }
 }
 
-impl Drop for Bound<'_> {
+impl Drop for Args<'_> {
     fn drop(&mut self) {
-        if let Bound::Built { slots, made } = self {
+        if let Args::Built { slots, made } = self {
             for &i in made.iter() {
                 // SAFETY: the GIL is held while a call is bound (the
                 // vectorcall runs with it); `slots[i]` is a new reference
@@ -62,7 +120,7 @@ pub unsafe fn bind<'a>(
     args: &'a [*mut PyObject],
     npos: usize,
     kwnames: *mut PyObject,
-) -> Option<Bound<'a>> {
+) -> Option<Args<'a>> {
     // SAFETY: `code` is a live code object (caller).
     let p = unsafe { code::params(code) };
     let nkw = if kwnames.is_null() {
@@ -73,10 +131,82 @@ pub unsafe fn bind<'a>(
     };
     let rest = code::CO_VARARGS | code::CO_VARKEYWORDS;
     if nkw == 0 && p.flags & rest == 0 && p.kwonlyargcount == 0 && npos == p.argcount {
-        return Some(Bound::Borrowed(args.get(..npos)?));
+        return Some(Args::Borrowed(args.get(..npos)?));
     }
     // SAFETY: forwarded.
     unsafe { bind_slow(func, &p, args, npos, kwnames, nkw) }
+}
+
+/// The parameter names of `code` for `n` bound values: `co_localsplusnames`
+/// (borrowed), whose first entries are the parameters in the order [`bind`]
+/// fills its slots; `None` if it is shorter than `n`.
+///
+/// # Safety
+/// GIL held; `code` a live code object.
+pub unsafe fn parameter_names<'py>(
+    py: Python<'py>,
+    code: *mut PyObject,
+    n: usize,
+) -> Option<pyo3::Bound<'py, PyTuple>> {
+    // SAFETY: `co_localsplusnames` is a live tuple owned by the code object.
+    let names = unsafe { pyo3::Bound::from_borrowed_ptr(py, code::params(code).names) };
+    let names = names.cast_into::<PyTuple>().ok()?;
+    (names.len() >= n).then_some(names)
+}
+
+/// Bound arguments with their parameter names, in frame order.
+pub type Named<'py> = Vec<(pyo3::Bound<'py, PyAny>, pyo3::Bound<'py, PyAny>)>;
+
+/// [`bind`] for a call given as `args` and `kwargs` (from Python): the
+/// bound arguments with their parameter names, in frame order. `None` when
+/// the call would raise, `func` is not a Python function, or on a failure
+/// (no exception is left set).
+pub fn bind_tuple<'py>(
+    func: &pyo3::Bound<'py, PyAny>,
+    args: &pyo3::Bound<'py, PyTuple>,
+    kwargs: Option<&pyo3::Bound<'py, PyDict>>,
+) -> Option<Named<'py>> {
+    let py = func.py();
+    if !func.is_instance_of::<PyFunction>() {
+        return None;
+    }
+    let mut values: Vec<*mut PyObject> = args.iter_borrowed().map(|v| v.as_ptr()).collect();
+    let npos = values.len();
+    // Held while the values are bound: the keyword names and values.
+    let mut keywords = None;
+    if let Some(k) = kwargs.filter(|k| !k.is_empty()) {
+        let (names, kvalues): (Vec<_>, Vec<_>) = k.iter().unzip();
+        values.extend(kvalues.iter().map(|v| v.as_ptr()));
+        keywords = Some((PyTuple::new(py, names).ok()?, kvalues));
+    }
+    let kwnames = keywords
+        .as_ref()
+        .map_or(std::ptr::null_mut(), |(t, _)| t.as_ptr());
+    // SAFETY: `func` is a live function (checked above) and its code a live
+    // code object; every value is held by `args` or `keywords` (live while
+    // this runs); `kwnames` is NULL or a tuple of the keyword names; the GIL
+    // is held (`py`).
+    unsafe {
+        let code = function::code(func.as_ptr());
+        let b = bind(func.as_ptr(), code, &values, npos, kwnames)?;
+        let slots = b.slots();
+        if slots.iter().any(|v| v.is_null()) {
+            return None;
+        }
+        let names = parameter_names(py, code, slots.len())?;
+        Some(
+            slots
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    (
+                        names.get_borrowed_item_unchecked(i).to_owned(),
+                        pyo3::Bound::from_borrowed_ptr(py, v),
+                    )
+                })
+                .collect(),
+        )
+    }
 }
 
 #[inline(never)]
@@ -87,18 +217,18 @@ unsafe fn bind_slow<'a>(
     npos: usize,
     kwnames: *mut PyObject,
     nkw: usize,
-) -> Option<Bound<'a>> {
+) -> Option<Args<'a>> {
     let named = p.argcount + p.kwonlyargcount;
     let varargs = p.flags & code::CO_VARARGS != 0;
     let varkw = p.flags & code::CO_VARKEYWORDS != 0;
     if args.len() != npos + nkw || (npos > p.argcount && !varargs) {
         return None;
     }
-    let mut b = Bound::Built {
+    let mut b = Args::Built {
         slots: vec![std::ptr::null_mut(); named + usize::from(varargs) + usize::from(varkw)],
         made: Vec::new(),
     };
-    let Bound::Built { slots, made } = &mut b else {
+    let Args::Built { slots, made } = &mut b else {
         return None;
     };
     let given = npos.min(p.argcount);

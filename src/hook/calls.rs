@@ -31,7 +31,7 @@ use ahash::AHashSet;
 use pyo3::ffi::{self, PyObject};
 use pyo3::prelude::*;
 
-use super::bind::bind;
+use super::bind::{bind, Call};
 use super::consult::{self, Action, Interrupted, THREAD};
 use super::mark::Decision;
 use super::{stack, ACTIVE};
@@ -307,49 +307,6 @@ fn raise_later(py: Python<'_>) {
             unsafe { ffi::PyErr_SetInterrupt() };
         } else {
             err.write_unraisable(py, None);
-        }
-    }
-}
-
-/// One vectorcall, as CPython passed it to us.
-#[derive(Clone, Copy)]
-struct Call {
-    callable: *mut PyObject,
-    args: *const *mut PyObject,
-    nargsf: usize,
-    kwnames: *mut PyObject,
-}
-
-impl Call {
-    /// Runs the call with `vc` (the default vectorcall).
-    ///
-    /// # Safety
-    /// GIL held; the call's arguments are still live.
-    #[inline(always)]
-    unsafe fn run(self, vc: ffi::vectorcallfunc) -> *mut PyObject {
-        // SAFETY: CPython's own arguments, forwarded unchanged.
-        unsafe { vc(self.callable, self.args, self.nargsf, self.kwnames) }
-    }
-
-    /// The argument values (positional ones, then one per keyword name) and
-    /// how many are positional.
-    ///
-    /// # Safety
-    /// As [`Call::run`].
-    unsafe fn values<'a>(self) -> (&'a [*mut PyObject], usize) {
-        // SAFETY: the vectorcall protocol: `args` holds the positional values
-        // then one value per name in the `kwnames` tuple.
-        unsafe {
-            let npos = usize::try_from(ffi::PyVectorcall_NARGS(self.nargsf)).unwrap_or(0);
-            let nkw = if self.kwnames.is_null() {
-                0
-            } else {
-                usize::try_from(ffi::PyTuple_GET_SIZE(self.kwnames)).unwrap_or(0)
-            };
-            if npos + nkw == 0 {
-                return (&[], 0);
-            }
-            (std::slice::from_raw_parts(self.args, npos + nkw), npos)
         }
     }
 }

@@ -237,15 +237,27 @@ pub unsafe fn consult(func: *mut PyObject, args: &[*mut PyObject]) -> Action {
         let argv = [func, tuple];
         let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
         ffi::Py_DECREF(tuple);
+        let action = answer(r, cb);
+        ffi::Py_DECREF(cb);
+        action
+    }
+}
+
+/// What the policy's answer `r` says: `None` (run), an exact 1-tuple
+/// `(value,)` (a hit) or a token (a miss). `r` is a new reference, which
+/// this takes, or NULL when `cb` raised (see [`callback_error`]).
+///
+/// # Safety
+/// GIL held; `cb` live (borrowed); with `r` NULL an exception is set.
+pub unsafe fn answer(r: *mut PyObject, cb: *mut PyObject) -> Action {
+    // SAFETY: forwarded; `r` is ours to release or hand on.
+    unsafe {
         if r.is_null() {
-            let failed = callback_error(cb);
-            ffi::Py_DECREF(cb);
-            return match failed {
+            return match callback_error(cb) {
                 Ok(()) => Action::Run,
                 Err(Interrupted) => Action::Interrupt,
             };
         }
-        ffi::Py_DECREF(cb);
         if r == ffi::Py_None() {
             ffi::Py_DECREF(r);
             return Action::Run;
@@ -271,15 +283,24 @@ pub unsafe fn consult(func: *mut PyObject, args: &[*mut PyObject]) -> Action {
 pub unsafe fn finish(token: *mut PyObject, mut result: *mut PyObject) -> *mut PyObject {
     guarded(|| {
         if !result.is_null() {
-            let owned = result;
-            // A panic cannot happen between the box taking `owned` and
-            // giving it back (only FFI calls), so NULL here loses nothing.
-            result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                // SAFETY: GIL held; `token` live; `owned` is our new
-                // reference, which `report` takes.
-                unsafe { report(token, owned) }
-            }))
-            .unwrap_or(std::ptr::null_mut());
+            if let Some(cb) = take_ref(&ON_RETURN) {
+                let owned = result;
+                // A panic cannot happen between the box taking `owned` and
+                // giving it back (only FFI calls), so NULL here loses nothing.
+                result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    // SAFETY: GIL held; `cb` and `token` live; `owned` is our
+                    // new reference, which `report` takes; the call is a
+                    // plain vectorcall of `cb`.
+                    unsafe {
+                        report(token, owned, cb, |argv| {
+                            ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut())
+                        })
+                    }
+                }))
+                .unwrap_or(std::ptr::null_mut());
+                // SAFETY: `cb` is the new reference `take_ref` returned.
+                unsafe { ffi::Py_DECREF(cb) };
+            }
         }
         // SAFETY: `token` is a new reference we own. Deallocation may run
         // Python code; CPython deallocators preserve a pending exception.
@@ -288,39 +309,42 @@ pub unsafe fn finish(token: *mut PyObject, mut result: *mut PyObject) -> *mut Py
     result
 }
 
-/// Calls `on_return(token, box)` with `box` a one-element list holding our
-/// only reference to `result` (so the callback can tell whether anything
-/// else refers to it: see `_core.Miss.commit`), reporting (not propagating)
-/// errors other than interrupts. Returns the result (a new reference), or
-/// NULL when the callback was interrupted (the exception is set).
+/// Hands `result` to the policy: `call(argv)` with `argv` = `[token, box]`,
+/// `box` a one-element list holding our only reference to `result` (so the
+/// callback can tell whether anything else refers to it: see
+/// `_core.Miss.commit`); `call` is `on_return(token, box)` for the hook,
+/// `token.commit(box)` for the decorator. Errors other than interrupts are
+/// reported, not propagated (`context` names the callback). Returns the
+/// result (a new reference), or NULL when the callback was interrupted (the
+/// exception is set).
 ///
 /// # Safety
-/// GIL held; `token` is live (borrowed); `result` is a new reference, which
-/// this function takes; no exception set.
-unsafe fn report(token: *mut PyObject, result: *mut PyObject) -> *mut PyObject {
-    let Some(cb) = take_ref(&ON_RETURN) else {
-        return result;
-    };
-    // SAFETY: GIL held; `cb` and the box are new references released here;
+/// GIL held; `token` and `context` are live (borrowed); `result` is a new
+/// reference, which this function takes; no exception set; `call` returns a
+/// new reference, or NULL with an exception set.
+pub unsafe fn report(
+    token: *mut PyObject,
+    result: *mut PyObject,
+    context: *mut PyObject,
+    call: impl FnOnce(&[*mut PyObject; 2]) -> *mut PyObject,
+) -> *mut PyObject {
+    // SAFETY: GIL held; the box is a new reference released here;
     // `PyList_SET_ITEM` steals `result`, and the box keeps it alive until we
     // take our reference back.
     unsafe {
         let boxed = ffi::PyList_New(1);
         if boxed.is_null() {
             ffi::PyErr_Clear();
-            ffi::Py_DECREF(cb);
             return result;
         }
         ffi::PyList_SET_ITEM(boxed, 0, result);
-        let argv = [token, boxed];
-        let r = ffi::PyObject_Vectorcall(cb, argv.as_ptr(), 2, std::ptr::null_mut());
+        let r = call(&[token, boxed]);
         let interrupted = if r.is_null() {
-            callback_error(cb).is_err()
+            callback_error(context).is_err()
         } else {
             ffi::Py_DECREF(r);
             false
         };
-        ffi::Py_DECREF(cb);
         let value = ffi::PyList_GetItem(boxed, 0);
         let value = if value.is_null() {
             ffi::PyErr_Clear();

@@ -20,9 +20,10 @@
 //! its own reference before calling one, so a callback may replace or
 //! uninstall the callbacks while it runs.
 
-mod bind;
+pub(crate) mod bind;
 mod calls;
 mod consult;
+pub(crate) mod decorator;
 mod frame;
 mod mark;
 mod stack;

@@ -364,12 +364,6 @@ pub fn parameter_count(parts: &CodeParts<'_>) -> usize {
         + usize::from(parts.flags & CO_VARKEYWORDS != 0)
 }
 
-/// Whether calls can only pass positional-or-keyword parameters (no
-/// keyword-only ones, no `*args`, no `**kwargs`).
-pub fn plain_parameters(parts: &CodeParts<'_>) -> bool {
-    parts.kwonlyargcount == 0 && parts.flags & (CO_VARARGS | CO_VARKEYWORDS) == 0
-}
-
 /// The local variable names (`co_varnames`), parameters first.
 pub fn varnames<'a, 'py>(
     parts: &'a CodeParts<'py>,

@@ -203,15 +203,20 @@ pub fn forget_classifications(py: Python<'_>) {
     }
 }
 
+/// A map keyed by addresses within one walk: fixed seeds are enough, and
+/// cheaper than `AHashMap::new`'s random ones (drawn on every call's key).
+fn address_map<K, V>() -> AHashMap<K, V> {
+    AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
+}
+
 impl<'py> Walker<'py> {
     pub fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(Walker {
             py,
             stack: Vec::new(),
             depth: 0,
-            layouts: AHashMap::new(),
-            // Keyed by addresses within one walk: fixed seeds are enough.
-            memo: AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
+            layouts: address_map(),
+            memo: address_map(),
             used: Used::default(),
             dynamic: false,
             annotations: false,
@@ -226,7 +231,7 @@ impl<'py> Walker<'py> {
             unloaded: Vec::new(),
             view: None,
             units: Vec::new(),
-            patched: AHashMap::new(),
+            patched: address_map(),
         })
     }
 

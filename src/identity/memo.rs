@@ -28,7 +28,7 @@ use pyo3::types::{
     PyInt, PyString, PyTuple, PyWeakrefReference,
 };
 
-use super::code::{parameter_count, plain_parameters, varnames};
+use super::code::{parameter_count, varnames};
 use super::contained;
 use super::digest::Digest;
 use super::hash::{Dep, HashError, Kind};
@@ -100,22 +100,10 @@ pub struct Memo {
     ignore: Vec<String>,
     /// Parameter names in frame order (`*args`, `**kwargs` last).
     names: Vec<Py<PyString>>,
-    /// Positional-or-keyword parameters only: `quick` can bind a call.
-    simple: bool,
     cached: GilCell<Option<Rc<Cached>>>,
     results: GilCell<Results>,
     /// Recent keys that keyed modules as not loaded, with those modules.
     views: GilCell<Vec<(Digest, View)>>,
-}
-
-/// What [`Memo::quick`] found.
-pub enum Quick {
-    /// The result is kept in this process.
-    Kept(Py<PyAny>),
-    /// The key, computed; nothing is kept for it.
-    Key(Digest),
-    /// Bind and key the call in full.
-    Full,
 }
 
 /// True for values a fresh unpickled copy could not be told apart from
@@ -154,12 +142,10 @@ fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
 impl Memo {
     /// The memo of `func`; `ignore` names arguments left out of keys.
     pub fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
-        let mut simple = false;
         let names = match func.cast::<PyFunction>() {
             Ok(f) => {
                 let code = function_parts(f).code.cast_into::<PyCode>()?;
                 let parts = code_parts(&code);
-                simple = plain_parameters(&parts);
                 varnames(&parts)
                     .take(parameter_count(&parts))
                     .map(|v| Ok(v.cast_into::<PyString>()?.unbind()))
@@ -176,7 +162,6 @@ impl Memo {
             root: func.as_ptr() as usize,
             ignore,
             names,
-            simple,
             cached: GilCell::new(None),
             results: GilCell::new(Results {
                 epoch: CLEARED.load(Ordering::Acquire),
@@ -258,7 +243,7 @@ impl Memo {
     }
 
     /// [`Memo::key`] for the memo's function `func`, held by the caller.
-    fn key_of<'py>(
+    pub fn key_of<'py>(
         &self,
         func: &Bound<'py, PyAny>,
         arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
@@ -314,54 +299,6 @@ impl Memo {
         Ok(self.key(arguments.py(), arguments.iter(), false, None)?.0)
     }
 
-    /// A plain positional call (`args`, `kwargs`) answered from kept results
-    /// or keyed without binding it in Python; [`Quick::Full`] for keyword
-    /// arguments, `*args`/`**kwargs`/keyword-only signatures, inside
-    /// `bytecache.disabled()` and when anything fails (the full path reports
-    /// it).
-    pub fn quick<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Quick> {
-        if !self.simple || kwargs.is_some_and(|k| !k.is_empty()) || is_disabled() {
-            return Ok(Quick::Full);
-        }
-        if !self.has_results(py) {
-            return Ok(Quick::Full);
-        }
-        let Some(func) = self.function(py) else {
-            return Ok(Quick::Full);
-        };
-        let Ok(func) = func.cast_into::<PyFunction>() else {
-            return Ok(Quick::Full);
-        };
-        let defaults = function_parts(&func).defaults;
-        let defaults = defaults.cast::<PyTuple>().ok();
-        let (n, total) = (args.len(), self.names.len());
-        let nd = defaults.map_or(0, |d| d.len());
-        if n > total || n + nd < total {
-            return Ok(Quick::Full); // a TypeError: the function itself reports it
-        }
-        let mut arguments = Vec::with_capacity(total);
-        for (i, name) in self.names.iter().enumerate() {
-            let value = match defaults {
-                _ if i < n => args.get_item(i)?,
-                Some(d) => d.get_item(i + nd - total)?,
-                None => return Ok(Quick::Full),
-            };
-            arguments.push((name.bind(py).clone().into_any(), value));
-        }
-        Ok(match self.key(py, arguments.into_iter(), false, None) {
-            Ok((key, _)) => match self.recall(py, key) {
-                Some(v) => Quick::Kept(v),
-                None => Quick::Key(key),
-            },
-            Err(_) => Quick::Full,
-        })
-    }
-
     /// The kept result for `key`, counting the hit.
     pub fn recall(&self, py: Python<'_>, key: Digest) -> Option<Py<PyAny>> {
         let epoch = CLEARED.load(Ordering::Acquire);
@@ -388,7 +325,7 @@ impl Memo {
         }
     }
 
-    fn has_results(&self, py: Python<'_>) -> bool {
+    pub fn has_results(&self, py: Python<'_>) -> bool {
         // SAFETY: reads Rust data only.
         unsafe { self.results.with(py, |r| !r.map.is_empty()) }
     }
@@ -426,6 +363,11 @@ impl Memo {
     /// The parameter names, in frame order.
     pub fn names(&self) -> &[Py<PyString>] {
         &self.names
+    }
+
+    /// The parameter names its keys leave out.
+    pub fn ignore(&self) -> &[String] {
+        &self.ignore
     }
 
     /// Hits answered from kept results, and the compute time they saved.

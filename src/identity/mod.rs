@@ -12,6 +12,7 @@ mod layout;
 mod memo;
 mod native;
 mod plan;
+mod wrapper;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -21,9 +22,9 @@ use digest::Hasher;
 pub use hash::{forget_classifications, Dep, HashError, Unhashable};
 use hash::{Kind, Walker};
 pub use memo::{
-    fast_totals, forget_all, is_disabled, recall_call, register, set_disabled, unregister_all,
-    Memo, Quick,
+    fast_totals, forget_all, is_disabled, recall_call, register, set_disabled, unregister_all, Memo,
 };
+pub use wrapper::Wrapper;
 
 /// Runs `f`, turning a Rust panic into an unhashable outcome: a bug of ours
 /// must not reach the user's call as a `PanicException`.

@@ -7,7 +7,8 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
-use crate::identity::{self, Dep, Digest, HashError, Quick};
+use crate::hook::bind::{bind_tuple, Named};
+use crate::identity::{self, Dep, Digest, HashError};
 
 /// The one mapping of identity's errors to Python: `UnhashableError` with
 /// its kind, detail and location as attributes.
@@ -96,6 +97,27 @@ pub struct PyMemo {
     inner: Arc<identity::Memo>,
 }
 
+impl PyMemo {
+    /// The memo itself, for the decorator's wrapper.
+    pub fn shared(&self) -> Arc<identity::Memo> {
+        self.inner.clone()
+    }
+
+    /// The function, and a call of it (`args`, `kwargs`) bound as a frame
+    /// would bind it (`hook::bind`); None when the function is gone or the
+    /// call would raise.
+    fn bound<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> Option<(Bound<'py, PyAny>, Named<'py>)> {
+        let func = self.inner.function(py)?;
+        let arguments = bind_tuple(&func, args, kwargs)?;
+        Some((func, arguments))
+    }
+}
+
 #[pymethods]
 impl PyMemo {
     #[new]
@@ -131,9 +153,8 @@ impl PyMemo {
     /// `(value,)` when the result of calling the function with `args` and
     /// `kwargs` is kept in this process; the call's key (bytes) when it was
     /// computed but nothing is kept, for the full path to reuse; None: take
-    /// the full path (also for keyword arguments, `*args`/`**kwargs`/
-    /// keyword-only signatures, inside `bytecache.disabled()` and when
-    /// anything fails).
+    /// the full path (inside `bytecache.disabled()`, for a call that would
+    /// raise, and when anything fails).
     #[pyo3(signature = (args, kwargs = None))]
     fn quick<'py>(
         &self,
@@ -141,11 +162,40 @@ impl PyMemo {
         args: &Bound<'py, PyTuple>,
         kwargs: Option<&Bound<'py, PyDict>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        Ok(match self.inner.quick(py, args, kwargs)? {
-            Quick::Kept(v) => Some(PyTuple::new(py, [v])?.into_any()),
-            Quick::Key(key) => Some(digest_bytes(py, key).into_any()),
-            Quick::Full => None,
-        })
+        if identity::is_disabled() {
+            return Ok(None);
+        }
+        let Some((func, arguments)) = self.bound(py, args, kwargs) else {
+            return Ok(None);
+        };
+        let Ok((key, _)) = self.inner.key_of(&func, arguments.into_iter(), false, None) else {
+            return Ok(None);
+        };
+        Ok(Some(match self.inner.recall(py, key) {
+            Some(v) => PyTuple::new(py, [v])?.into_any(),
+            None => digest_bytes(py, key).into_any(),
+        }))
+    }
+
+    /// The call's arguments by parameter name, in frame order (defaults
+    /// applied; `*args` as a tuple, `**kwargs` as a dict), as the decorator
+    /// and the hook key them; None when the call would raise (the function
+    /// reports it) or the function is gone.
+    #[pyo3(signature = (args, kwargs = None))]
+    fn bind<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some((_, arguments)) = self.bound(py, args, kwargs) else {
+            return Ok(None);
+        };
+        let d = PyDict::new(py);
+        for (name, value) in arguments {
+            d.set_item(name, value)?;
+        }
+        Ok(Some(d))
     }
 
     /// `(value,)` when a result for `key` is kept in this process, else None.

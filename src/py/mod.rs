@@ -6,6 +6,7 @@ mod buffer;
 pub mod errors;
 mod hook;
 mod identity;
+mod memoized;
 mod observe;
 mod sign;
 mod store;
@@ -15,6 +16,7 @@ fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
     identity::register(m)?;
+    memoized::register(m)?;
     store::register(m)?;
     hook::register(m)?;
     observe::register(m)?;
