@@ -30,6 +30,7 @@ __all__ = [
     "hook_reset_marks",
     "hook_uninstall",
     "is_disabled",
+    "native_identity",
     "observe_install",
     "observe_internal",
     "observe_is_internal",
@@ -62,6 +63,10 @@ def forget_classifications() -> None:
 
 def hash_file(path: str | PathLike[str]) -> bytes:
     """16-byte content hash of a file."""
+
+def native_identity(func: object) -> str | None:
+    """How a native callable of the user's own code is keyed: None when by its
+    own machine code, else why by its whole loaded object."""
 
 @final
 class Memo:

@@ -9,7 +9,7 @@ mod gil;
 mod guard;
 mod hash;
 mod memo;
-mod native;
+pub mod native;
 mod plan;
 
 use pyo3::prelude::*;
@@ -126,6 +126,19 @@ fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'
     Ok(PyBytes::new(py, &digest.to_le_bytes()))
 }
 
+/// How a native callable of the user's own code is keyed: `None` when by
+/// its own machine code, else why by its whole loaded object. Raises
+/// `ValueError` for what is not a native callable in a loaded object.
+#[pyfunction]
+fn native_identity(func: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let entry = native::entry(func)
+        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("not a native callable"))?;
+    let id = native::callee(entry.addr).ok_or_else(|| {
+        pyo3::exceptions::PyValueError::new_err("no loaded object holds its code")
+    })?;
+    Ok(id.whole_object)
+}
+
 /// Forgets every module classification: `_modkind` marked modules as the
 /// user's (or stopped).
 #[pyfunction]
@@ -138,5 +151,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_value, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(native_identity, m)?)?;
     memo::register(m)
 }

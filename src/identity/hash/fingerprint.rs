@@ -19,8 +19,8 @@ const SKIPPED_CLASS_ATTRS: &[&str] = &[
 impl<'py> Walker<'py> {
     /// Native code (builtins, C-extension and Cython functions): from the
     /// standard library or an installed distribution by name and version;
-    /// from the user's own extension module by the code loaded in this
-    /// process (`native`). Bound to an object (`[].append`): that object too.
+    /// from the user's own code by the code loaded in this process
+    /// (`native`). Bound to an object (`[].append`): that object too.
     pub(super) fn builtin_function(
         &mut self,
         obj: &Bound<'py, PyAny>,
@@ -55,6 +55,15 @@ impl<'py> Walker<'py> {
             h.str(&lib);
             return Ok(());
         }
+        // The user's own code: the function's machine code where a walk can
+        // bound it, its whole loaded object otherwise (`native`).
+        if let Some(entry) = native::entry(obj) {
+            if let Some(id) = native::callee(entry.addr) {
+                h.i64(entry.flags);
+                h.digest(id.digest);
+                return Ok(());
+            }
+        }
         let defining = match defining {
             Some(m) => Some(m.into_any()),
             None => loaded_modules(py)?.get_item(&module)?,
@@ -65,7 +74,7 @@ impl<'py> Walker<'py> {
         };
         match file
             .and_then(|f| f.extract::<std::path::PathBuf>().ok())
-            .and_then(|f| native::loaded_object_digest(&f))
+            .and_then(|f| native::loaded_object(&f))
         {
             Some(d) => {
                 h.digest(d);
