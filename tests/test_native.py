@@ -1,11 +1,16 @@
-"""Native callees in the user's own extension modules: keyed by the code
-loaded in the process (the linker's build ID, read from memory), so a rebuilt
-extension recomputes, an identical rebuild reuses, and a process still running
-the old build never files its results under the new build's identity."""
+"""Native callees in the user's own code: keyed by the code loaded in the
+process, read from memory. A function whose machine code a walk can bound is
+keyed by that code (what it calls inside its object, the constant data it
+uses, what it imports and from which object), so an edit elsewhere in the
+extension reuses its calls; any other by its whole object (the linker's build
+ID): a rebuilt extension recomputes, an identical rebuild reuses, and a process
+still running the old build never files its results under the new build's
+identity."""
 
 from __future__ import annotations
 
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -50,18 +55,30 @@ if os.environ.get("REBUILD_THEN"):
 """
 
 
-def build(work: Path, factor: int, *, comment: str = "", build_id: bool = True) -> None:
+def compile_so(work: Path, name: str, source: str, *flags: str) -> Path:
+    """Compiles `source` into the shared object `name` in `work`, replacing
+    the file as a build does (a running process keeps the one it mapped)."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         pytest.skip("needs a C compiler")
-    src = work / "fastext.c"
-    src.write_text(SOURCE % {"factor": factor, "comment": comment})
-    so = work / ("fastext" + sysconfig.get_config_var("EXT_SUFFIX"))
-    tmp = so.with_suffix(".tmp")
+    src = work / (name.split(".")[0] + ".c")
+    src.write_text(source)
+    so = work / name
+    tmp = work / (name + ".tmp")
+    subprocess.run([cc, "-shared", "-fPIC", f"-I{sysconfig.get_paths()['include']}", str(src),
+                    *flags, "-o", str(tmp)], check=True)
+    os.replace(tmp, so)
+    return so
+
+
+def ext_name(module: str) -> str:
+    return module + sysconfig.get_config_var("EXT_SUFFIX")
+
+
+def build(work: Path, factor: int, *, comment: str = "", build_id: bool = True) -> None:
     flag = "-Wl,--build-id=sha1" if build_id else "-Wl,--build-id=none"
-    subprocess.run([cc, "-shared", "-fPIC", "-O1", f"-I{sysconfig.get_paths()['include']}", flag,
-                    str(src), "-o", str(tmp)], check=True)
-    os.replace(tmp, so)  # a running process keeps the file it mapped
+    compile_so(work, ext_name("fastext"), SOURCE % {"factor": factor, "comment": comment},
+               "-O1", flag)
 
 
 def test_a_rebuilt_extension_recomputes_and_an_identical_rebuild_reuses(runner: Runner) -> None:
@@ -109,3 +126,146 @@ def test_a_native_function_claiming_a_library_module_is_keyed_by_its_own(
     assert runner.out() == ["RAN", "2"]
     build(runner.work, 3)
     assert runner.out() == ["RAN", "3"]
+
+
+# Per-function keys: x86-64 only (elsewhere the whole object keys each call).
+walked = pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                            reason="machine code is walked on x86-64 only")
+
+MANY = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+static long helper_g(long x) { return x * %(g)s; }
+static long helper_f(long x) { return x * 3 + 1; }
+static long pick(long x) { return x > 0 ? helper_f(x) : helper_g(x); }
+static long (*ops[2])(long) = {helper_f, helper_g};
+static long unrelated(long x) { return x - %(u)d; }
+static PyObject *f(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(helper_f(PyLong_AsLong(x)));
+}
+static PyObject *g(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(helper_g(PyLong_AsLong(x)));
+}
+static PyObject *both(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(pick(PyLong_AsLong(x)) + pick(-PyLong_AsLong(x)));
+}
+static PyObject *via_pointer(PyObject *self, PyObject *x) {
+    long v = PyLong_AsLong(x);
+    return PyLong_FromLong(ops[v & 1](v));
+}
+static PyObject *u(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(unrelated(PyLong_AsLong(x)));
+}
+static PyMethodDef methods[] = {
+    {"f", f, METH_O, NULL}, {"g", g, METH_O, NULL}, {"both", both, METH_O, NULL},
+    {"via_pointer", via_pointer, METH_O, NULL}, {"u", u, METH_O, NULL},
+    {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "many", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_many(void) { return PyModule_Create(&module); }
+"""
+
+MANY_MAIN = """
+import bytecache
+import many
+from bytecache._bytecache import native_identity
+
+def memo(name):
+    native = getattr(many, name)
+    def call(x):
+        ran(name)
+        return native(x)
+    call.__name__ = call.__qualname__ = name
+    return bytecache.memoize(call)
+
+for name in ["f", "g", "both", "via_pointer"]:
+    print(name, memo(name)(4), native_identity(getattr(many, name)) is None)
+"""
+
+
+def build_many(work: Path, *, g: str = "5 + 2", u: int = 1, opt: str = "-O2") -> None:
+    compile_so(work, ext_name("many"), MANY % {"g": g, "u": u}, opt)
+
+
+@walked
+@pytest.mark.parametrize("opt", ["-O0", "-O2"])
+def test_an_edit_recomputes_only_the_calls_that_reach_it(runner: Runner, opt: str) -> None:
+    runner.write("main.py", MANY_MAIN)
+    build_many(runner.work, opt=opt)
+    first = runner.out()
+    assert first == ["RAN", "f", "f", "13", "True", "RAN", "g", "g", "22", "True",
+                     "RAN", "both", "both", "-5", "True",
+                     "RAN", "via_pointer", "via_pointer", "13", "False"]
+    assert "RAN" not in runner.out()
+    # An identical rebuild reuses everything.
+    build_many(runner.work, opt=opt)
+    assert "RAN" not in runner.out()
+    # helper_g grows (and helper_f, after it, moves): the calls reaching it
+    # recompute, `f` is reused, and the call through a pointer recomputes.
+    build_many(runner.work, g="7 + 2 + (x > 100 ? x / 3 : x % 5)", opt=opt)
+    out = runner.out()
+    assert [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"] == [
+        "g", "both", "via_pointer"]
+    assert out[out.index("g", out.index("g") + 1) + 1] == "34"
+
+
+@walked
+def test_a_call_through_a_function_pointer_is_keyed_by_the_whole_object(
+        runner: Runner) -> None:
+    runner.write("main.py", MANY_MAIN)
+    build_many(runner.work)
+    runner.out()
+    # An edit to a function nothing else calls: only the call whose code
+    # cannot be bounded (an indirect call) recomputes.
+    build_many(runner.work, u=2)
+    out = runner.out()
+    assert [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"] == ["via_pointer"]
+    why = subprocess.run(
+        [sys.executable, "-c", "import many; from bytecache._bytecache import native_identity; "
+         "print(native_identity(many.via_pointer))"],
+        cwd=runner.work, env=runner.env(), capture_output=True, text=True, check=True).stdout
+    assert why.startswith("an indirect call at 0x")
+
+
+LIB = """
+long scale(long x) { return x * %(factor)d; }
+"""
+
+USES_LIB = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+long scale(long x);
+static PyObject *scaled(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(scale(PyLong_AsLong(x)));
+}
+static PyMethodDef methods[] = {{"scaled", scaled, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "useslib", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_useslib(void) { return PyModule_Create(&module); }
+"""
+
+
+@walked
+def test_an_import_is_keyed_by_the_library_that_provides_it(runner: Runner) -> None:
+    # The extension calls `scale` through its PLT; the library providing it
+    # is the user's own: rebuilding that library recomputes, though the
+    # extension is unchanged.
+    runner.write("main.py", """
+        import bytecache
+        import useslib
+        from bytecache._bytecache import native_identity
+
+        @bytecache.memoize
+        def f(x):
+            ran()
+            return useslib.scaled(x)
+
+        print(f(3), native_identity(useslib.scaled))
+    """)
+    compile_so(runner.work, "libscale.so", LIB % {"factor": 2}, "-O2")
+    compile_so(runner.work, ext_name("useslib"), USES_LIB, "-O2", f"-L{runner.work}", "-lscale",
+               "-Wl,-rpath,$ORIGIN")
+    assert runner.out() == ["RAN", "6", "None"]
+    assert runner.out() == ["6", "None"]
+    compile_so(runner.work, "libscale.so", LIB % {"factor": 2}, "-O2")
+    assert runner.out() == ["6", "None"]
+    compile_so(runner.work, "libscale.so", LIB % {"factor": 5}, "-O2")
+    assert runner.out() == ["RAN", "15", "None"]

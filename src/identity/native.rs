@@ -68,10 +68,11 @@ pub fn loaded_object(path: &std::path::Path) -> Option<Digest> {
     imp::loaded_object(path)
 }
 
-/// One uncached walk of the function at `entry` (for the benches): how much
-/// it decoded, or why it stopped.
-pub fn walk_once(entry: usize) -> Result<WalkStats, String> {
-    imp::walk_once(entry)
+/// One walk of the function at `entry`, bypassing the per-address cache
+/// (for the benches): how much it decoded, or why it stopped. `fresh`: the
+/// object's file is read again too, as on the first walk into an object.
+pub fn walk_once(entry: usize, fresh: bool) -> Result<WalkStats, String> {
+    imp::walk_once(entry, fresh)
 }
 
 /// What one walk decoded.
@@ -164,7 +165,7 @@ mod imp {
         Some(with_state(|state| keyed("object", identity(state, object))))
     }
 
-    pub fn walk_once(entry: usize) -> Result<WalkStats, String> {
+    pub fn walk_once(entry: usize, fresh: bool) -> Result<WalkStats, String> {
         let (_, objects) = loaded::objects();
         let object = objects
             .iter()
@@ -172,7 +173,9 @@ mod imp {
             .ok_or("no loaded object holds it")?;
         with_state(|state| {
             #[cfg(target_arch = "x86_64")]
-            state.images.clear();
+            if fresh {
+                state.images.clear();
+            }
             own_code(state, &objects, object, entry).map(|(_, s)| s)
         })
     }
@@ -301,7 +304,7 @@ mod imp {
         None
     }
 
-    pub fn walk_once(_: usize) -> Result<WalkStats, String> {
+    pub fn walk_once(_: usize, _: bool) -> Result<WalkStats, String> {
         Err("only Linux objects are read".to_owned())
     }
 }
