@@ -269,3 +269,61 @@ def test_an_import_is_keyed_by_the_library_that_provides_it(runner: Runner) -> N
     assert runner.out() == ["6", "None"]
     compile_so(runner.work, "libscale.so", LIB % {"factor": 5}, "-O2")
     assert runner.out() == ["RAN", "15", "None"]
+
+
+CTYPES_LIB = """
+long scale(long x) { return x * %(factor)d; }
+long other(long x) { return x - %(other)d; }
+"""
+
+
+@walked
+def test_a_ctypes_function_is_keyed_by_its_code_and_how_ctypes_calls_it(
+        runner: Runner) -> None:
+    runner.write("main.py", """
+        import ctypes, os
+        import bytecache
+
+        lib = ctypes.CDLL(os.path.abspath("libmine.so"))
+        scale = lib.scale
+        if os.environ.get("RESTYPE"):
+            scale.restype = ctypes.c_int8
+
+        @bytecache.memoize
+        def f(x):
+            ran()
+            return scale(x)
+
+        print(f(100))
+    """)
+    compile_so(runner.work, "libmine.so", CTYPES_LIB % {"factor": 2, "other": 1}, "-O2")
+    assert runner.out() == ["RAN", "200"]
+    assert runner.out() == ["200"]
+    # Another function of the library changed: the call is reused.
+    compile_so(runner.work, "libmine.so", CTYPES_LIB % {"factor": 2, "other": 7}, "-O2")
+    assert runner.out() == ["200"]
+    # How ctypes converts the result is part of the key.
+    assert runner.out(RESTYPE="1") == ["RAN", "-56"]
+    compile_so(runner.work, "libmine.so", CTYPES_LIB % {"factor": 3, "other": 7}, "-O2")
+    assert runner.out() == ["RAN", "300"]
+
+
+def test_a_ctypes_callback_is_not_keyed_by_its_address(runner: Runner) -> None:
+    # A callback's address is a trampoline that another callback reuses once
+    # this one is freed: such a pointer cannot be keyed, so the call runs.
+    out = runner.run("""
+        import ctypes
+        import bytecache
+
+        @bytecache.memoize
+        def call(cb, x):
+            ran()
+            return cb(x)
+
+        for k in (2, 3):
+            cb = ctypes.CFUNCTYPE(ctypes.c_long, ctypes.c_long)(lambda x, k=k: x * k)
+            print(call(cb, 5))
+            del cb
+    """)
+    assert out.stdout.split() == ["RAN", "10", "RAN", "15"]
+    assert "ctypes function pointer" in out.stderr

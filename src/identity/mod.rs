@@ -126,13 +126,18 @@ fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'
     Ok(PyBytes::new(py, &digest.to_le_bytes()))
 }
 
-/// How a native callable of the user's own code is keyed: `None` when by
-/// its own machine code, else why by its whole loaded object. Raises
-/// `ValueError` for what is not a native callable in a loaded object.
+/// How a native callable (a C function, a library's ctypes function) is
+/// keyed: `None` when by its own machine code, else why by its whole loaded
+/// object. Raises `ValueError` for what is neither, or is in no loaded
+/// object.
 #[pyfunction]
 fn native_identity(func: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
-    let entry = native::entry(func)
-        .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("not a native callable"))?;
+    let entry = match native::ctypes_function(func)? {
+        Some(native::CtypesFunction::Exported(e)) => e,
+        Some(native::CtypesFunction::Other) => None,
+        None => native::entry(func),
+    }
+    .ok_or_else(|| pyo3::exceptions::PyValueError::new_err("not a native callable"))?;
     let id = native::callee(entry.addr).ok_or_else(|| {
         pyo3::exceptions::PyValueError::new_err("no loaded object holds its code")
     })?;

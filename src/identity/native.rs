@@ -23,7 +23,6 @@
 //! own code cannot be fingerprinted and such calls are not memoized.
 use crate::identity::digest::{Digest, Hasher};
 
-#[cfg(target_os = "linux")]
 mod callee;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod image;
@@ -32,12 +31,7 @@ mod loaded;
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod walk;
 
-#[cfg(target_os = "linux")]
-pub use callee::entry;
-#[cfg(not(target_os = "linux"))]
-pub fn entry(_: &pyo3::Bound<'_, pyo3::PyAny>) -> Option<Entry> {
-    None
-}
+pub use callee::{ctypes_function, entry, CtypesFunction};
 
 /// Where a native callable starts, and how CPython calls it.
 #[derive(Clone, Copy, Debug)]

@@ -88,6 +88,58 @@ impl<'py> Walker<'py> {
         }
     }
 
+    /// A ctypes function pointer: a library's exported function by its
+    /// code (`native`) and how ctypes calls it (flags, argument and result
+    /// types, `errcheck`). Any other pointer cannot be keyed: its address
+    /// says nothing of the code there in another process, or after the
+    /// callback it wrapped was freed.
+    pub(super) fn ctypes_function(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        f: native::CtypesFunction,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        let py = obj.py();
+        let name = || match obj.getattr(intern!(py, "__name__")) {
+            Ok(n) => format!("ctypes function `{n}`"),
+            Err(_) => "a ctypes function pointer".to_owned(),
+        };
+        let native::CtypesFunction::Exported(entry) = f else {
+            return Err(HashError::Unhashable(format!(
+                "{}: only a library's function as a `ctypes.CDLL` gives it \
+                 (`lib.name`) can be keyed by its code",
+                name()
+            )));
+        };
+        h.tag(Tag::Builtin);
+        h.str("ctypes");
+        match entry {
+            None => h.tag(Tag::None),
+            Some(e) => {
+                let Some(id) = native::callee(e.addr) else {
+                    return Err(HashError::Unhashable(format!(
+                        "{}: no loaded object holds its code",
+                        name()
+                    )));
+                };
+                h.i64(e.flags);
+                h.digest(id.digest);
+            }
+        }
+        for attr in [
+            intern!(py, "argtypes"),
+            intern!(py, "restype"),
+            intern!(py, "errcheck"),
+        ] {
+            let v = obj.getattr_opt(attr)?;
+            match v {
+                Some(v) => self.value(&v, h)?,
+                None => h.tag(Tag::Missing),
+            }
+        }
+        Ok(())
+    }
+
     /// A function's fingerprint: code, defaults, closure, globals read,
     /// modules imported in its body, `__wrapped__`.
     pub fn function(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {

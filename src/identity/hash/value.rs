@@ -170,6 +170,9 @@ impl<'py> Walker<'py> {
         if obj.is_instance_of::<PyCFunction>() || is_cython_function(obj) {
             return self.builtin_function(obj, h);
         }
+        if let Some(f) = native::ctypes_function(obj)? {
+            return self.ctypes_function(obj, f, h);
+        }
         let tname = type_name(obj);
         match tname.as_str() {
             "method" => {

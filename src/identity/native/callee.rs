@@ -1,8 +1,12 @@
-//! Where a native callable's code starts.
+//! Where a native callable's code starts: a C function object's method
+//! definition, or the address a ctypes function pointer holds.
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::PyCFunction;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyCFunction, PyDict, PyType};
 
 use super::Entry;
+use crate::identity::buffer::Buffer;
 
 /// The entry of a C function object (`builtin_function_or_method`).
 pub fn entry(obj: &Bound<'_, PyAny>) -> Option<Entry> {
@@ -21,4 +25,83 @@ pub fn entry(obj: &Bound<'_, PyAny>) -> Option<Entry> {
         addr: meth? as usize,
         flags: i64::from(flags),
     })
+}
+
+/// `_ctypes.CFuncPtr` and `ctypes.CDLL`, once ctypes is loaded (bytecache
+/// never imports it).
+struct Ctypes {
+    func: Py<PyType>,
+    cdll: Py<PyType>,
+}
+
+static CTYPES: PyOnceLock<Ctypes> = PyOnceLock::new();
+
+fn ctypes(py: Python<'_>) -> PyResult<Option<&Ctypes>> {
+    if let Some(c) = CTYPES.get(py) {
+        return Ok(Some(c));
+    }
+    let modules = PyModule::import(py, "sys")?.getattr(intern!(py, "modules"))?;
+    let Some(ctypes) = modules.cast::<PyDict>()?.get_item("ctypes")? else {
+        return Ok(None);
+    };
+    let func = PyModule::import(py, "_ctypes")?
+        .getattr("CFuncPtr")?
+        .cast_into::<PyType>()?;
+    let cdll = ctypes.getattr("CDLL")?.cast_into::<PyType>()?;
+    Ok(Some(CTYPES.get_or_init(py, || Ctypes {
+        func: func.unbind(),
+        cdll: cdll.unbind(),
+    })))
+}
+
+/// What a ctypes function pointer is.
+pub enum CtypesFunction {
+    /// A loaded library's function as a `ctypes.CDLL` hands it out
+    /// (`lib.name`, `lib["name"]`): the library's symbol, of the library's
+    /// own pointer class, without parameter flags. Its entry is `None` for
+    /// a NULL pointer.
+    Exported(Option<Entry>),
+    /// Anything else: a callback wrapping a Python callable, a pointer cast
+    /// from an address, a prototype's function (whose parameter flags no
+    /// attribute shows).
+    Other,
+}
+
+/// `None` when `obj` is not a ctypes function pointer. Reads it without
+/// calling into ctypes (`ctypes.cast` would record `obj` in its `_objects`).
+pub fn ctypes_function(obj: &Bound<'_, PyAny>) -> PyResult<Option<CtypesFunction>> {
+    let py = obj.py();
+    let Some(Ctypes { func, cdll }) = ctypes(py)? else {
+        return Ok(None);
+    };
+    if !obj.is_instance(func.bind(py))? {
+        return Ok(None);
+    }
+    let other = Ok(Some(CtypesFunction::Other));
+    let owner = obj
+        .getattr(intern!(py, "_objects"))?
+        .cast_into::<PyDict>()
+        .ok()
+        .and_then(|d| d.get_item("0").ok().flatten());
+    let Some(owner) = owner.filter(|o| o.is_instance(cdll.bind(py)).unwrap_or(false)) else {
+        return other;
+    };
+    // `CDLL.__getitem__` makes `owner._FuncPtr((name, owner))`; a prototype
+    // (which may carry parameter flags) is of another class.
+    let class = owner.getattr_opt(intern!(py, "_FuncPtr"))?;
+    if !class.is_some_and(|c| obj.get_type().is(&c)) {
+        return other;
+    }
+    let Some(buffer) = Buffer::get(obj) else {
+        return other;
+    };
+    let bytes = buffer.c_bytes()?;
+    let Ok(raw) = <[u8; size_of::<usize>()]>::try_from(&bytes[..]) else {
+        return other;
+    };
+    let flags: i64 = obj.getattr(intern!(py, "_flags_"))?.extract()?;
+    let addr = usize::from_ne_bytes(raw);
+    Ok(Some(CtypesFunction::Exported(
+        (addr != 0).then_some(Entry { addr, flags }),
+    )))
 }

@@ -21,6 +21,10 @@ use super::loaded::Segment;
 /// Why an object's file cannot back a walk (the object keeps its build ID).
 pub type Refusal = &'static str;
 
+/// The initial data of an object is copied once per process: at most this
+/// much (beyond it, the object keeps its build ID).
+const MAX_DATA: u64 = 64 << 20;
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum Kind {
     Code,
@@ -89,7 +93,9 @@ impl Image {
 
     /// The relocations whose 8 bytes overlap `range`.
     pub fn relocs_in(&self, range: Range<u64>) -> &[Reloc] {
-        let lo = self.relocs.partition_point(|r| r.at + 8 <= range.start);
+        let lo = self
+            .relocs
+            .partition_point(|r| r.at.saturating_add(8) <= range.start);
         let hi = self.relocs.partition_point(|r| r.at < range.end);
         &self.relocs[lo..hi.max(lo)]
     }
@@ -109,6 +115,11 @@ impl Image {
         let e = elf.endian();
         if elf.elf_header().e_machine(e) != elf::EM_X86_64 {
             return Err("not x86-64 code");
+        }
+        if elf.elf_header().e_type(e) != elf::ET_DYN {
+            // A fixed-address executable's code names data by absolute
+            // addresses, which the walk would hash as numbers.
+            return Err("it is not position-independent");
         }
         if elf.build_id().ok().flatten() != Some(build_id) {
             return Err("its file is not the build that is loaded (build IDs differ)");
@@ -134,11 +145,20 @@ impl Image {
         {
             return Err("it has writable code");
         }
+        if elf
+            .elf_program_headers()
+            .iter()
+            .any(|p| p.p_type(e) == elf::PT_TLS && p.p_filesz(e) > 0)
+        {
+            // Its code may read thread-local data at fixed offsets: the
+            // initial image of that data would not be seen.
+            return Err("it has initialized thread-local data");
+        }
         let relro: Vec<Range<u64>> = elf
             .elf_program_headers()
             .iter()
             .filter(|p| p.p_type(e) == elf::PT_GNU_RELRO)
-            .map(|p| p.p_vaddr(e)..p.p_vaddr(e) + p.p_memsz(e))
+            .map(|p| p.p_vaddr(e)..p.p_vaddr(e).saturating_add(p.p_memsz(e)))
             .collect();
         // Only RELA relocations are read: a packed or implicit-addend form
         // would leave pointers in the image that the walk cannot see.
@@ -162,6 +182,7 @@ impl Image {
             return Err("it has exception tables (landing pads are reached by the unwinder)");
         }
         let mut sections = Vec::new();
+        let mut data = 0u64;
         for s in elf.sections() {
             let object::SectionFlags::Elf { sh_flags } = s.flags() else {
                 continue;
@@ -169,7 +190,7 @@ impl Image {
             if sh_flags & u64::from(elf::SHF_ALLOC) == 0 || s.size() == 0 {
                 continue;
             }
-            let range = s.address()..s.address() + s.size();
+            let range = s.address()..s.address().saturating_add(s.size());
             let exec = sh_flags & u64::from(elf::SHF_EXECINSTR) != 0;
             let write = sh_flags & u64::from(elf::SHF_WRITE) != 0
                 && !relro
@@ -202,6 +223,10 @@ impl Image {
             let bytes = if kind == Kind::Code || zero || metadata {
                 Vec::new()
             } else {
+                data += s.size();
+                if data > MAX_DATA {
+                    return Err("it has more data than the walk reads");
+                }
                 s.data()
                     .map_err(|_| "a data section cannot be read")?
                     .to_vec()
@@ -240,7 +265,10 @@ impl Image {
                         } else {
                             name.to_owned()
                         };
-                        named.push((sym.address()..sym.address() + sym.size(), name));
+                        named.push((
+                            sym.address()..sym.address().saturating_add(sym.size()),
+                            name,
+                        ));
                     }
                     _ => {}
                 }

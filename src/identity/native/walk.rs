@@ -259,6 +259,13 @@ impl Walk<'_> {
                     let target = insn.ip_rel_memory_address();
                     if insn.mnemonic() == Mnemonic::Lea {
                         self.reference(target)?;
+                    } else if matches!(
+                        insn.mnemonic(),
+                        Mnemonic::Bt | Mnemonic::Bts | Mnemonic::Btr | Mnemonic::Btc
+                    ) && insn.op1_kind() == OpKind::Register
+                    {
+                        // A bit offset in a register addresses any byte.
+                        return Err(format!("a bit string access at {ip:#x}"));
                     } else {
                         let size = insn.memory_size().size();
                         if size == 0 {
@@ -302,7 +309,7 @@ impl Walk<'_> {
             .section(slot)
             .ok_or_else(|| format!("an indirect {} through {slot:#x}", kind(flow)))?;
         let writable = section.kind == Kind::Writable;
-        let relocs = self.image.relocs_in(slot..slot + 8);
+        let relocs = self.image.relocs_in(slot..slot.saturating_add(8));
         let [reloc] = relocs else {
             return Err(format!(
                 "an indirect {} through memory at {slot:#x}",
@@ -391,7 +398,7 @@ impl Walk<'_> {
         let Some(section) = image.section(addr) else {
             return Err(format!("an access outside its sections ({addr:#x})"));
         };
-        let end = addr + size;
+        let end = addr.saturating_add(size);
         if end > section.range.end || section.kind == Kind::Code || section.metadata {
             return Err(format!("an access it cannot bound at {addr:#x}"));
         }
@@ -523,7 +530,7 @@ impl Walk<'_> {
         let relocs = image.relocs_in(u.range.clone());
         if relocs
             .iter()
-            .any(|r| r.at < u.range.start || r.at + 8 > u.range.end)
+            .any(|r| r.at < u.range.start || r.at.saturating_add(8) > u.range.end)
         {
             return Err(format!(
                 "a pointer across data units at {:#x}",
