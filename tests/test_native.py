@@ -327,3 +327,76 @@ def test_a_ctypes_callback_is_not_keyed_by_its_address(runner: Runner) -> None:
     """)
     assert out.stdout.split() == ["RAN", "10", "RAN", "15"]
     assert "ctypes function pointer" in out.stderr
+
+
+DATA = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+static const long table[4] = {10, 20, %(table)s, 40};
+static long start = %(start)d;  /* writable: `bump` writes it */
+static PyObject *plain(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(PyLong_AsLong(x) + 1);
+}
+static PyObject *lookup(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(table[PyLong_AsLong(x) & 3]);
+}
+static PyObject *initial(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(start + PyLong_AsLong(x));
+}
+static PyObject *bump(PyObject *self, PyObject *x) {
+    start += 1;
+    Py_RETURN_NONE;
+}
+static PyObject *text(PyObject *self, PyObject *x) {
+    return PyUnicode_FromString("%(text)s");
+}
+static PyMethodDef methods[] = {
+    {"plain", plain, METH_O, NULL}, {"lookup", lookup, METH_O, NULL},
+    {"initial", initial, METH_O, NULL}, {"bump", bump, METH_O, NULL},
+    {"text", text, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "data", NULL, -1, methods};
+PyMODINIT_FUNC PyInit_data(void) { return PyModule_Create(&module); }
+"""
+
+DATA_MAIN = """
+import bytecache
+import data
+from bytecache._bytecache import native_identity
+
+def memo(name):
+    native = getattr(data, name)
+    def call(x):
+        ran(name)
+        return native(x)
+    call.__name__ = call.__qualname__ = name
+    return bytecache.memoize(call)
+
+for name in ["plain", "lookup", "initial", "text"]:
+    print(name, memo(name)(2), native_identity(getattr(data, name)) is None)
+"""
+
+
+@walked
+def test_the_data_a_function_reads_is_part_of_its_key(runner: Runner) -> None:
+    def build(table: str = "30", start: int = 5, text: str = "hello") -> None:
+        compile_so(runner.work, ext_name("data"),
+                   DATA % {"table": table, "start": start, "text": text}, "-O2")
+
+    def ran() -> list[str]:
+        out = runner.out()
+        return [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"]
+
+    runner.write("main.py", DATA_MAIN)
+    build()
+    assert runner.out() == ["RAN", "plain", "plain", "3", "True", "RAN", "lookup", "lookup",
+                            "30", "True", "RAN", "initial", "initial", "7", "True",
+                            "RAN", "text", "text", "hello", "True"]
+    # Read-only data goes by content; a string literal has no symbol, so it
+    # goes with the unnamed constants around it (`text` may recompute when
+    # `table` beside them changes; `plain`, which reads no data, never does).
+    build(table="31")
+    assert {"lookup"} <= set(ran()) <= {"lookup", "text"}
+    build(table="31", start=6)  # a writable variable's initial value
+    assert ran() == ["initial"]
+    build(table="31", start=6, text="hullo")
+    assert {"text"} <= set(ran()) <= {"lookup", "text"}
