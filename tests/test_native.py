@@ -164,22 +164,30 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "many", NULL, -1, met
 PyMODINIT_FUNC PyInit_many(void) { return PyModule_Create(&module); }
 """
 
-MANY_MAIN = """
+# Memoizes one Python function per native function of `module` and calls each.
+MEMO_MAIN = """
 import bytecache
-import many
+import %(module)s as ext
 from bytecache._bytecache import native_identity
 
 def memo(name):
-    native = getattr(many, name)
+    native = getattr(ext, name)
     def call(x):
         ran(name)
         return native(x)
     call.__name__ = call.__qualname__ = name
     return bytecache.memoize(call)
 
-for name in ["f", "g", "both", "via_pointer"]:
-    print(name, memo(name)(4), native_identity(getattr(many, name)) is None)
+for name in %(names)r:
+    print(name, memo(name)(%(arg)d), native_identity(getattr(ext, name)) is None)
 """
+
+MANY_MAIN = MEMO_MAIN % {"module": "many", "names": ["f", "g", "both", "via_pointer"], "arg": 4}
+
+
+def recomputed(out: list[str]) -> list[str]:
+    """The names the runs marked as computed (`RAN name`)."""
+    return [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"]
 
 
 def build_many(work: Path, *, g: str = "5 + 2", u: int = 1, opt: str = "-O2") -> None:
@@ -203,8 +211,7 @@ def test_an_edit_recomputes_only_the_calls_that_reach_it(runner: Runner, opt: st
     # recompute, `f` is reused, and the call through a pointer recomputes.
     build_many(runner.work, g="7 + 2 + (x > 100 ? x / 3 : x % 5)", opt=opt)
     out = runner.out()
-    assert [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"] == [
-        "g", "both", "via_pointer"]
+    assert recomputed(out) == ["g", "both", "via_pointer"]
     assert out[out.index("g", out.index("g") + 1) + 1] == "34"
 
 
@@ -217,8 +224,7 @@ def test_a_call_through_a_function_pointer_is_keyed_by_the_whole_object(
     # An edit to a function nothing else calls: only the call whose code
     # cannot be bounded (an indirect call) recomputes.
     build_many(runner.work, u=2)
-    out = runner.out()
-    assert [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"] == ["via_pointer"]
+    assert recomputed(runner.out()) == ["via_pointer"]
     why = subprocess.run(
         [sys.executable, "-c", "import many; from bytecache._bytecache import native_identity; "
          "print(native_identity(many.via_pointer))"],
@@ -358,22 +364,8 @@ static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "data", NULL, -1, met
 PyMODINIT_FUNC PyInit_data(void) { return PyModule_Create(&module); }
 """
 
-DATA_MAIN = """
-import bytecache
-import data
-from bytecache._bytecache import native_identity
-
-def memo(name):
-    native = getattr(data, name)
-    def call(x):
-        ran(name)
-        return native(x)
-    call.__name__ = call.__qualname__ = name
-    return bytecache.memoize(call)
-
-for name in ["plain", "lookup", "initial", "text"]:
-    print(name, memo(name)(2), native_identity(getattr(data, name)) is None)
-"""
+DATA_MAIN = MEMO_MAIN % {"module": "data", "names": ["plain", "lookup", "initial", "text"],
+                        "arg": 2}
 
 
 @walked
@@ -381,10 +373,6 @@ def test_the_data_a_function_reads_is_part_of_its_key(runner: Runner) -> None:
     def build(table: str = "30", start: int = 5, text: str = "hello") -> None:
         compile_so(runner.work, ext_name("data"),
                    DATA % {"table": table, "start": start, "text": text}, "-O2")
-
-    def ran() -> list[str]:
-        out = runner.out()
-        return [w for i, w in enumerate(out) if i and out[i - 1] == "RAN"]
 
     runner.write("main.py", DATA_MAIN)
     build()
@@ -395,8 +383,8 @@ def test_the_data_a_function_reads_is_part_of_its_key(runner: Runner) -> None:
     # goes with the unnamed constants around it (`text` may recompute when
     # `table` beside them changes; `plain`, which reads no data, never does).
     build(table="31")
-    assert {"lookup"} <= set(ran()) <= {"lookup", "text"}
+    assert {"lookup"} <= set(recomputed(runner.out())) <= {"lookup", "text"}
     build(table="31", start=6)  # a writable variable's initial value
-    assert ran() == ["initial"]
+    assert recomputed(runner.out()) == ["initial"]
     build(table="31", start=6, text="hullo")
-    assert {"text"} <= set(ran()) <= {"lookup", "text"}
+    assert {"text"} <= set(recomputed(runner.out())) <= {"lookup", "text"}
