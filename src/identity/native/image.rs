@@ -325,11 +325,10 @@ impl Image {
 fn units(range: &Range<u64>, named: &[(Range<u64>, String)]) -> Vec<Unit> {
     let mut out: Vec<Unit> = Vec::new();
     let mut at = range.start;
-    let first = named.partition_point(|(r, _)| r.end <= range.start);
-    for (r, name) in &named[first..] {
-        if r.start >= range.end {
-            break;
-        }
+    let inside = named
+        .iter()
+        .filter(|(r, _)| r.start < range.end && r.end > range.start && r.start < r.end);
+    for (r, name) in inside {
         let (start, end) = (r.start.max(range.start), r.end.min(range.end));
         match out.last_mut() {
             Some(last) if start < last.range.end => {

@@ -176,7 +176,7 @@ unsafe extern "C" fn visit(info: *mut libc::dl_phdr_info, size: usize, data: *mu
     };
     for p in phdrs {
         let start = base.wrapping_add(p.p_vaddr as usize);
-        if p.p_type == libc::PT_NOTE && object.build_id.is_none() {
+        if p.p_type == libc::PT_NOTE && object.build_id.is_none() && p.p_memsz > 0 {
             // SAFETY: a PT_NOTE segment is mapped readable for p_memsz
             // bytes at load address + p_vaddr while the object is loaded.
             let notes =
