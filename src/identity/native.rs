@@ -77,13 +77,6 @@ pub struct WalkStats {
     pub data: usize,
 }
 
-fn keyed(kind: &str, d: Digest) -> Digest {
-    let mut h = Hasher::new();
-    h.str(kind);
-    h.digest(d);
-    h.finish()
-}
-
 #[cfg(target_os = "linux")]
 mod imp {
     use std::path::Path;
@@ -92,7 +85,7 @@ mod imp {
     use ahash::AHashMap;
 
     use super::loaded::{self, Object};
-    use super::{keyed, Digest, Hasher, Identity, WalkStats};
+    use super::{Digest, Hasher, Identity, WalkStats};
 
     /// Everything cached for the life of the process, dropped when the
     /// loader has closed any object (an address could then hold new code).
@@ -101,6 +94,8 @@ mod imp {
         callees: AHashMap<usize, Identity>,
         /// Load bias -> the object's identity.
         objects: AHashMap<usize, Digest>,
+        /// Load bias -> the key of a callee keyed by its whole object.
+        wholes: AHashMap<usize, Digest>,
         #[cfg(target_arch = "x86_64")]
         images: AHashMap<usize, Result<Arc<super::image::Image>, String>>,
     }
@@ -116,6 +111,7 @@ mod imp {
                 unloads,
                 callees: AHashMap::new(),
                 objects: AHashMap::new(),
+                wholes: AHashMap::new(),
                 #[cfg(target_arch = "x86_64")]
                 images: AHashMap::new(),
             }),
@@ -130,14 +126,18 @@ mod imp {
             }
             let (unloads, objects) = loaded::objects();
             let object = objects.iter().find(|o| o.holds(entry))?;
-            let whole = identity(state, object);
             let id = match own_code(state, &objects, object, entry) {
-                Ok((d, _)) => Identity {
-                    digest: keyed("code", d),
-                    whole_object: None,
-                },
+                Ok((d, _)) => {
+                    let mut h = Hasher::new();
+                    h.str("code");
+                    h.digest(d);
+                    Identity {
+                        digest: h.finish(),
+                        whole_object: None,
+                    }
+                }
                 Err(why) => Identity {
-                    digest: keyed("object", whole),
+                    digest: whole(state, &objects, object),
                     whole_object: Some(why),
                 },
             };
@@ -156,7 +156,61 @@ mod imp {
             o.path.file_name() == want.file_name()
                 && std::fs::canonicalize(&o.path).ok().as_deref() == Some(want.as_path())
         })?;
-        Some(with_state(|state| keyed("object", identity(state, object))))
+        Some(with_state(|state| whole(state, &objects, object)))
+    }
+
+    /// The key of code keyed by its whole object: the object's identity
+    /// and, where its dynamic relocations can be read, the identities of the
+    /// objects its imports are bound to (a library of the user's that an
+    /// extension calls is part of what runs). Once per object.
+    fn whole(state: &mut State, objects: &[Object], object: &Object) -> Digest {
+        if let Some(d) = state.wholes.get(&object.base) {
+            return *d;
+        }
+        let mut h = Hasher::new();
+        h.str("object");
+        h.digest(identity(state, object));
+        for p in providers(state, objects, object) {
+            h.digest(p);
+        }
+        let d = h.finish();
+        state.wholes.insert(object.base, d);
+        d
+    }
+
+    /// The identities of the other objects that `object`'s imports are bound
+    /// to, in order; an import bound outside every object by its address
+    /// (a key of this process only).
+    #[cfg(target_arch = "x86_64")]
+    fn providers(state: &mut State, objects: &[Object], object: &Object) -> Vec<Digest> {
+        use super::image::Target;
+
+        let Ok(image) = image(state, object) else {
+            return Vec::new();
+        };
+        let mut found = std::collections::BTreeSet::new();
+        for r in &image.relocs {
+            let Target::Symbol { addend, .. } = r.target else {
+                continue;
+            };
+            let Some(value) = object.word(object.base.wrapping_add(r.at as usize)) else {
+                continue;
+            };
+            let symbol = (value as usize).wrapping_sub(addend as usize);
+            if value == 0 || object.holds(symbol) {
+                continue;
+            }
+            match objects.iter().find(|o| o.holds(symbol)) {
+                Some(o) => found.insert(identity(state, o)),
+                None => found.insert(u128::from(value)),
+            };
+        }
+        found.into_iter().collect()
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn providers(_: &mut State, _: &[Object], _: &Object) -> Vec<Digest> {
+        Vec::new()
     }
 
     pub fn walk_once(entry: usize, fresh: bool) -> Result<WalkStats, String> {
@@ -199,22 +253,9 @@ mod imp {
         object: &Object,
         entry: usize,
     ) -> Result<(Digest, WalkStats), String> {
-        use super::image::Image;
         use super::walk::{self, Objects};
 
-        let image = state
-            .images
-            .entry(object.base)
-            .or_insert_with(|| {
-                let id = object.build_id.as_deref().ok_or("it has no build ID")?;
-                if let Some(w) = writable_code(object) {
-                    return Err(w.to_owned());
-                }
-                Image::read(&object.path, id, &object.segments, object.base)
-                    .map(Arc::new)
-                    .map_err(str::to_owned)
-            })
-            .clone()?;
+        let image = image(state, object)?;
 
         struct Others<'a> {
             objects: &'a [Object],
@@ -231,15 +272,25 @@ mod imp {
             state: std::cell::RefCell::new(state),
         };
         let link = entry.wrapping_sub(object.base) as u64;
-        let (d, s) = walk::walk(object, &image, link, &others, walk::LIMITS)?;
-        Ok((
-            d,
-            WalkStats {
-                instructions: s.instructions,
-                functions: s.functions,
-                data: s.data,
-            },
-        ))
+        walk::walk(object, &image, link, &others, walk::LIMITS)
+    }
+
+    /// What the walk reads of the object's file (once per object).
+    #[cfg(target_arch = "x86_64")]
+    fn image(state: &mut State, object: &Object) -> Result<Arc<super::image::Image>, String> {
+        state
+            .images
+            .entry(object.base)
+            .or_insert_with(|| {
+                let id = object.build_id.as_deref().ok_or("it has no build ID")?;
+                if let Some(w) = writable_code(object) {
+                    return Err(w.to_owned());
+                }
+                super::image::Image::read(&object.path, id, &object.segments, object.base)
+                    .map(Arc::new)
+                    .map_err(str::to_owned)
+            })
+            .clone()
     }
 
     #[cfg(not(target_arch = "x86_64"))]

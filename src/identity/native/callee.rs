@@ -36,12 +36,21 @@ struct Ctypes {
 
 static CTYPES: PyOnceLock<Ctypes> = PyOnceLock::new();
 
+/// `sys.modules` (the interpreter keeps the same dict), looked up once: the
+/// test for ctypes runs for every value hashed by its reduction.
+static MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
+
 fn ctypes(py: Python<'_>) -> PyResult<Option<&Ctypes>> {
     if let Some(c) = CTYPES.get(py) {
         return Ok(Some(c));
     }
-    let modules = PyModule::import(py, "sys")?.getattr(intern!(py, "modules"))?;
-    let Some(ctypes) = modules.cast::<PyDict>()?.get_item("ctypes")? else {
+    let modules = MODULES.get_or_try_init(py, || -> PyResult<_> {
+        Ok(PyModule::import(py, "sys")?
+            .getattr(intern!(py, "modules"))?
+            .cast_into::<PyDict>()?
+            .unbind())
+    })?;
+    let Some(ctypes) = modules.bind(py).get_item(intern!(py, "ctypes"))? else {
         return Ok(None);
     };
     let func = PyModule::import(py, "_ctypes")?

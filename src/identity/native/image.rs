@@ -187,7 +187,12 @@ impl Image {
             let object::SectionFlags::Elf { sh_flags } = s.flags() else {
                 continue;
             };
-            if sh_flags & u64::from(elf::SHF_ALLOC) == 0 || s.size() == 0 {
+            // Thread-local templates are addressed through the thread
+            // pointer, never at their section address (which may overlap).
+            if sh_flags & u64::from(elf::SHF_ALLOC) == 0
+                || sh_flags & u64::from(elf::SHF_TLS) != 0
+                || s.size() == 0
+            {
                 continue;
             }
             let range = s.address()..s.address().saturating_add(s.size());

@@ -28,6 +28,7 @@ use iced_x86::{Decoder, DecoderOptions, FlowControl, Instruction, Mnemonic, OpKi
 
 use super::image::{Image, Kind, Reloc, Target};
 use super::loaded::Object;
+use super::WalkStats as Stats;
 use crate::identity::digest::{Digest, Hasher};
 
 /// How much one walk may read before it gives up.
@@ -50,14 +51,6 @@ pub const LIMITS: Limits = Limits {
 /// looked for: compilers fold small offsets into an address (one past the
 /// end of an array, a base biased by an element or two).
 const WINDOW: u64 = 64;
-
-/// What a walk decoded.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Stats {
-    pub instructions: usize,
-    pub functions: usize,
-    pub data: usize,
-}
 
 /// Why a walk stopped without a digest.
 pub type Refusal = String;
