@@ -59,7 +59,7 @@ fn identity(c: &mut Criterion) {
         let args = PyDict::new(py);
         args.set_item("x", 5).expect("set_item");
         // What a call costs: the cached plan's guards, then the argument.
-        let memo = Memo::for_function(&g).expect("a function");
+        let memo = Memo::new(&g, Vec::new()).expect("a function");
         c.bench_function("key of g(int)", |b| {
             b.iter(|| memo.key_digest(&args).expect("hashable"))
         });
@@ -68,7 +68,7 @@ fn identity(c: &mut Criterion) {
         });
 
         let f = m.getattr("f").expect("f");
-        let memo = Memo::for_function(&f).expect("a function");
+        let memo = Memo::new(&f, Vec::new()).expect("a function");
         c.bench_function("fingerprint, 10 helpers, again", |b| {
             b.iter(|| memo.key_digest(&args).expect("hashable"))
         });
@@ -84,9 +84,8 @@ fn identity(c: &mut Criterion) {
                     globals.get_item("f").expect("f").expect("f")
                 },
                 |f| {
-                    Memo::for_function(&f)
-                        .and_then(|m| m.key_digest(&args))
-                        .expect("hashable")
+                    let m = Memo::new(&f, Vec::new()).expect("a function");
+                    m.key_digest(&args).expect("hashable")
                 },
                 BatchSize::SmallInput,
             )
@@ -104,9 +103,8 @@ fn identity(c: &mut Criterion) {
                         .expect("f")
                 },
                 |f| {
-                    Memo::for_function(&f)
-                        .and_then(|m| m.key_digest(&args))
-                        .expect("hashable")
+                    let m = Memo::new(&f, Vec::new()).expect("a function");
+                    m.key_digest(&args).expect("hashable")
                 },
                 BatchSize::SmallInput,
             )

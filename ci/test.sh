@@ -39,6 +39,11 @@ for v in $VERSIONS; do
         echo "== cargo test"
         cargo test -q --release 2>&1 | tail -n 30
     fi
+    if [ "$v" != "${VERSIONS%% *}" ]; then
+        # src/cpython/ compiles other code for each version: lint that too.
+        PYO3_PYTHON=$(command -v python) CARGO_TARGET_DIR=target/clippy-$v \
+            cargo clippy -q --all-targets --features python -- -D warnings
+    fi
     echo "== pytest on Python $v (the installed wheel)   (${SECONDS}s so far)"
     # Real libraries' suites under bytecache take minutes: on the first version only.
     real=0

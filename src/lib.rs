@@ -2,12 +2,16 @@
 //!
 //! This file only declares modules. `storage` is pure Rust (no pyo3) so it is
 //! tested, fuzzed and benchmarked alone; everything that touches CPython lives
-//! behind the `python` feature, which maturin enables.
+//! behind the `python` feature, which maturin enables. Dependencies run one
+//! way: `py` (the extension's Python face) → `hook` → `identity` → `cpython`
+//! (every read of CPython's private structures), and `py` → `storage`.
 
 pub mod storage;
 
 #[cfg(feature = "python")]
 mod alias;
+#[cfg(feature = "python")]
+mod cpython;
 #[cfg(feature = "python")]
 mod hook;
 #[cfg(feature = "python")]

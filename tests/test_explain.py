@@ -112,3 +112,56 @@ f(3)
 print(bytecache.explain(f, 3))
 """
     assert runner.run(script).stdout.split("\n")[:2] == ["miss: nothing is stored yet", "hit"]
+
+
+def test_not_memoized_functions_say_so(runner: Runner) -> None:
+    out = runner.run("""
+import bytecache
+
+def plain(x):
+    return x
+
+print(bytecache.explain(len, [1]))
+print(bytecache.explain(plain, 1))
+""").stdout.splitlines()
+    assert out[0].startswith("not memoized: `len` is neither decorated")
+    assert out[1].startswith("not memoized: `plain` is neither decorated")
+
+
+def test_explain_is_honest_when_bytecache_is_off(runner: Runner) -> None:
+    _setup(runner)
+    out = runner.run(MAIN.format(K=10, call="print(bytecache.explain(pipeline, [1, 2, 3]))"),
+                     BYTECACHE="off").stdout.strip()
+    assert out == "not memoized: bytecache is off (BYTECACHE=off in the environment)"
+    out = runner.run(MAIN.format(K=10, call="""
+with bytecache.disabled():
+    print(bytecache.explain(pipeline, [1, 2, 3]))
+print(bytecache.explain(pipeline, [1, 2, 3]))
+""")).stdout.split("\n")
+    assert out[:2] == ["not memoized: inside `bytecache.disabled()`", "hit"]
+
+
+def test_compares_with_the_entry_this_call_would_have_matched(runner: Runner) -> None:
+    # Two argument sets are stored; then K changes. The latest entry is the
+    # other argument set: comparing with it blamed "argument `rows`". The
+    # closest one says what really changed.
+    _setup(runner)
+    runner.run(MAIN.format(K=10, call="pipeline([7, 8, 9])"))
+    assert _explain(runner, k=12) == "miss: global `K`: 10 → 12"
+
+
+def test_explain_says_why_a_call_was_not_stored(runner: Runner) -> None:
+    # Kept with the entry's key in the store: a new process can tell too.
+    script = """
+import time
+import bytecache
+
+@bytecache.memoize
+def stamp(n):
+    return (n, time.time())
+
+{call}
+"""
+    runner.run(script.format(call="stamp(1)"))
+    out = runner.run(script.format(call="print(bytecache.explain(stamp, 1))")).stdout.strip()
+    assert out.startswith("miss: not stored last time: reads time.time, which differs on every run")

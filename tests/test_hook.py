@@ -22,13 +22,14 @@ from bytecache import _bytecache
 PRELUDE = """
 import sys
 from bytecache import _bytecache as B
+from bytecache._auto import _adopt_all
 
 CACHE = {}
 STATS = {"asked": [], "calls": 0, "hits": 0, "returns": 0}
 
 def should_mark(f):
     STATS["asked"].append(f.__code__.co_name)
-    return f.__module__ == "__main__"
+    return f.__module__ == "__main__" and f.__code__.co_name not in PRELUDE_NAMES
 
 def on_call(f, args):
     STATS["calls"] += 1
@@ -47,8 +48,15 @@ def on_return(token, box):
     STATS["returns"] += 1
     CACHE[token] = box[0]
 
+def hook_install(*callbacks):
+    B.hook_install(*callbacks)
+    # 3.12+: functions defined before the hook are handed to it (as enable() does).
+    _adopt_all(list(globals().values()), "__main__")
+
 def install():
-    B.hook_install(should_mark, on_call, on_return)
+    hook_install(should_mark, on_call, on_return)
+
+PRELUDE_NAMES = {"hook_install", "install"}
 """
 
 
@@ -92,7 +100,7 @@ def test_hit_skips_frame_and_binds_arguments(tmp_path: Path) -> None:
         def spy(func, args):
             SEEN.append(args)
             return on_call(func, args)
-        B.hook_install(should_mark, spy, on_return)
+        hook_install(should_mark, spy, on_return)
         print(B.hook_installed())
         print(f(1, c=3))
         print(f(1, 10, c=3, d=4))   # same binding: hit
@@ -130,7 +138,7 @@ def test_methods_and_parameter_kinds(tmp_path: Path) -> None:
             @classmethod
             def c(cls, *, k):
                 return ("c", cls.__name__, k)
-        B.hook_install(should_mark, spy, on_return)
+        hook_install(should_mark, spy, on_return)
         o = C()
         print(o.m(1), C.s(1), C.c(k=3), C.m(o, 1), list(map(o.m, [1])))
         for name, args in SEEN:
@@ -175,7 +183,10 @@ def test_unmarked_module_untouched(tmp_path: Path) -> None:
             RAN.append(x)
             return x * 2
     """}))
-    assert out == ["4 4 [2, 2]", "6 6 [2, 2, 3]", "True 1"]
+    # The frame hook asks about every function it sees run; the vectorcall
+    # mechanism never sees functions of modules imported before it.
+    asked_h = _bytecache.hook_mechanism() == "frame"
+    assert out == ["4 4 [2, 2]", "6 6 [2, 2, 3]", f"{asked_h} 1"]
 
 
 def test_generators_coroutines_and_class_bodies_never_intercepted(tmp_path: Path) -> None:
@@ -239,7 +250,7 @@ def test_closures_share_code_but_not_results(tmp_path: Path) -> None:
             if func.__name__ == "add":
                 ARGS.append(args)
             return on_call(func, args)
-        B.hook_install(should_mark, spy, on_return)
+        hook_install(should_mark, spy, on_return)
         a1, a2 = make(1), make(100)
         print(a1(5), a2(5), a1(5), a2(5))
         print(set(ARGS))
@@ -290,12 +301,12 @@ def test_callbacks_may_replace_or_uninstall_themselves(tmp_path: Path) -> None:
         def one_shot(func, args):
             B.hook_uninstall()
             return (42,)
-        B.hook_install(should_mark, one_shot, on_return)
+        hook_install(should_mark, one_shot, on_return)
         print(f(1), f(1), B.hook_installed())
         def swap(func, args):
             install()
             return None
-        B.hook_install(should_mark, swap, on_return)
+        hook_install(should_mark, swap, on_return)
         print(f(2), f(2), f(2), STATS["hits"])
     """))
     assert out == ["42 2 False", "3 3 3 1"]
@@ -396,7 +407,7 @@ def test_deep_recursion_raises_not_crashes(tmp_path: Path, marked: bool) -> None
         def rec(n):
             return 0 if n == 0 else 1 + rec(n - 1)
         if not {marked}:
-            B.hook_install(lambda f: False, on_call, on_return)
+            hook_install(lambda f: False, on_call, on_return)
         def probe(depth):
             try:
                 print(depth, rec(depth))
@@ -426,7 +437,7 @@ def test_deep_c_recursion_below_deep_python_recursion(tmp_path: Path) -> None:
         import json
         sys.setrecursionlimit(10**6)
         install()
-        B.hook_install(lambda f: False, on_call, on_return)
+        hook_install(lambda f: False, on_call, on_return)
         nested = []
         for _ in range(100000):
             nested = [nested]
@@ -459,7 +470,7 @@ def test_recursion_within_default_limit_still_works(tmp_path: Path, marked: bool
     out = ok(run(tmp_path, f"""
         install()
         if not {marked}:
-            B.hook_install(lambda f: False, on_call, on_return)
+            hook_install(lambda f: False, on_call, on_return)
         def rec(n):
             return 0 if n == 0 else 1 + rec(n - 1)
         print(rec(950), rec(950))
@@ -500,12 +511,12 @@ def test_interrupt_in_callbacks_propagates(tmp_path: Path) -> None:
             return x
         def interrupt(*a):
             raise KeyboardInterrupt
-        B.hook_install(should_mark, interrupt, on_return)
+        hook_install(should_mark, interrupt, on_return)
         try:
             f(1)
         except KeyboardInterrupt:
             print("interrupted before")
-        B.hook_install(should_mark, lambda fn, a: "token", interrupt)
+        hook_install(should_mark, lambda fn, a: "token", interrupt)
         try:
             f(2)
         except KeyboardInterrupt:
@@ -522,7 +533,7 @@ def test_bad_return_values_are_tokens_or_ignored(tmp_path: Path) -> None:
             return x + 1
         TOKENS = []
         for r in [(), (1, 2), [5], 0, "s"]:
-            B.hook_install(should_mark, lambda fn, a, r=r: r, lambda t, v: TOKENS.append((t, v[0])))
+            hook_install(should_mark, lambda fn, a, r=r: r, lambda t, v: TOKENS.append((t, v[0])))
             print(f(1))
         print(TOKENS)
     """))
@@ -542,7 +553,7 @@ def test_hit_releases_arguments(tmp_path: Path) -> None:
         f(a)
         def drop(func, args):
             return (99,)
-        B.hook_install(should_mark, drop, on_return)
+        hook_install(should_mark, drop, on_return)
         b = Obj()
         r = weakref.ref(b)
         print(f(b, 1, 2, k=3))
@@ -551,7 +562,7 @@ def test_hit_releases_arguments(tmp_path: Path) -> None:
         B.hook_uninstall()
         rc = sys.getrefcount(Obj)
         for _ in range(1000):
-            B.hook_install(should_mark, drop, on_return)
+            hook_install(should_mark, drop, on_return)
             f(Obj(), [1], x=Obj())
             B.hook_uninstall()
         print(sys.getrefcount(Obj) - rc)
@@ -572,7 +583,7 @@ def test_reset_marks_and_reinstall_ask_again(tmp_path: Path) -> None:
         install()
         f(4)
         print(STATS["asked"].count("f"))
-        B.hook_install(lambda fn: False, on_call, on_return)
+        hook_install(lambda fn: False, on_call, on_return)
         before = STATS["calls"]
         f(5)
         print(STATS["calls"] - before)
@@ -664,7 +675,260 @@ def test_uninstall_restores_default(tmp_path: Path, other_hook: Path) -> None:
         B.hook_uninstall(); B.hook_uninstall()
         print(O.current_is_default())
     """))
-    assert out == ["True", "False", "True"]
+    # 3.12+ installs no frame hook at all.
+    frame = _bytecache.hook_mechanism() == "frame"
+    assert out == ["True", str(not frame), "True"]
+
+
+
+# --- which functions are intercepted, on either mechanism --------------------
+
+
+def test_functions_defined_before_and_after_install(tmp_path: Path) -> None:
+    # 3.12+ sees functions created after install through its function watcher
+    # and the earlier ones through the scan (`hook_adopt`); 3.11 sees frames.
+    defs = """
+        import functools
+        RAN = []
+        def deco(fn):
+            @functools.wraps(fn)
+            def wrapper(*a, **k):
+                RAN.append("wrapper:" + fn.__name__)
+                return fn(*a, **k)
+            return wrapper
+        def make(k):
+            def add(x):
+                RAN.append("add%d" % k)
+                return x + k
+            return add
+        class C:
+            def m(self, x):
+                RAN.append("m")
+                return x * 2
+            @staticmethod
+            def s(x):
+                RAN.append("s")
+                return x * 3
+            @classmethod
+            def c(cls, x):
+                RAN.append("c")
+                return x * 4
+            @property
+            def p(self):
+                RAN.append("p")
+                return 5
+        def plain(x):
+            RAN.append("plain")
+            return x + 1
+        @deco
+        def wrapped(x):
+            RAN.append("wrapped")
+            return x - 1
+        lam = lambda x: RAN.append("lam") or x * 7
+        add3 = make(3)
+        o = C()
+    """
+    calls = """
+        def twice():
+            return [(plain(1), wrapped(1), lam(1), add3(1), o.m(1), C.s(1), C.c(1),
+                     o.p, make(5)(1)) for _ in range(2)]
+        r = twice()
+        print(r[0] == r[1], sorted(set(RAN)))
+        print(len(RAN))
+    """
+    for order in ("before", "after"):
+        body = (defs + "\n        install()\n" if order == "before"
+                else "\n        install()\n" + defs) + calls
+        out = ok(run(tmp_path, body))
+        assert out[0] == ("True ['add3', 'add5', 'c', 'lam', 'm', 'p', 'plain', 's', "
+                          "'wrapped', 'wrapper:wrapped']"), order
+        # Each body ran once: the second round was answered by the policy
+        # (`p`, a property getter, is an ordinary method call).
+        assert out[1] == "10", order
+
+
+def test_reassigned_code(tmp_path: Path) -> None:
+    out = ok(run(tmp_path, """
+        def f(x):
+            return ("f", x)
+        def g(x):
+            return ("g", x)
+        def gen(x):
+            yield x
+        install()
+        print(f(1), f(1))
+        f.__code__ = g.__code__
+        print(f(1), f(1))
+        f.__code__ = gen.__code__
+        print(list(f(2)), list(f(2)))
+        print(STATS["hits"])
+    """))
+    # The key holds the code, so the new code misses once; a generator's code
+    # is never intercepted.
+    assert out == ["('f', 1) ('f', 1)", "('g', 1) ('g', 1)", "[2] [2]", "2"]
+
+
+def test_interrupt_in_should_mark_propagates(tmp_path: Path) -> None:
+    # Ctrl-C while the policy classifies a function must stop the program: on
+    # 3.11 it is raised from the first call, on 3.12+ (classified when the
+    # function is created) at the next instruction.
+    out = ok(run(tmp_path, """
+        def interrupting(f):
+            raise KeyboardInterrupt
+        B.hook_install(interrupting, on_call, on_return)
+        try:
+            def g(x):
+                return x
+            print("defined")
+            g(1)
+            print("called")
+            for _ in range(1000):
+                pass
+            print("looped")
+        except KeyboardInterrupt:
+            print("interrupted")
+        B.hook_uninstall()
+        print("end")
+    """))
+    assert out[-2:] == ["interrupted", "end"]
+    assert "called" not in out and "looped" not in out
+
+
+# --- 3.12+: per-function vectorcalls ----------------------------------------
+
+vectorcall_only = pytest.mark.skipif(_bytecache.hook_mechanism() != "vectorcall",
+                                     reason="the vectorcall mechanism (3.12+)")
+
+
+@pytest.fixture(scope="module")
+def other_watcher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("needs a C compiler")
+    include = sysconfig.get_paths()["include"]
+    out = tmp_path_factory.mktemp("other_watcher")
+    so = out / ("other_watcher" + sysconfig.get_config_var("EXT_SUFFIX"))
+    src = Path(__file__).with_name("other_watcher.c")
+    subprocess.run([cc, "-shared", "-fPIC", "-O1", f"-I{include}", str(src), "-o", str(so)],
+                   check=True)
+    return out
+
+
+@vectorcall_only
+def test_uninstall_restores_every_vectorcall(tmp_path: Path, other_watcher: Path) -> None:
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_watcher)!r})
+        import other_watcher as O
+        import json
+        def before(x):
+            return x
+        install()
+        def after(x):
+            return x
+        class K:
+            def m(self):
+                return 1
+        closures = [(lambda: i) for i in range(3)]
+        marked = [before, after, K.m, *closures]
+        print([O.has_default_vectorcall(f) for f in marked],
+              O.has_default_vectorcall(json.dumps))
+        B.hook_uninstall()
+        print(all(O.has_default_vectorcall(f) for f in marked))
+        print(before(1), after(2), K().m(), [c() for c in closures])
+        install()   # re-enabling takes what the scan finds again
+        print([O.has_default_vectorcall(f) for f in marked])
+        before(7); before(7)
+        print(STATS["hits"] > 0)
+        B.hook_uninstall()
+        print(all(O.has_default_vectorcall(f) for f in marked))
+    """))
+    assert out == [
+        "[False, False, False, False, False, False] True",
+        "True",
+        "1 2 1 [2, 2, 2]",
+        # Closures only reachable through a list are not in any namespace:
+        # created after the next install they would be taken, these run as is.
+        "[False, False, False, True, True, True]",
+        "True",
+        "True",
+    ]
+
+
+@vectorcall_only
+def test_another_function_watcher_and_vectorcall(tmp_path: Path, other_watcher: Path) -> None:
+    # Another extension with its own watchers and its own vectorcall on one
+    # function: both keep working, and nothing of theirs is taken or chained.
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_watcher)!r})
+        import other_watcher as O
+        O.install()
+        def theirs(x):
+            return ("theirs", x)
+        O.take(theirs)
+        install()
+        created = O.counts()[0]
+        def ours(x):
+            return ("ours", x)
+        print(O.counts()[0] > created)
+        print(ours(1), ours(1), theirs(1), theirs(1))
+        print(O.counts()[2], STATS["hits"], O.has_own_vectorcall(theirs))
+        B.hook_uninstall()
+        print(O.has_own_vectorcall(theirs), theirs(2), O.counts()[2])
+        created = O.counts()[0]
+        def later():
+            pass
+        print(O.counts()[0] > created)
+        O.uninstall()
+    """))
+    assert out == [
+        "True",
+        "('ours', 1) ('ours', 1) ('theirs', 1) ('theirs', 1)",
+        "2 1 True",
+        "True ('theirs', 2) 3",
+        "True",
+    ]
+
+
+@vectorcall_only
+def test_unmarked_code_keeps_inlined_calls(tmp_path: Path, other_hook: Path) -> None:
+    # No frame hook: the interpreter's eval function stays the default, and
+    # functions nobody marked keep the default vectorcall.
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_hook)!r})
+        import other_hook as O
+        import json
+        install()
+        def f(x):
+            return x
+        print(O.current_is_default(), f(1))
+    """))
+    assert out == ["True 1"]
+
+
+
+@vectorcall_only
+def test_another_dict_watcher(tmp_path: Path, other_watcher: Path) -> None:
+    # Plans are kept fresh by a dict watcher of ours (3.12+); another
+    # extension watching the same globals changes nothing for either.
+    out = ok(run(tmp_path, f"""
+        sys.path.insert(0, {str(other_watcher)!r})
+        import other_watcher as O
+        O.install()
+        O.watch_dict(globals())
+        K = 1
+        def f(x):
+            return x + K
+        memo = B.Memo(f)
+        k1, k1b = memo.key({{"x": 1}}), memo.key({{"x": 1}})
+        events = O.counts()[1]
+        K = 2
+        k2 = memo.key({{"x": 1}})
+        K = 1
+        k3 = memo.key({{"x": 1}})
+        print(k1 == k1b, k1 != k2, k1 == k3, O.counts()[1] > events)
+        O.uninstall()
+    """))
+    assert out == ["True True True True"]
 
 
 # --- bytecache._auto ----------------------------------------------------------

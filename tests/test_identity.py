@@ -54,6 +54,11 @@ case("two_locals_split_across_lines",
      HEADER + '@bytecache.memoize\ndef target(n):\n    ran()\n    a, b = n, 2\n'
      "    return [a,\n            b]\nprint(target(5))\n", "reuse")
 case("moved_down", t("n + 1"), HEADER + "\n" * 30 + TARGET.format(body="n + 1"), "reuse")
+CLASS_IN_BODY = ("@bytecache.memoize\ndef target(n):\n    ran()\n    class K:\n        v = 2\n"
+                 "    return K.v * n\n\nprint(target(5))\n")
+# 3.13 stores a class body's first line as a constant (`__firstlineno__`)
+case("class_in_body_moved_down", HEADER + CLASS_IN_BODY, HEADER + "\n" * 5 + CLASS_IN_BODY,
+     "reuse")
 LOOP = HEADER + """
 def pair(a, b):
     if a == 3:
@@ -108,6 +113,23 @@ case("global_same_value_other_expr", t("n * K", "K = 4\n"), t("n * K", "K = 2 * 
 case("unrelated_global", t("n * K", "K = 2\nJ = 1\n"), t("n * K", "K = 2\nJ = 7\n"), "reuse")
 case("global_dict_content", t("n * CFG['k']", "CFG = {'k': 2}\n"),
      t("n * CFG['k']", "CFG = {'k': 5}\n"), "recompute")
+case("global_dict_unread_key_added", t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2}\n"),
+     t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2, 'j': 9}\n"), "reuse")
+case("global_dict_read_by_get_added", t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2}\n"),
+     t("n * CFG['k'] + CFG.get('m', 0)", "CFG = {'k': 2, 'm': 9}\n"), "recompute")
+case("global_dict_read_in_a_helper_key_added",
+     t("helper(n)", "CFG = {'k': 2}\ndef helper(x):\n    return x * CFG['k']\n"),
+     t("helper(n)", "CFG = {'k': 2, 'j': 1}\ndef helper(x):\n    return x * CFG['k']\n"),
+     "reuse")
+case("global_dict_iterated_key_added", t("n * sum(CFG.values())", "CFG = {'k': 2}\n"),
+     t("n * sum(CFG.values())", "CFG = {'k': 2, 'j': 1}\n"), "recompute")
+case("global_dict_escapes_to_a_helper",
+     t("n * CFG['k'] + helper(CFG)", "CFG = {'k': 2}\ndef helper(d):\n    return len(d)\n"),
+     t("n * CFG['k'] + helper(CFG)",
+       "CFG = {'k': 2, 'j': 1}\ndef helper(d):\n    return len(d)\n"), "recompute")
+case("future_annotations_added", t("clean(n)", "def clean(x):\n    return x + 1\n"),
+     "from __future__ import annotations\n"
+     + t("clean(n)", "def clean(x: int) -> int:\n    return x + 1\n"), "reuse")
 case("global_only_in_lambda", t("(lambda: n * K)()", "K = 2\n"),
      t("(lambda: n * K)()", "K = 3\n"), "recompute")
 case("global_only_in_genexpr", t("sum(K for _ in range(n))", "K = 2\n"),
@@ -161,6 +183,17 @@ case("getattr_on_module",
       "helpers.py": "def fx(v):\n    return v + 1\n"},
      {"main.py": t("getattr(helpers, 'f' + 'x')(n)", "import helpers\n"),
       "helpers.py": "def fx(v):\n    return v + 2\n"}, "recompute")
+SD = ("import functools\n@functools.singledispatch\ndef fmt(x):\n    return str(x)\n")
+case("singledispatch_registration_added", t("[fmt(v) for v in (1.5, n)]", SD),
+     t("[fmt(v) for v in (1.5, n)]", SD + "@fmt.register\ndef _(x: float):\n"
+       "    return f'{x:.2f}'\n"), "recompute")
+HINT = "def helper(x: {kind}):\n    return x\n"
+case("annotation_changed", t("helper.__annotations__['x'].__name__ * n", HINT.format(kind="int")),
+     t("helper.__annotations__['x'].__name__ * n", HINT.format(kind="float")), "recompute")
+META = ("class Registry(type):\n    @property\n    def scale(cls):\n        return {k}\n"
+        "class Model(metaclass=Registry):\n    pass\n")
+case("metaclass_property", t("n * Model.scale", META.format(k=2)),
+     t("n * Model.scale", META.format(k=3)), "recompute")
 case("memoized_callee_edited",
      t("g(n) + 1", "@bytecache.memoize\ndef g(x):\n    return x * 2\n"),
      t("g(n) + 1", "@bytecache.memoize\ndef g(x):\n    return x * 3\n"), "recompute")
@@ -228,6 +261,54 @@ case("package_submodule",
      {"main.py": t("pkg.sub.f(n)", "import pkg.sub\n"), "pkg/__init__.py": "",
       "pkg/sub.py": "def f(x):\n    return x + 4\n"}, "recompute")
 
+# Modules imported in a body are keyed without being imported: a library by
+# what is installed, the user's module by its code (compiled, not run) and
+# what that code imports. The call that imports them is stored: an import is
+# not a mutation of what the call read.
+BODY_IMPORT = HEADER + """
+{prelude}
+@bytecache.memoize
+def target(n):
+    ran()
+    {body}
+
+print(target(5))
+"""
+
+
+def body(text: str, prelude: str = "") -> str:
+    return BODY_IMPORT.format(body=text.replace("\n", "\n    "), prelude=prelude)
+
+
+LIB_IN_BODY = body("import colorsys\nreturn colorsys.rgb_to_hsv(n / 10, 0.5, 0.25)")
+case("library_imported_in_body_stored", LIB_IN_BODY, LIB_IN_BODY, "reuse")
+LIB_IN_HELPER = body("return helper(n)", "def helper(x):\n    import colorsys\n"
+                     "    return colorsys.rgb_to_hls(x / 10, 0.5, 0.25)\n")
+case("library_imported_in_helper_stored", LIB_IN_HELPER, LIB_IN_HELPER, "reuse")
+LOCAL_IN_BODY = {"main.py": body("import helpers\nreturn helpers.f(n)"),
+                 "helpers.py": "import deep\ndef f(x):\n    return deep.g(x) + 1\n",
+                 "deep.py": "def g(x):\n    return x * 10\n"}
+case("local_module_imported_in_body_stored", LOCAL_IN_BODY, LOCAL_IN_BODY, "reuse")
+case("module_its_imported_module_imports_edited", LOCAL_IN_BODY,
+     {**LOCAL_IN_BODY, "deep.py": "def g(x):\n    return x * 11\n"}, "recompute")
+case("module_imported_in_body_comment_added", LOCAL_IN_BODY,
+     {**LOCAL_IN_BODY, "deep.py": "# why ten\ndef g(x):\n    return x * 10  # ten\n"},
+     "reuse")
+case("module_imported_in_body_docstrings_added",
+     {**LOCAL_IN_BODY, "deep.py": 'class C:\n    pass\ndef g(x):\n    return x * 10\n'},
+     {**LOCAL_IN_BODY, "deep.py": '"""Deep."""\nclass C:\n    """A class."""\n'
+                                  'def g(x):\n    """Ten times."""\n    return x * 10\n'},
+     "reuse")
+PKG_IN_BODY = {"main.py": body("from pkg import sub\nreturn sub.f(n)"),
+               "pkg/__init__.py": "K = 1\n",
+               "pkg/sub.py": "from . import K\ndef f(x):\n    return x + K\n"}
+case("package_init_of_module_imported_in_body_edited", PKG_IN_BODY,
+     {**PKG_IN_BODY, "pkg/__init__.py": "K = 2\n"}, "recompute")
+case("submodule_imported_in_body_edited", PKG_IN_BODY,
+     {**PKG_IN_BODY, "pkg/sub.py": "from . import K\ndef f(x):\n    return x - K\n"},
+     "recompute")
+case("package_imported_in_body_stored", PKG_IN_BODY, PKG_IN_BODY, "reuse")
+
 # -- data files -----------------------------------------------------------
 READ = t("open('data.txt').read().strip() * n")
 case("data_file_changed", {"main.py": READ, "data.txt": "ab\n"},
@@ -246,12 +327,31 @@ case("numpy_file_changed",
       "mk.py": "import numpy as np\nnp.save('x.npy', np.ones(3) * 2)\n"}, "recompute")
 
 # -- arguments ----------------------------------------------------------------
+GETSTATE = ("class Cfg:\n    def __init__(self, k):\n        self.k = k\n"
+            "    def __getstate__(self):\n        return {{}}\n"
+            "    def __setstate__(self, state):\n        self.k = 0\n"
+            "CFG = Cfg({k})\n")
+case("getstate_omits_the_attribute_used", t("CFG.k * n", GETSTATE.format(k=1)),
+     t("CFG.k * n", GETSTATE.format(k=2)), "recompute")
+MASKED = "import numpy as np\nM = np.ma.array([1.0, 2.0, 3.0], mask={mask})\n"
+case("masked_array_mask", t("float(M.sum()) * n", MASKED.format(mask=[0, 0, 1])),
+     t("float(M.sum()) * n", MASKED.format(mask=[0, 1, 0])), "recompute")
+SUB = ("import numpy as np\nclass Scaled(np.ndarray):\n    pass\n"
+       "A = np.ones(3).view(Scaled)\nA.unit = {unit!r}\n")
+case("ndarray_subclass_attribute", t("A.unit * n", SUB.format(unit="m")),
+     t("A.unit * n", SUB.format(unit="km")), "recompute")
 case("numpy_argument_same_content",
      t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
      .replace("def target(n)", "def target(x)"),
      t("float(x.sum())", "import numpy as np\nx = np.arange(5.0)\n").replace("target(5)", "target(x)")
      .replace("def target(n)", "def target(x)"), "reuse")
 case("unchanged_rerun", t("n + 1"), t("n + 1"), "reuse")
+# A set display of constants is a frozenset constant; {8, 0} and {0, 8}
+# iterate differently (their hashes collide).
+case("set_constant_order", t("[x for x in {8, 0}][:n]"), t("[x for x in {0, 8}][:n]"),
+     "recompute")
+case("set_constant_of_strings_reordered", t("sorted(x for x in {'a', 'b'})[:n]"),
+     t("sorted(x for x in {'b', 'a'})[:n]"), "reuse")
 
 
 UNUSED = ("class Shape:\n    def __init__(self, w):\n        self.w = w\n"
@@ -435,3 +535,77 @@ print(f(3), f(3))
 """)
     assert out.stdout.split() == ["RAN", "6", "6"]
     assert "BytecacheWarning" not in out.stderr
+
+
+def test_holders_of_wrapped_functions_are_keyed_by_what_they_hold(runner: Runner) -> None:
+    # Keyed by `__wrapped__` alone, compose(inc, f) and compose(dbl, f) collided.
+    proc = runner.run("""
+import bytecache
+
+class compose:
+    def __init__(self, *funcs):
+        self.funcs = funcs
+        self.__wrapped__ = funcs[-1]
+    def __call__(self, x):
+        for f in reversed(self.funcs):
+            x = f(x)
+        return x
+
+def f(x):
+    return x + 1
+
+def inc(x):
+    return x + 10
+
+def dbl(x):
+    return x * 2
+
+@bytecache.memoize
+def apply(g, x):
+    ran()
+    return g(x)
+
+print(apply(compose(inc, f), 1), apply(compose(dbl, f), 1), apply(compose(inc, f), 1))
+""")
+    assert proc.stdout.split() == ["RAN", "RAN", "12", "4", "12"], proc.stderr
+def test_keying_does_not_run_a_module_imported_in_the_body(runner: Runner) -> None:
+    # The module's top-level code runs when the body imports it, not before
+    # (computing the key), and not at all on a hit.
+    runner.write("helpers.py", "ran('helpers top-level')\nK = 3\n")
+    script = """
+import sys
+import bytecache
+
+@bytecache.memoize
+def target(n):
+    ran('body')
+    import helpers
+    return n * helpers.K
+
+print(target(5), 'helpers' in sys.modules)
+"""
+    first = runner.run(script)
+    assert first.stdout.split("\n")[:3] == ["RAN body", "RAN helpers top-level", "15 True"]
+    second = runner.run(script)
+    assert second.stdout.split() == ["15", "False"], second.stdout
+    assert "BytecacheWarning" not in first.stderr + second.stderr
+
+
+def test_a_call_that_imports_and_mutates_is_not_stored(runner: Runner) -> None:
+    # Importing is not a mutation; a mutation of what the call read still is.
+    script = """
+import bytecache
+SEEN = []
+
+@bytecache.memoize
+def target(n):
+    ran()
+    import colorsys
+    SEEN.append(n)
+    return len(SEEN)
+
+print(target(5))
+"""
+    first = runner.run(script)
+    assert "mutated" in first.stderr
+    assert runner.run(script).stdout.split() == ["RAN", "1"]

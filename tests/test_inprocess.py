@@ -42,6 +42,19 @@ CASES: list[tuple[str, str, str, str, str]] = [
      "OTHER = 5\nfor i in range(3):\n    X = i", "reuse"),
     ("global_list_appended", "L = [1]", "n + sum(L)", "L.append(2)", "recompute"),
     ("global_dict_item_set", "D = {'a': 1}", "n + D['a']", "D['a'] = 2", "recompute"),
+    # a dict read only by constant keys is keyed by those items
+    ("global_dict_unread_key_added", "D = {'a': 1}", "n + D['a'] + D.get('b', 0)",
+     "D['c'] = 2", "reuse"),
+    ("global_dict_read_by_get_set", "D = {'a': 1}", "n + D.get('b', 0)", "D['b'] = 2",
+     "recompute"),
+    ("global_dict_membership_changed", "D = {'a': 1}", "n + ('b' in D)", "D['b'] = 2",
+     "recompute"),
+    ("global_dict_iterated_key_added", "D = {'a': 1}", "n + D['a'] + len(D)", "D['c'] = 2",
+     "recompute"),
+    ("global_dict_subscripted_by_argument", "D = {5: 1}", "n + D['a' if n > 9 else 5]",
+     "D[5] = 7", "recompute"),
+    ("global_defaultdict_key_added", "import collections\nD = collections.defaultdict(int, a=1)",
+     "n + D['a']", "D['c'] = 2", "recompute"),
     ("list_inside_global_tuple", "T = ([1],)", "n + sum(T[0])", "T[0].append(5)",
      "recompute"),
     ("instance_attribute_set", "class Cfg:\n    pass\nCFG = Cfg()\nCFG.k = 1", "n + CFG.k",
@@ -56,6 +69,14 @@ CASES: list[tuple[str, str, str, str, str]] = [
      "builtins.len = lambda x: 100", "recompute"),
     ("environment_read", "import os", "n + len(os.environ.get('BC_TEST_VAR', ''))",
      "os.environ['BC_TEST_VAR'] = 'abc'", "recompute"),
+    # libraries: an attribute replaced after the plan was built
+    ("library_attribute_replaced", "import math", "math.sqrt(n)",
+     "math.sqrt = lambda x: -1.0", "recompute"),
+    ("library_attribute_reached_internally_replaced", "import json, json.encoder",
+     "json.dumps({'k': n})", "json.encoder.encode_basestring_ascii = lambda s: '\"?\"'",
+     "recompute"),
+    ("library_attribute_set_to_the_same_function", "import math", "math.sqrt(n)",
+     "math.sqrt = math.sqrt", "reuse"),
     # functions reached
     ("helper_redefined", "def helper(x):\n    return x + 1", "helper(n)",
      "def helper(x):\n    return x + 2", "recompute"),
@@ -91,7 +112,24 @@ CASES: list[tuple[str, str, str, str, str]] = [
      "target, setk = make()", "", "setk(2)", "recompute"),
     ("code_replaced", "def other(n):\n    ran()\n    return n * 100", "n + 1",
      "raw.__code__ = other.__code__", "recompute"),
+    ("helper_attribute_set", "def helper(x):\n    return x + helper.k\nhelper.k = 1",
+     "helper(n)", "helper.k = 2", "recompute"),
+    ("helper_signature_set",
+     "import inspect\ndef helper(a, b=1):\n    return a",
+     "n + len(inspect.signature(helper).parameters)",
+     "helper.__signature__ = inspect.Signature()", "recompute"),
+    ("helper_annotation_added", "def helper(x: int):\n    return x",
+     "n + len(helper.__annotations__)", "helper.__annotations__['y'] = str", "recompute"),
+    ("singledispatch_registered",
+     "import functools\n@functools.singledispatch\ndef fmt(x):\n    return 1", "n + fmt(n)",
+     "@fmt.register\ndef _(x: int):\n    return 2", "recompute"),
     # classes
+    ("metaclass_attribute_set", "class M(type):\n    k = 1\nclass C(metaclass=M):\n    pass",
+     "n + C.k", "M.k = 2", "recompute"),
+    ("metaclass_property_replaced",
+     "class M(type):\n    @property\n    def k(cls):\n        return 1\n"
+     "class C(metaclass=M):\n    pass", "n + C.k", "M.k = property(lambda cls: 2)",
+     "recompute"),
     ("class_attribute_set",
      "class C:\n    factor = 2\n    def scale(self, x):\n        return x * self.factor",
      "C().scale(n)", "C.factor = 3", "recompute"),
@@ -149,3 +187,30 @@ def test_change_between_calls(runner: Runner, mode: str, name: str, setup: str, 
     assert out[:2] == ["RAN", results[0]], out  # first call computes
     assert out[2] == results[1], out  # second call is a hit
     assert ran == (2 if expect == "recompute" else 1), f"{name} ({expect}): {out}"
+
+
+COUNTING = """
+import bytecache
+{header}
+def helper(x):
+    helper.called += 1
+    return x
+
+helper.called = 0
+
+{deco}
+def target(n):
+    ran()
+    return helper(n)
+
+print(target(5), target(5), helper.called)
+"""
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_call_setting_an_attribute_of_a_function_it_reaches_is_a_mutation(
+        runner: Runner, mode: str) -> None:
+    header, deco = MODES[mode]
+    proc = runner.run(COUNTING.format(header=header, deco=deco))
+    assert proc.stdout.split() == ["RAN", "RAN", "5", "5", "2"], proc.stderr
+    assert "`target` not cached: mutated" in proc.stderr

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import subprocess
 import sys
 import sysconfig
 import uuid
@@ -31,7 +32,7 @@ def test_libraries_and_user_code(tmp_path: Path) -> None:
     import pytest as installed
 
     assert _modkind.classify(json.__name__) == _modkind._PY
-    assert _modkind.classify(installed.__name__) == f"pytest=={installed.__version__}"
+    assert _modkind.classify(installed.__name__).startswith(f"pytest=={installed.__version__}#")
     assert _modkind.classify("builtins") == _modkind._PY
     name = f"user_{uuid.uuid4().hex}"
     (tmp_path / f"{name}.py").write_text("X = 1\n")
@@ -81,7 +82,8 @@ def test_a_submodule_without_a_file_belongs_to_its_package() -> None:
 
     import pytest as installed
 
-    expected = f"pytest=={installed.__version__}"
+    expected = _modkind.classify("pytest")
+    assert expected.startswith(f"pytest=={installed.__version__}#")
     name = f"pytest._synthetic_{uuid.uuid4().hex}"
     sys.modules[name] = types.ModuleType(name)  # no __file__, as an extension's submodule
     try:
@@ -91,3 +93,33 @@ def test_a_submodule_without_a_file_belongs_to_its_package() -> None:
     assert _modkind.classify(f"pytest._not_there_{uuid.uuid4().hex}") == expected
     # Without a package above it, a module with no file is the user's.
     assert _modkind.classify(f"nowhere_{uuid.uuid4().hex}") is None
+
+
+def test_classifying_a_module_not_loaded_imports_nothing(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # `importlib.util.find_spec("pkg.sub")` would import `pkg` (running its
+    # __init__); locating it must not.
+    name = f"pkg_{uuid.uuid4().hex}"
+    (tmp_path / name).mkdir()
+    (tmp_path / name / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (tmp_path / name / "sub.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert _modkind.classify(f"{name}.sub") is None
+    kind, is_package, code, path = _modkind.unloaded(f"{name}.sub")
+    assert (kind, is_package, path) == ("source", False, str(tmp_path / name / "sub.py"))
+    assert name not in sys.modules and f"{name}.sub" not in sys.modules
+
+
+def test_distributions_are_found_without_importlib_metadata() -> None:
+    script = (
+        "import sys, numpy\n"
+        "from bytecache import _modkind\n"
+        "print(_modkind.classify('numpy.linalg'))\n"
+        "print('importlib.metadata' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         check=True).stdout.split()
+    import numpy
+
+    assert out[0].startswith(f"numpy=={numpy.__version__}#")
+    assert out[1] == "False"

@@ -98,3 +98,17 @@ def test_os_environ_is_not_needed(notebook_env: Path) -> None:
     # The kernel inherits BYTECACHE_DIR: the cache lands where the test says.
     _run(_notebook(), notebook_env)
     assert os.path.isdir(notebook_env / "cache")
+
+
+def test_cell_run_before_load_ext(notebook_env: Path) -> None:
+    # The function exists before the extension is loaded: on 3.12+ it is found
+    # by the scan of the user namespace, not by the function watcher.
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in [
+        "import os, sys, time\nsys._bc_fd = os.open(os.environ['BC_MARKER'], "
+        "os.O_WRONLY | os.O_APPEND | os.O_CREAT)",
+        LOAD, "%load_ext bytecache", "rows = load(5)", "rows = load(5)", "len(rows)",
+    ]]
+    outs = _run(nb, notebook_env)
+    assert _marker(notebook_env) == ["load"]
+    assert outs[5][0]["data"]["text/plain"] == "5"

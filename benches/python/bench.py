@@ -271,6 +271,9 @@ def new_process(cfg: Cfg, tool_list: list[str]) -> None:
                          "wall time of that whole child process (interpreter start, imports)")
     RESULTS.extend([store, load, load_wall, cold, cold_wall])
     for tool in tool_list:
+        if tool == "plain":
+            plain_process(cfg, store, (load, load_wall), (cold, cold_wall))
+            continue
         if tool not in PERSISTENT:
             for wl in (store, load, load_wall, cold, cold_wall):
                 wl.results.append(Result(wl.id, tool, "n/a", note="in-memory only"))
@@ -332,6 +335,22 @@ def new_process(cfg: Cfg, tool_list: list[str]) -> None:
         finally:
             drop(d)
         log(f"  cold start       {tool:<18} {fmt(cold.results[-1].median)}")
+
+
+def plain_process(cfg: Cfg, store: Workload, *children: tuple[Workload, Workload]) -> None:
+    """The reference for the new-process workloads: the same children calling the
+    function itself (computing it), so a tool's first call can be read as plain + overhead."""
+    store.results.append(Result(store.id, "plain", "n/a", note="nothing is stored"))
+    for (inproc_wl, wall_wl), mode in zip(children, ("load", "cold"), strict=True):
+        inproc, walls = [], []
+        for _ in range(cfg.children):
+            out, _n, wall, _other = run_child(mode, "plain", fresh_dir("plain"))
+            inproc.append(out["seconds"])
+            walls.append(wall)
+        note = "computes the result (nothing is memoized)"
+        inproc_wl.results.append(Result(inproc_wl.id, "plain", "ok", inproc, note))
+        wall_wl.results.append(Result(wall_wl.id, "plain", "ok", walls, note))
+        log(f"  {mode:<16} plain              {fmt(inproc_wl.results[-1].median)}")
 
 
 def many_entries(cfg: Cfg, tool_list: list[str]) -> None:
@@ -557,6 +576,8 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
                                  f"{gb / statistics.median(samples):.2f} GB/s"))
         log(f"  hash 100 MiB     {tool:<18} {fmt(wl.results[-1].median)} {wl.results[-1].note}")
 
+    string_frame(cfg, tool_list, dc)
+
     wl = Workload("key_int", "build the key of f(int)",
                   "bytecache `Memo(f).key({'x': 123456})`, what every call computes (the "
                   "function's plan built once, then its guards checked and the argument "
@@ -626,6 +647,49 @@ def identity(cfg: Cfg, tool_list: list[str]) -> None:
     log(f"  fingerprint      first {fmt(first.results[0].median)} "
         f"warm {fmt(warm.results[0].median)}")
     del bytecache
+
+
+def string_frame(cfg: Cfg, tool_list: list[str], dc: Any) -> None:
+    """Keying a 1e6-row DataFrame with a string column, beside computing it."""
+    try:
+        import numpy as np
+        import pandas as pd
+    except ImportError:
+        return
+    from bytecache import _bytecache
+
+    n = 1_000_000
+
+    def compute() -> Any:
+        ids = [f"user{i:07d}" for i in range(n)]
+        return pd.DataFrame({"id": ids, "score": np.arange(n, dtype="float64")})
+
+    build = measure(Cfg(min_reps=3, max_reps=5, min_total=0.0, cell_budget=5.0), compute)
+    df = compute()
+    wl = Workload("hash_str_frame", "hash a 1e6-row DataFrame with a string column",
+                  "keying `pd.DataFrame({'id': [f'user{i:07d}' ...], 'score': float64})` "
+                  "(1e6 rows); reference: computing it (the list of strings, then the "
+                  f"frame) takes {fmt(statistics.median(build))}. bytecache `hash_value`, "
+                  "`joblib.hash`, cachier's default hash_func, diskcache `Disk.put`")
+    RESULTS.append(wl)
+    import joblib
+    from cachier.config import _default_hash_func
+
+    hashers = {
+        "bytecache": lambda: _bytecache.hash_value(df),
+        "joblib": lambda: joblib.hash(df),
+        "cachier": lambda: _default_hash_func((df,), {}),
+        "diskcache": lambda: dc.disk.put(("f", df)),
+    }
+    for tool in tool_list:
+        if tool not in hashers:
+            wl.results.append(Result(wl.id, tool, "n/a", note="keys by `hash()`"))
+            continue
+        samples = measure(cfg, hashers[tool])
+        share = statistics.median(samples) / statistics.median(build)
+        wl.results.append(Result(wl.id, tool, "ok", samples,
+                                 f"{share:.1%} of computing it"))
+        log(f"  hash str frame   {tool:<18} {fmt(wl.results[-1].median)} {wl.results[-1].note}")
 
 
 def functools_make_key(args: tuple, kwargs: dict, typed: bool) -> Any:

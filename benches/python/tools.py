@@ -11,6 +11,7 @@ TOOLS = ["bytecache", "lru_cache", "joblib", "diskcache", "diskcache.memoize", "
 PERSISTENT = [t for t in TOOLS if t != "lru_cache"]
 
 DESCRIPTION = {
+    "plain": "the function itself, not memoized (the reference; `--only process`)",
     "bytecache": "`@bytecache.memoize(cache_dir=d)`",
     "lru_cache": "`functools.lru_cache(maxsize=None)`: in-memory reference, not persistent",
     "joblib": "`joblib.Memory(d, verbose=0).cache`",
@@ -42,6 +43,8 @@ def _diskcache_raw(func: Callable[..., Any], cache_dir: str) -> Callable[..., An
 
 
 def wrap(tool: str, func: Callable[..., Any], cache_dir: str) -> Callable[..., Any]:
+    if tool == "plain":
+        return func
     if tool == "bytecache":
         import bytecache
 

@@ -1,9 +1,13 @@
-"""Decorator-free memoization: ``bytecache.enable()`` through a PEP 523 frame hook.
+"""Decorator-free memoization: ``bytecache.enable()``.
 
-The Rust hook (``_bytecache.hook_install``) asks :func:`_should_mark` once per
-code object whether its functions are memoized, and for every call of a marked
-function passes the bound arguments to :func:`_on_call`, which delegates to the
-core API (``bytecache._core.begin``):
+This module is the policy; the Rust hook (``_bytecache.hook_install``) is the
+mechanism: a PEP 523 frame hook on 3.11, a function watcher and per-function
+vectorcalls on 3.12+ (``_bytecache.hook_mechanism()``), where unmarked code
+runs untouched. The hook asks :func:`_should_mark` once per code object whether
+its functions are memoized (on 3.12+ when a function is created, and for the
+functions that existed before ``enable()``, found by :func:`_adopt_existing`),
+and for every call of a marked function passes the bound arguments to
+:func:`_on_call`, which delegates to the core API (``bytecache._core.begin``):
 
 * ``None`` from ``_on_call``: run the call normally;
 * ``(value,)``: a hit, the frame is skipped and ``value`` returned;
@@ -15,6 +19,9 @@ core API (``bytecache._core.begin``):
 Cost-aware: a function whose first :data:`_PROBE_CALLS` calls all took less
 than ``min_seconds`` stops being keyed (its code is unmarked), so cheap helpers
 called in loops cost only the hook's base overhead.
+
+Nothing here keeps a function alive: a function redefined in a notebook is
+collected with its target, its memo and the globals its key read.
 """
 
 from __future__ import annotations
@@ -22,8 +29,10 @@ from __future__ import annotations
 import atexit
 import fnmatch
 import os
+import sys
 import threading
 import time
+import types
 import weakref
 from collections.abc import Iterable
 from typing import Any
@@ -52,10 +61,10 @@ class _Config:
 _config: _Config | None = None
 _atexit_registered = False
 # code object -> [calls seen, slow call seen]; cleared on enable().
-_probe: dict[Any, list[Any]] = {}
+_probe: weakref.WeakKeyDictionary[Any, list[Any]] = weakref.WeakKeyDictionary()
 # code objects found cheap: never marked again (until enable() is called again).
-_cheap: set[Any] = set()
-# function -> (core target, argument names)
+_cheap: weakref.WeakSet[Any] = weakref.WeakSet()
+# function -> (core target, argument names); a target does not hold its function.
 _targets: weakref.WeakKeyDictionary[Any, tuple[Any, tuple[str, ...]]] = (
     weakref.WeakKeyDictionary()
 )
@@ -73,8 +82,8 @@ def enable(
     against ``func.__module__`` and ``func.__globals__["__name__"]``; the default
     is ``__main__`` (the running script or the notebook's namespace). Calls that
     take less than ``min_seconds`` are not stored. ``BYTECACHE=off`` in the
-    environment makes this a no-op. On an interpreter where the frame hook is not
-    available, a ``RuntimeWarning`` is issued once and nothing is installed (the
+    environment makes this a no-op. Where calls cannot be intercepted, a
+    ``BytecacheWarning`` is issued once and nothing is installed (the
     ``@bytecache.memoize`` decorator still works).
     """
     global _config, _atexit_registered
@@ -98,6 +107,8 @@ def enable(
             _config = None
             _warn_unavailable(str(e))
             return
+        if _bytecache.hook_mechanism() == "vectorcall":
+            _adopt_existing(patterns)
         if not _atexit_registered:
             # Frames run during interpreter shutdown must not reach a
             # half-finalized cache.
@@ -106,7 +117,8 @@ def enable(
 
 
 def disable() -> None:
-    """Stop memoizing decorator-free calls and remove the frame hook."""
+    """Stop memoizing decorator-free calls: every intercepted function runs as
+    before ``enable()``."""
     global _config
     with _lock:
         _config = None
@@ -203,6 +215,42 @@ class _Token:
             abort = getattr(miss, "abort", None)
             if abort is not None:
                 abort()
+
+
+# --- functions that existed before enable() (3.12+) ----------------------------
+
+
+def _adopt_existing(patterns: tuple[str, ...]) -> None:
+    """Hand every function defined in a marked module that is already loaded (a
+    module imported earlier, a notebook cell run before ``%load_ext``) to the hook:
+    module namespaces, the classes defined there (methods, static and class methods,
+    properties, nested classes) and ``__wrapped__`` chains."""
+    for name, module in list(sys.modules.items()):
+        if not _matches(name, patterns) or _is_internal(name):
+            continue
+        namespace = getattr(module, "__dict__", None)
+        if isinstance(namespace, dict):
+            _adopt_all(list(namespace.values()), name)
+
+
+def _adopt_all(pending: list[Any], module: str) -> None:
+    seen: set[int] = set()
+    while pending:
+        obj = pending.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, types.FunctionType):
+            _bytecache.hook_adopt(obj)
+            wrapped = getattr(obj, "__wrapped__", None)
+            if wrapped is not None:
+                pending.append(wrapped)
+        elif isinstance(obj, (staticmethod, classmethod)):
+            pending.append(obj.__func__)
+        elif isinstance(obj, property):
+            pending.extend(f for f in (obj.fget, obj.fset, obj.fdel) if f is not None)
+        elif isinstance(obj, type) and getattr(obj, "__module__", None) == module:
+            pending.extend(vars(obj).values())
 
 
 # --- helpers -----------------------------------------------------------------

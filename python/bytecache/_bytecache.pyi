@@ -19,14 +19,17 @@ __all__ = [
     "UnhashableError",
     "UnsafeCacheDirError",
     "__version__",
+    "_cpython_layout",
     "call_key",
     "fast_totals",
     "forget_all",
     "forget_classifications",
     "hash_file",
     "hash_value",
+    "hook_adopt",
     "hook_install",
     "hook_installed",
+    "hook_mechanism",
     "hook_reset_marks",
     "hook_uninstall",
     "is_disabled",
@@ -46,7 +49,32 @@ class BytecacheError(Exception): ...
 class StorageError(BytecacheError): ...
 class CorruptCacheError(StorageError): ...
 class UnsafeCacheDirError(StorageError): ...
-class UnhashableError(BytecacheError): ...
+class UnhashableError(BytecacheError):
+    """A value a call's key needs cannot be hashed by content; the call then
+    runs without memoizing. `str(e)` is the human message ("argument `df` →
+    attribute `conn`: sqlite3.Connection cannot be hashed by content (...)").
+    """
+
+    kind: str
+    """What could not be hashed: "open_file", "lock", "generator", "socket",
+    "native_code" (not from the standard library, an installed distribution
+    or a loaded extension module), "ctypes_pointer" (a ctypes function
+    pointer other than a library's function as a `ctypes.CDLL` hands it
+    out), "too_deep" (nested past the walk's depth
+    or stack limit), "no_reduce" (no state to hash), "raised" (an exception
+    was raised while hashing), "assigns_global" (a function assigns a
+    global: a hit would skip that effect) or "internal" (a bytecache bug)."""
+    detail: str
+    """The type, native function or exception type involved ("" if none)."""
+    location: tuple[tuple[str, str], ...]
+    """Where, outermost first, as (step, name) pairs. Steps: "argument"
+    (parameter name), "function" (qualified name of a function being
+    fingerprinted), "global" / "closure" (a name read by the function
+    before it), "defaults" (its default arguments), "attribute" (of an
+    instance, or of the function / class / module before it), "class",
+    "module", "item" (position), "key" (repr of a dict key), "element" (of a
+    set). E.g. (("argument", "cfg"), ("attribute", "files"), ("key", "'log'"))
+    or (("function", "load"), ("global", "CONN"))."""
 
 def hash_value(obj: object) -> bytes:
     """16-byte content hash; for a function, its fingerprint."""
@@ -74,8 +102,11 @@ class Memo:
     immutable results kept in this process."""
 
     def __new__(cls, func: object, ignore: Sequence[str] = ...) -> Memo: ...
-    def key(self, arguments: dict[str, object], record: bool = False) -> Any:
-        """Like `call_key`, from the cached plan."""
+    def key(
+        self, arguments: dict[str, object], record: bool = False, before: bytes | None = None
+    ) -> Any:
+        """Like `call_key`, from the cached plan; `before`: the key computed
+        before the call, whose modules not loaded then are keyed as not loaded."""
     def quick(
         self, args: tuple[object, ...], kwargs: dict[str, object] | None = None
     ) -> tuple[object] | bytes | None:
@@ -85,7 +116,10 @@ class Memo:
     def remember(self, key: bytes, value: object, seconds: float) -> bool: ...
     def forget(self) -> None: ...
     def register(self) -> None:
-        """Let the frame hook answer calls of this function from kept results."""
+        """Let the hook answer calls of this function from kept results."""
+    @property
+    def func(self) -> Any:
+        """The function (held weakly), or None once it was collected."""
     @property
     def names(self) -> tuple[str, ...]: ...
     @property
@@ -188,23 +222,24 @@ class Store:
     @staticmethod
     def quarantined() -> int: ...
 
-# --- PEP 523 frame hook (src/py/hook.rs; used by bytecache._auto) ----------
+# --- call interception (src/py/hook.rs; used by bytecache._auto) -----------
 
 def hook_install(
     should_mark: Callable[[FunctionType], object],
     on_call: Callable[[FunctionType, tuple[object, ...]], object],
     on_return: Callable[[object, list[object]], object],
 ) -> None:
-    """Install the frame hook with three callbacks (replaces earlier ones).
+    """Start intercepting calls with three callbacks (replaces earlier ones).
 
     `on_call` returns None (run normally), an exact 1-tuple `(value,)` (hit:
     return value without running the body) or a token (miss: run, then
     `on_return(token, box)` if the call returned, `box` a one-element list
     holding the hook's only reference to the result). Raises RuntimeError on
-    interpreters the hook does not support."""
+    interpreters where calls cannot be intercepted."""
 
 def hook_uninstall() -> None:
-    """Remove the callbacks and restore the previous eval function."""
+    """Remove the callbacks: restore the previous eval function (3.11) or every
+    replaced vectorcall (3.12+)."""
 
 def hook_installed() -> bool:
     """True while callbacks are installed."""
@@ -232,3 +267,13 @@ def shared_object(
     """(obj,): an object in boxed[0]'s graph also referenced from outside it;
     a str: a string of the result showing a memory address; None: neither;
     False: too big to tell."""
+
+def hook_mechanism() -> str:
+    """"frame" (a PEP 523 hook; 3.11) or "vectorcall" (per-function; 3.12+)."""
+
+def _cpython_layout() -> list[tuple[str, int]]:
+    """Every private CPython offset this build assumes (for the layout test)."""
+
+def hook_adopt(func: object) -> bool:
+    """Intercept `func`, which existed before `hook_install`, when it is marked
+    (vectorcall mechanism; always False with the frame hook)."""

@@ -1,4 +1,4 @@
-"""One memoized call, whoever intercepts it (the decorator or the frame hook):
+"""One memoized call, whoever intercepts it (the decorator or `enable()`'s hook):
 
     hit, value = begin(target, arguments, ...)
     if not hit:
@@ -148,14 +148,15 @@ CLAIM_TIMEOUT = 600.0
 
 
 class Target:
-    """What a memoized function needs to know about itself."""
+    """What a memoized function needs to know about itself. It does not keep the
+    function alive: its memo holds it weakly (see `func`)."""
 
-    __slots__ = ("func", "group", "counters", "ignore", "cache_dir", "memo", "refused",
+    __slots__ = ("qualname", "group", "counters", "ignore", "cache_dir", "memo", "refused",
                  "__weakref__")
 
     def __init__(self, func: Any, *, ignore: tuple[str, ...] = (),
                  cache_dir: str | None = None) -> None:
-        self.func = func
+        self.qualname: str = getattr(func, "__qualname__", None) or "?"
         name = (getattr(func, "__module__", None) or "", getattr(func, "__qualname__", "") or "")
         self.group: bytes = _bytecache.hash_value(name)
         self.ignore = list(ignore)
@@ -169,6 +170,16 @@ class Target:
         self.counters.memo = self.memo
         # key -> why its latest miss was not stored (for explain)
         self.refused: dict[bytes, list[Reason]] = {}
+
+    @property
+    def func(self) -> Any:
+        """The function, or None once it was collected."""
+        return self.memo.func
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # What identity sees of a memoized function's `__bytecache_target__`:
+        # the function and the settings, not the counters or the plan cache.
+        return (Target, (self.func,), {"ignore": self.ignore, "cache_dir": self.cache_dir})
 
 
 class Busy:
@@ -235,7 +246,9 @@ class Miss:
         record: list[Any] = []
         if not reasons:
             try:
-                after, record = t.memo.key(self.arguments, record=True)
+                # Modules the call imported are keyed as before (not loaded):
+                # an import is not a mutation.
+                after, record = t.memo.key(self.arguments, record=True, before=self.key)
             except _bytecache.UnhashableError:
                 after = None
             if after != self.key and not _effects.rng_arguments_only(
@@ -261,7 +274,10 @@ class Miss:
             _not_stored(t, self.store, self.key, [Reason(UNPICKLABLE, str(e))], self.manifest,
                         record)
             return
-        read = [p for p, s in recorder.files.items() if s is not None]
+        # Modules the call imported are in the key by their code: their files
+        # are not data it read.
+        code = {display for kind, _, display, _ in record if kind == "module"}
+        read = [p for p, s in recorder.files.items() if s is not None and p not in code]
         files = [s for s in map(_file_state, read) if s is not None]
         dirs = [s for s in map(_dir_state, recorder.dirs) if s is not None]
         if len(files) != len(read) or len(dirs) != len(recorder.dirs):
@@ -408,7 +424,7 @@ def _not_stored(t: Target, store: Any, key: bytes, reasons: list[Reason],
         t.counters.uncacheable += 1
         TOTAL.uncacheable += 1
     _remember_refusal(t, key, reasons)
-    name = getattr(t.func, "__qualname__", "?")
+    name = t.qualname
     warn_once(not_stored(reasons, name),
               key=f"refused:{name}:" + ",".join(r.kind + r.detail for r in reasons))
     m = manifest or _deps.Manifest()

@@ -29,6 +29,12 @@ _lock = _thread.allocate_lock()
 _var: ContextVar[tuple[Any, ...]] | None = None
 
 
+def _failed(e: Exception) -> None:
+    from bytecache import _observe
+
+    _observe.failed(e)
+
+
 def _recorders() -> tuple[Any, ...]:
     recs = _var.get() if _var is not None else ()
     return tuple(r for r in recs if not r.closed) if recs else ()
@@ -49,11 +55,14 @@ class _Tee:
 
     def write(self, text: str) -> int:
         if self._joined and isinstance(text, str):
-            active = _recorders()
-            if active and not _displaying(sys._getframe(1)):
-                for r in self._joined:
-                    if r in active:
-                        r.effects.append(("out", self._index, text))
+            try:
+                active = _recorders()
+                if active and not _displaying(sys._getframe(1)):
+                    for r in self._joined:
+                        if r in active:
+                            r.effects.append(("out", self._index, text))
+            except Exception as e:  # noqa: BLE001 - printing must not fail because of us
+                _failed(e)
         written: int = self._stream.write(text)
         return written
 
@@ -190,8 +199,14 @@ def _show(msg: Any) -> Any:
     have met without the capture."""
     if _installed_filters is None or getattr(_dispatching, "on", False):
         return _orig_showwarnmsg(msg)
-    for r in _recorders():
-        r.effects.append(("warn", _portable_warning(msg)))
+    try:
+        recs = _recorders()
+        if recs:
+            portable = _portable_warning(msg)
+            for r in recs:
+                r.effects.append(("warn", portable))
+    except Exception as e:  # noqa: BLE001 - the warning is shown regardless
+        _failed(e)
     import warnings
 
     current, default = warnings.filters, getattr(warnings, "defaultaction", "default")
@@ -268,9 +283,12 @@ def _ensure_log_capture() -> None:
         record = previous(*args, **kwargs)
         recs = _recorders()
         if recs:
-            portable = _portable_record(record)
-            for r in recs:
-                r.effects.append(("log", record.name, portable))
+            try:
+                portable = _portable_record(record)
+                for r in recs:
+                    r.effects.append(("log", record.name, portable))
+            except Exception as e:  # noqa: BLE001 - logging must not fail because of us
+                _failed(e)
         return record
 
     _factory = factory

@@ -16,8 +16,11 @@ from bytecache._reasons import (
     DEPENDENCY_CHANGED,
     FUNCTION_CHANGED,
     GLOBAL_CHANGED,
+    MODULE_CHANGED,
     NEVER_COMPUTED,
     NO_LONGER_USED,
+    PATCHED,
+    UNPATCHED,
     Reason,
 )
 
@@ -84,10 +87,18 @@ def _diff(old: list[list[Any]], new: list[list[Any]]) -> list[Reason]:
                                       extra=(prev[0], disp)))
             else:
                 reasons.append(Reason(GLOBAL_CHANGED, f"global `{_short(name)}`"))
+        elif kind == "module":
+            reasons.append(Reason(MODULE_CHANGED, name, extra=prev is None))
+        elif kind == "patch":
+            reasons.append(Reason(PATCHED, name, extra=prev is None))
         else:
             reasons.append(Reason(ARGUMENT_CHANGED, name))
     for kind, name in before:
-        if (kind, name) not in after and kind != "argument":
+        if (kind, name) in after or kind == "argument":
+            continue
+        if kind == "patch":
+            reasons.append(Reason(UNPATCHED, name))
+        else:
             reasons.append(Reason(NO_LONGER_USED, f"{kind} `{_short(name)}`"))
     return reasons
 

@@ -33,6 +33,7 @@ from bytecache._reasons import (
     EFFECT,
     NONDETERMINISTIC,
     SUBPROCESS,
+    UNOBSERVED,
     WROTE,
     Reason,
 )
@@ -92,6 +93,16 @@ class Recorder:
 def _active() -> tuple[Recorder, ...]:
     recs = RECORDERS.get()
     return tuple(r for r in recs if not r.closed) if recs else ()
+
+
+def failed(e: Exception) -> None:
+    """Observation itself failed (a bytecache bug, or an object that broke
+    it): the misses of this context cannot know what they read, so they are
+    not stored (which is what their one warning says); the user's operation
+    is not affected."""
+    what = f"{type(e).__name__}: {e}"
+    for r in _active():
+        r.refuse(Reason(UNOBSERVED, what))
 
 
 # --- where in the user's code -------------------------------------------------
@@ -308,13 +319,23 @@ def _on_watched(recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
                 args: tuple[Any, ...], kwargs: dict[str, Any] | None, result: Any,
                 error: BaseException | None) -> Any:
     """A watched C function was called in an observed context."""
+    try:
+        return _watched(sys._getframe(1), recorders, tag, slf, args, kwargs, result, error)
+    except Exception as e:  # noqa: BLE001 - never the user's error
+        failed(e)
+        return None
+
+
+def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], slf: Any,
+             args: tuple[Any, ...], kwargs: dict[str, Any] | None, result: Any,
+             error: BaseException | None) -> Any:
+    """`_on_watched` for the call made from `frame`."""
     kind, label = tag
     recs = [r for r in recorders if not r.closed]
     if kind == THREAD:
         return _thread_entry(recorders, args[0]) if recs else None
     if not recs:
         return None
-    frame = sys._getframe(1)
     if _environment_lookup(frame):
         return None
     if kind in (WALL, ENTROPY, NOW_IF_NO_TIME, NOW_IF_ONE_ARG):
@@ -445,8 +466,11 @@ def _audit(event: str, args: tuple[Any, ...]) -> None:
     if _bytecache.observe_is_internal():
         return
     recs = _active()
-    if recs and not _environment_lookup(sys._getframe(1)):
-        handler(list(recs), args)
+    try:
+        if recs and not _environment_lookup(sys._getframe(1)):
+            handler(list(recs), args)
+    except Exception as e:  # noqa: BLE001 - an audit hook's error would fail the user's open()
+        failed(e)
 
 
 def _on_open(recs: list[Recorder], args: tuple[Any, ...]) -> None:
@@ -582,11 +606,14 @@ class _EnvData(dict):  # type: ignore[type-arg]
     def __getitem__(self, key: Any) -> Any:
         recs = _active()
         if recs and not _bytecache.observe_is_internal():
-            name = os.fsdecode(key) if isinstance(key, bytes) else str(key)
-            value = dict.get(self, key)
-            value = os.fsdecode(value) if isinstance(value, bytes) else value
-            for r in recs:
-                r.env.setdefault(name, value)
+            try:
+                name = os.fsdecode(key) if isinstance(key, bytes) else str(key)
+                value = dict.get(self, key)
+                value = os.fsdecode(value) if isinstance(value, bytes) else value
+                for r in recs:
+                    r.env.setdefault(name, value)
+            except Exception as e:  # noqa: BLE001 - never the user's error
+                failed(e)
         return dict.__getitem__(self, key)
 
     def __iter__(self) -> Any:
@@ -607,9 +634,12 @@ class _EnvData(dict):  # type: ignore[type-arg]
     def _wrote(self, key: Any) -> None:
         recs = _active()
         if recs and not _bytecache.observe_is_internal():
-            name = os.fsdecode(key) if isinstance(key, bytes) else str(key)
-            _refuse_all(list(recs), Reason(EFFECT, f"sets environment variable {name}",
-                                           _where()))
+            try:
+                name = os.fsdecode(key) if isinstance(key, bytes) else str(key)
+                _refuse_all(list(recs), Reason(EFFECT, f"sets environment variable {name}",
+                                               _where()))
+            except Exception as e:  # noqa: BLE001 - never the user's error
+                failed(e)
 
 
 def env_value(name: str) -> str | None:

@@ -23,12 +23,16 @@ TOO_LARGE = "too_large"  # detail: size in bytes
 UNHASHABLE = "unhashable"  # detail: the UnhashableError message; extra: kind, location
 STORE_FAILED = "store_failed"  # detail: the error
 CHEAP = "cheap"  # detail: seconds (below min_seconds)
+UNOBSERVED = "unobserved"  # detail: what bytecache failed to observe (its own error)
 
 # Kinds of "stored, but not used now" (explain's miss reasons).
 FUNCTION_CHANGED = "function_changed"
 GLOBAL_CHANGED = "global_changed"
 ARGUMENT_CHANGED = "argument_changed"
 NO_LONGER_USED = "no_longer_used"
+MODULE_CHANGED = "module_changed"  # a module imported in the body, not loaded: extra = is new
+PATCHED = "patched"  # a library attribute replaced: extra = newly replaced
+UNPATCHED = "unpatched"  # a library attribute no longer replaced
 FILE_CHANGED = "file_changed"
 DEPENDENCY_CHANGED = "dependency_changed"  # env, probe, state: detail = item, extra = (old, new)
 NEVER_COMPUTED = "never_computed"
@@ -90,12 +94,18 @@ _TEXT: dict[str, Callable[[Reason], str]] = {
     UNHASHABLE: lambda r: r.detail,
     STORE_FAILED: lambda r: f"the cache could not store it ({r.detail})",
     CHEAP: lambda r: f"it took {r.detail} s, less than min_seconds",
+    UNOBSERVED: lambda r: f"bytecache could not observe what it read ({r.detail})",
     FUNCTION_CHANGED: lambda r: f"function `{r.detail}`"
                                 + (f" in {r.extra[0]}" if r.extra and r.extra[0] else "")
                                 + (" is new" if r.extra and r.extra[1] else " changed"),
     GLOBAL_CHANGED: _changed,
     ARGUMENT_CHANGED: lambda r: f"argument `{r.detail}` changed",
     NO_LONGER_USED: lambda r: f"{r.detail} is no longer used",
+    MODULE_CHANGED: lambda r: f"module `{r.detail}` (imported in the body, not loaded yet) "
+                              + ("is new" if r.extra else "changed"),
+    PATCHED: lambda r: f"library attribute `{r.detail}` "
+                       + ("replaced" if r.extra else "replaced by something else"),
+    UNPATCHED: lambda r: f"library attribute `{r.detail}` is no longer replaced",
     FILE_CHANGED: lambda r: r.detail,
     DEPENDENCY_CHANGED: _changed,
     NEVER_COMPUTED: lambda r: f"`{r.detail}` was never computed"

@@ -1,13 +1,17 @@
 //! C-stack guard.
 //!
-//! With any PEP 523 hook installed, CPython stops inlining Python→Python
-//! calls, so every Python call nests a few C frames. With a high
-//! `sys.setrecursionlimit` deep recursion then overflows the C stack long
-//! before the Python limit (measured: SIGSEGV at 20–30k frames on 3.11 with
-//! an 8 MiB stack). The eval function checks the remaining stack of the
-//! current thread and raises `RecursionError` when less than a margin is left.
+//! Every call that goes through us nests a few C frames (with a PEP 523 hook
+//! installed CPython stops inlining Python→Python calls altogether; an
+//! intercepted function's vectorcall runs its frame in a new C-level
+//! evaluation). With a high `sys.setrecursionlimit` deep recursion then
+//! overflows the C stack long before the Python limit (measured: SIGSEGV at
+//! 20–30k frames on 3.11 with an 8 MiB stack). Both mechanisms check the
+//! remaining stack of the current thread and raise `RecursionError` when
+//! less than a margin is left.
 
 use std::cell::Cell;
+
+use pyo3::ffi;
 
 /// Headroom kept free for callbacks and C code between two Python frames.
 const MARGIN: usize = 512 * 1024;
@@ -21,7 +25,7 @@ pub struct Room {
     /// Less than the margin is left: raise `RecursionError`.
     pub exhausted: bool,
     /// Free stack as a fraction of the whole stack, in units of 1/65536
-    /// (used by `compat::chain` to scale CPython's C recursion budget).
+    /// (scales CPython's C recursion budget: `cpython::thread`).
     pub share: u32,
 }
 
@@ -34,9 +38,25 @@ impl Room {
 }
 
 /// Below this many Python frames the thread is taken to be far from the end
-/// of its C stack (a few hundred KiB at most are in use), and the eval
-/// function skips the thread-local lookup for the stack guard.
+/// of its C stack (a few hundred KiB at most are in use), and the stack
+/// guard's thread-local lookup is skipped.
 pub const SHALLOW_DEPTH: i32 = 128;
+
+/// Sets the `RecursionError` raised instead of running a call when the C
+/// stack is nearly exhausted.
+///
+/// # Safety
+/// The GIL must be held.
+#[cold]
+pub unsafe fn recursion_error() {
+    // SAFETY: GIL held (caller).
+    unsafe {
+        ffi::PyErr_SetString(
+            ffi::PyExc_RecursionError,
+            c"maximum recursion depth exceeded (C stack nearly exhausted under bytecache)".as_ptr(),
+        );
+    }
+}
 
 /// Per-thread stack bounds, kept by the caller in its thread-local state
 /// (one TLS lookup per frame: in a cdylib each costs a `__tls_get_addr` call).

@@ -1,6 +1,6 @@
 //! Reading an object's exported buffer (PEP 3118): numpy arrays, memoryviews,
 //! `array.array` and any other buffer-protocol object are hashed by format,
-//! shape, strides and content without going through pickle.
+//! shape and content in C order (never strides) without going through pickle.
 use std::borrow::Cow;
 use std::ffi::CStr;
 use std::mem::MaybeUninit;
@@ -68,10 +68,6 @@ impl<'py> Buffer<'py> {
         self.dims(self.view.shape)
     }
 
-    pub fn strides(&self) -> Vec<i64> {
-        self.dims(self.view.strides)
-    }
-
     /// The content in C order: borrowed when already C-contiguous, else copied.
     pub fn c_bytes(&self) -> PyResult<Cow<'_, [u8]>> {
         let len = usize::try_from(self.view.len).unwrap_or(0);
@@ -100,6 +96,44 @@ impl<'py> Buffer<'py> {
             return Err(PyErr::fetch(self.py));
         }
         Ok(Cow::Owned(out))
+    }
+}
+
+impl<'py> Buffer<'py> {
+    /// The number of items, if this is a C-contiguous buffer of object
+    /// pointers (format `O`, as numpy exports object arrays).
+    pub fn object_count(&self) -> Option<usize> {
+        let pointer = std::mem::size_of::<*mut ffi::PyObject>();
+        // SAFETY: `view` is a valid, held buffer.
+        let contiguous = unsafe { ffi::PyBuffer_IsContiguous(&*self.view, b'C' as _) } != 0;
+        let len = usize::try_from(self.view.len).ok()?;
+        (self.format() == b"O"
+            && usize::try_from(self.view.itemsize).ok() == Some(pointer)
+            && contiguous
+            && (len == 0 || !self.view.buf.is_null()))
+        .then_some(len / pointer)
+    }
+
+    /// Item `i` of a buffer [`Buffer::object_count`] accepts, as a new
+    /// reference (a NULL slot reads as None, as numpy reads it).
+    ///
+    /// Each call reads the slot afresh: Python code run between calls may
+    /// store other objects in the array, but cannot move or free its memory
+    /// while this buffer is held.
+    pub fn object(&self, i: usize) -> Option<Bound<'py, PyAny>> {
+        if i >= self.object_count()? {
+            return None;
+        }
+        // SAFETY: the buffer is C-contiguous with `i` within its pointer
+        // items (checked above), so slot `i` is an aligned, readable
+        // pointer; the exporter keeps the memory until release.
+        let p = unsafe { self.view.buf.cast::<*mut ffi::PyObject>().add(i).read() };
+        // SAFETY: a non-NULL slot is a live object the array holds a
+        // reference to; it is increfed before any Python code can run.
+        Some(
+            unsafe { Bound::from_borrowed_ptr_or_opt(self.py, p) }
+                .unwrap_or_else(|| self.py.None().into_bound(self.py)),
+        )
     }
 }
 

@@ -19,6 +19,15 @@ pub struct OpTable {
     pub store_global: u8,
     pub delete_global: u8,
     pub import_name: u8,
+    pub store_name: u8,
+    pub load_const: u8,
+    pub load_attr: u8,
+    pub binary_subscr: Option<u8>,
+    pub contains_op: Option<u8>,
+    /// 3.11 only (3.12+: `LOAD_ATTR` with its method flag, and no `PRECALL`).
+    pub load_method: Option<u8>,
+    pub precall: Option<u8>,
+    pub call: Option<u8>,
     /// 3.13 fuses two local loads/stores into one instruction only when they
     /// sit on the same source line: (fused, first, second), expanded back so
     /// that line breaks do not change the fingerprint.
@@ -55,9 +64,11 @@ pub fn table(py: Python<'_>) -> PyResult<&'static OpTable> {
 fn build(py: Python<'_>) -> PyResult<OpTable> {
     let opcode = py.import("opcode")?;
     let opmap = opcode.getattr("opmap")?.cast_into::<PyDict>()?;
+    // 3.12+ maps pseudo-instructions (`LOAD_METHOD`) to numbers >= 256:
+    // they never appear in `co_code`.
     let op = |name: &str| -> PyResult<Option<u8>> {
         match opmap.get_item(name)? {
-            Some(v) => Ok(Some(v.extract::<u8>()?)),
+            Some(v) => Ok(u8::try_from(v.extract::<u32>()?).ok()),
             None => Ok(None),
         }
     };
@@ -77,6 +88,14 @@ fn build(py: Python<'_>) -> PyResult<OpTable> {
         store_global: required("STORE_GLOBAL")?,
         delete_global: required("DELETE_GLOBAL")?,
         import_name: required("IMPORT_NAME")?,
+        store_name: required("STORE_NAME")?,
+        load_const: required("LOAD_CONST")?,
+        load_attr: required("LOAD_ATTR")?,
+        binary_subscr: op("BINARY_SUBSCR")?,
+        contains_op: op("CONTAINS_OP")?,
+        load_method: op("LOAD_METHOD")?,
+        precall: op("PRECALL")?,
+        call: op("CALL")?,
         fused: Vec::new(),
         nop: op("NOP")?,
         jump: [false; 256],
@@ -130,6 +149,7 @@ fn build(py: Python<'_>) -> PyResult<OpTable> {
 }
 
 /// One instruction with its full (EXTENDED_ARG-combined) argument.
+#[derive(Clone, Copy)]
 pub struct Instr {
     pub op: u8,
     pub arg: u32,

@@ -8,48 +8,91 @@ pub type Digest = u128;
 
 /// One byte written before every value so that values of different kinds
 /// never collide (`1`, `1.0` and `True` differ; `(1,)` differs from `[1]`).
+///
+/// Persisted: every value is explicit and none may change or be reused
+/// (tests/test_digests.py pins digests); a new kind takes a new number.
 #[derive(Clone, Copy)]
 #[repr(u8)]
 pub enum Tag {
     None = 1,
-    Bool,
-    Int,
-    BigInt,
-    Float,
-    Complex,
-    Str,
-    Bytes,
-    ByteArray,
-    Tuple,
-    List,
-    Dict,
-    Set,
-    FrozenSet,
-    Range,
-    Slice,
-    Ellipsis,
-    Buffer,
-    Reduce,
-    ReduceStr,
-    Function,
-    Code,
-    Class,
-    Module,
-    Library,
-    Builtin,
-    BoundMethod,
-    Cell,
-    EmptyCell,
-    BackRef,
-    Global,
-    Missing,
-    Name,
-    Argument,
-    Key,
-    Wrapper,
-    Unloaded,
-    Leaf,
-    Nested,
+    Bool = 2,
+    Int = 3,
+    BigInt = 4,
+    Float = 5,
+    Complex = 6,
+    Str = 7,
+    Bytes = 8,
+    ByteArray = 9,
+    Tuple = 10,
+    List = 11,
+    Dict = 12,
+    Set = 13,
+    FrozenSet = 14,
+    Range = 15,
+    Slice = 16,
+    Ellipsis = 17,
+    Buffer = 18,
+    Reduce = 19,
+    ReduceStr = 20,
+    Function = 21,
+    Code = 22,
+    Class = 23,
+    Module = 24,
+    Library = 25,
+    Builtin = 26,
+    BoundMethod = 27,
+    Cell = 28,
+    EmptyCell = 29,
+    BackRef = 30,
+    Global = 31,
+    Missing = 32,
+    Name = 33,
+    Argument = 34,
+    Key = 35,
+    Wrapper = 36,
+    Unloaded = 37,
+    Leaf = 38,
+    Nested = 39,
+    // Identity II (libraries): a dict keyed by some of its items; a unit's
+    // patches.
+    DictItems = 40,
+    Patched = 41,
+    // Identity II (values): new kinds start at 64.
+    Instance = 64,
+    EmptySlot = 65,
+    Array = 66,
+    Frame = 67,
+    Series = 68,
+    SetInOrder = 69,
+    FrozenSetInOrder = 70,
+    FunctionDict = 71,
+    Annotations = 72,
+    Metaclass = 73,
+}
+
+/// Writes collected in memory and handed to a [`Hasher`] at once (many
+/// small values, as in an object array of strings): the digest is the same
+/// as if each had been written to the hasher.
+#[derive(Default)]
+pub struct Run(Vec<u8>);
+
+impl Run {
+    /// `h.tag(tag); h.str(s)`, collected; false (nothing collected) for a
+    /// string long enough that `bytes` would hash it in chunks.
+    pub fn tagged_str(&mut self, tag: Tag, s: &str) -> bool {
+        if s.len() >= PARALLEL_MIN {
+            return false;
+        }
+        self.0.push(tag as u8);
+        self.0.extend_from_slice(&(s.len() as u64).to_le_bytes());
+        self.0.extend_from_slice(s.as_bytes());
+        true
+    }
+
+    /// Bytes collected.
+    pub fn size(&self) -> usize {
+        self.0.len()
+    }
 }
 
 /// Small writes go to an inline buffer; the result of a short input is one
@@ -144,7 +187,8 @@ impl Hasher {
     }
 
     /// A long run: the digests of its `CHUNK`-byte pieces, computed on up to
-    /// as many threads as there are CPUs.
+    /// as many threads as there are CPUs. A thread that cannot be started
+    /// (or fails) leaves its pieces to this thread: never a panic.
     fn chunked(&mut self, b: &[u8]) {
         let pieces: Vec<&[u8]> = b.chunks(CHUNK).collect();
         let mut digests = vec![0u128; pieces.len()];
@@ -152,13 +196,33 @@ impl Hasher {
             .map_or(1, |n| n.get())
             .clamp(1, 8);
         let per = pieces.len().div_ceil(threads);
+        let hash_all = |ps: &[&[u8]], ds: &mut [u128]| {
+            for (p, d) in ps.iter().zip(ds.iter_mut()) {
+                *d = xxhash_rust::xxh3::xxh3_128(p);
+            }
+        };
         std::thread::scope(|s| {
+            let mut left = Vec::new();
+            let mut running = Vec::new();
             for (ps, ds) in pieces.chunks(per).zip(digests.chunks_mut(per)) {
-                s.spawn(move || {
-                    for (p, d) in ps.iter().zip(ds.iter_mut()) {
-                        *d = xxhash_rust::xxh3::xxh3_128(p);
-                    }
+                let started = std::thread::Builder::new().spawn_scoped(s, move || {
+                    let mut out = vec![0u128; ps.len()];
+                    hash_all(ps, &mut out);
+                    out
                 });
+                match started {
+                    Ok(handle) => running.push((ps, ds, handle)),
+                    Err(_) => left.push((ps, ds)),
+                }
+            }
+            for (ps, ds) in left {
+                hash_all(ps, ds);
+            }
+            for (ps, ds, handle) in running {
+                match handle.join() {
+                    Ok(out) => ds.copy_from_slice(&out),
+                    Err(_) => hash_all(ps, ds),
+                }
             }
         });
         self.u64(digests.len() as u64);
@@ -168,6 +232,12 @@ impl Hasher {
     #[inline]
     pub fn str(&mut self, s: &str) {
         self.bytes(s.as_bytes());
+    }
+
+    /// Writes what `run` collected and empties it.
+    pub fn run(&mut self, run: &mut Run) {
+        self.write(&run.0);
+        run.0.clear();
     }
 
     #[inline(always)]

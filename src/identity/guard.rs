@@ -4,16 +4,20 @@
 //! A fingerprint reads dictionaries (globals, builtins, module and class
 //! dicts), function slots (`__code__`, defaults, closure cells, `__dict__`)
 //! and class bases. A guard remembers what each read saw, holding a strong
-//! reference so an address is never reused while we compare against it.
+//! reference so an address is never reused while we compare against it;
+//! except the function the plan belongs to (its *root*), which a plan must
+//! not keep alive (the plan lives as long as the root's memo, which holds
+//! the root weakly): the root is only compared by address, and only while
+//! the memo's caller holds the root.
 //!
-//! Dictionaries are checked by their version tag (`ma_version_tag`, bumped
-//! by every mutation on CPython 3.11–3.13; one field read, no callback, no
-//! watcher slot taken from the interpreter's eight). When the tag moved
-//! (a script's top-level loop assigns unrelated globals all the time), the
-//! names actually read are looked up again and compared by identity; only a
-//! different object invalidates. Values are compared by identity only, which
-//! is sound because a plan hashes every value that can change in place (lists,
-//! dicts, arrays, instances) as a leaf, by content, on every call.
+//! Dictionaries are checked by their stamp (`cpython::dict::Stamp`: the
+//! version tag on 3.11, a dict watcher's counter from 3.12), which moves with
+//! every mutation. When it moved (a script's top-level loop assigns
+//! unrelated globals all the time), the names actually read are looked up
+//! again and compared by identity; only a different object invalidates.
+//! Values are compared by identity only, which is sound because a plan
+//! hashes every value that can change in place (lists, dicts, arrays,
+//! instances) as a leaf, by content, on every call.
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use ahash::{AHashMap, AHashSet};
@@ -21,34 +25,62 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFunction, PyString, PyType};
 
-/// What a slot held: a strong reference, or `None` for NULL.
-type Slot = Option<Py<PyAny>>;
+use crate::cpython::dict::Stamp;
+use crate::cpython::{function, types};
 
-fn slot(py: Python<'_>, p: *mut ffi::PyObject) -> Slot {
-    // SAFETY: `p` is NULL or a live object the caller borrowed (GIL held).
-    unsafe { Bound::from_borrowed_ptr_or_opt(py, p) }.map(Bound::unbind)
+/// What a slot held.
+enum Slot {
+    Null,
+    /// The plan's root function (not held).
+    Root,
+    Held(Py<PyAny>),
 }
 
-fn same(s: &Slot, p: *mut ffi::PyObject) -> bool {
-    match s {
-        Some(o) => o.as_ptr() == p,
-        None => p.is_null(),
+impl Slot {
+    /// What `p` (NULL or a live object the caller borrowed) holds, for a
+    /// plan whose root function is at `root`.
+    fn new(py: Python<'_>, p: *mut ffi::PyObject, root: usize) -> Self {
+        if p as usize == root {
+            return Slot::Root;
+        }
+        // SAFETY: `p` is NULL or a live borrowed object (caller; GIL held).
+        match unsafe { Bound::from_borrowed_ptr_or_opt(py, p) } {
+            Some(o) => Slot::Held(o.unbind()),
+            None => Slot::Null,
+        }
     }
-}
 
-/// The version tag of a dict.
-fn version(d: &Bound<'_, PyDict>) -> u64 {
-    // SAFETY: `d` is a live exact-or-subclass dict (its type was checked by
-    // the cast that produced the `Bound<PyDict>`), so it has the
-    // `PyDictObject` layout; reading a field needs only the GIL.
-    #[allow(deprecated)]
-    unsafe {
-        (*d.as_ptr().cast::<ffi::PyDictObject>()).ma_version_tag
+    /// Whether `p` is what this slot held.
+    fn same(&self, p: *mut ffi::PyObject, root: usize) -> bool {
+        match self {
+            Slot::Null => p.is_null(),
+            Slot::Root => p as usize == root,
+            Slot::Held(o) => o.as_ptr() == p,
+        }
+    }
+
+    /// The address it stands for.
+    fn address(&self, root: usize) -> usize {
+        match self {
+            Slot::Null => 0,
+            Slot::Root => root,
+            Slot::Held(o) => o.as_ptr() as usize,
+        }
+    }
+
+    fn held(&self) -> Option<&Py<PyAny>> {
+        match self {
+            Slot::Held(o) => Some(o),
+            _ => None,
+        }
     }
 }
 
 struct DictGuard {
     dict: Py<PyDict>,
+    /// `None`: the dict could not be watched (the plan is not reused).
+    stamp: Option<Stamp>,
+    /// The stamp when the entries were last known to hold.
     version: AtomicU64,
     /// Every key matters (class dicts, `globals()` users, `sys.modules`):
     /// any mutation invalidates.
@@ -60,9 +92,12 @@ struct DictGuard {
 }
 
 impl DictGuard {
-    fn holds(&self, py: Python<'_>) -> bool {
+    fn holds(&self, py: Python<'_>, root: usize) -> bool {
         let d = self.dict.bind(py);
-        let now = version(d);
+        let Some(stamp) = &self.stamp else {
+            return false;
+        };
+        let now = stamp.now(d);
         if now == self.version.load(Ordering::Relaxed) {
             return true;
         }
@@ -73,7 +108,7 @@ impl DictGuard {
             // SAFETY: GIL held; both live; `PyDict_GetItem` returns a
             // borrowed reference (or NULL) and never raises for str keys.
             let p = unsafe { ffi::PyDict_GetItem(d.as_ptr(), name.as_ptr()) };
-            if !same(seen, p) {
+            if !seen.same(p, root) {
                 return false;
             }
         }
@@ -82,159 +117,94 @@ impl DictGuard {
     }
 }
 
-/// A function's parts, read from its struct: the `__code__`, `__defaults__`
-/// and `__kwdefaults__` getters raise an `object.__getattr__` audit event,
-/// which would call every audit hook (ours included) on every read.
-pub struct FunctionParts<'py> {
-    pub code: Bound<'py, PyAny>,
-    pub globals: Bound<'py, PyAny>,
-    pub builtins: Option<Bound<'py, PyAny>>,
-    /// `None` (Python's `None`) when absent, as the attributes read.
-    pub defaults: Bound<'py, PyAny>,
-    pub kwdefaults: Bound<'py, PyAny>,
-    pub closure: Bound<'py, PyAny>,
-    /// Its `__dict__`, if it has one (reading `f.__dict__` would create one).
-    pub dict: Option<Bound<'py, PyDict>>,
-    /// `__qualname__`, for messages and the dependency record.
-    pub qualname: Bound<'py, PyAny>,
-}
-
-pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
-    let py = f.py();
-    let none = || py.None().into_bound(py);
-    // SAFETY: `f` is a live function (type checked by the cast that produced
-    // the `Bound<PyFunction>`); each field is NULL or a borrowed reference,
-    // which `slot` turns into a new one.
-    let (raw, globals, builtins, closure, qualname) = unsafe {
-        let o = &*f.as_ptr().cast::<ffi::PyFunctionObject>();
-        (
-            function_slots(f.as_ptr()),
-            o.func_globals,
-            o.func_builtins,
-            o.func_closure,
-            o.func_qualname,
-        )
-    };
-    let get = |p| slot(py, p).map(|o| o.into_bound(py));
-    FunctionParts {
-        code: get(raw[0]).unwrap_or_else(none),
-        globals: get(globals).unwrap_or_else(none),
-        builtins: get(builtins),
-        defaults: get(raw[1]).unwrap_or_else(none),
-        kwdefaults: get(raw[2]).unwrap_or_else(none),
-        closure: get(closure).unwrap_or_else(none),
-        dict: get(raw[3]).and_then(|d| d.cast_into::<PyDict>().ok()),
-        qualname: get(qualname).unwrap_or_else(none),
-    }
-}
-
 /// A function's mutable slots: `__code__`, `__defaults__`, `__kwdefaults__`,
-/// `__dict__`, and the contents of its closure cells.
+/// `__dict__`, `__annotations__`, and the contents of its closure cells.
 struct FunctionGuard {
-    func: Py<PyAny>,
-    slots: [Slot; 4],
+    func: Slot,
+    slots: [Slot; 5],
     cells: Vec<Slot>,
 }
 
-/// Reads a function's mutable slots (borrowed pointers).
-///
-/// # Safety
-/// GIL held; `f` is a live `PyFunctionObject`.
-unsafe fn function_slots(f: *mut ffi::PyObject) -> [*mut ffi::PyObject; 4] {
-    // SAFETY: forwarded (layout from pyo3-ffi for the running version).
-    unsafe {
-        let f = &*f.cast::<ffi::PyFunctionObject>();
-        [f.func_code, f.func_defaults, f.func_kwdefaults, f.func_dict]
-    }
-}
-
-/// The content pointer of each closure cell (borrowed), passed to `each`
-/// in order; returns the number of cells.
-///
-/// # Safety
-/// GIL held; `f` is a live `PyFunctionObject`.
-unsafe fn cell_contents(f: *mut ffi::PyObject, mut each: impl FnMut(*mut ffi::PyObject)) -> usize {
-    // SAFETY: forwarded; `func_closure` is NULL or a tuple of cells.
-    unsafe {
-        let closure = (*f.cast::<ffi::PyFunctionObject>()).func_closure;
-        if closure.is_null() || ffi::PyTuple_Check(closure) == 0 {
-            return 0;
-        }
-        let n = ffi::PyTuple_GET_SIZE(closure);
-        for i in 0..n {
-            let cell = ffi::PyTuple_GET_ITEM(closure, i);
-            each(if ffi::PyCell_Check(cell) == 0 {
-                cell // not a cell: its identity stands in
-            } else {
-                (*cell.cast::<ffi::PyCellObject>()).ob_ref
-            });
-        }
-        usize::try_from(n).unwrap_or(0)
-    }
-}
-
 impl FunctionGuard {
-    fn new(f: &Bound<'_, PyAny>) -> Self {
+    fn new(f: &Bound<'_, PyAny>, root: usize) -> Self {
         let py = f.py();
         let mut cells = Vec::new();
         // SAFETY: callers pass functions only (checked by `Builder::function`).
         let slots = unsafe {
-            cell_contents(f.as_ptr(), |p| cells.push(slot(py, p)));
-            function_slots(f.as_ptr())
+            function::cell_contents(f.as_ptr(), |p| cells.push(Slot::new(py, p, root)));
+            function::slots(f.as_ptr())
         };
         FunctionGuard {
-            func: f.clone().unbind(),
-            slots: slots.map(|p| slot(py, p)),
+            func: Slot::new(py, f.as_ptr(), root),
+            slots: slots.map(|p| Slot::new(py, p, root)),
             cells,
         }
     }
 
-    fn holds(&self) -> bool {
+    fn holds(&self, root: usize) -> bool {
+        let func = self.func.address(root) as *mut ffi::PyObject;
         let mut i = 0;
         let mut same_cells = true;
-        // SAFETY: `func` is a live function we hold (GIL held by caller).
+        // SAFETY: `func` is a live function: one we hold, or the root, which
+        // the caller of `Guards::hold` holds (GIL held).
         let (slots, n) = unsafe {
-            let n = cell_contents(self.func.as_ptr(), |p| {
-                same_cells &= self.cells.get(i).is_some_and(|s| same(s, p));
+            let n = function::cell_contents(func, |p| {
+                same_cells &= self.cells.get(i).is_some_and(|s| s.same(p, root));
                 i += 1;
             });
-            (function_slots(self.func.as_ptr()), n)
+            (function::slots(func), n)
         };
-        same_cells && n == self.cells.len() && self.slots.iter().zip(slots).all(|(s, p)| same(s, p))
+        same_cells
+            && n == self.cells.len()
+            && self.slots.iter().zip(slots).all(|(s, p)| s.same(p, root))
     }
 }
 
-/// A class's bases (its dict is a strict [`DictGuard`]).
+/// A class's bases and metaclass (its dict is a strict [`DictGuard`]).
 struct TypeGuard {
     ty: Py<PyType>,
     bases: Slot,
+    /// `type(t)`: `__class__` can be assigned on a class.
+    meta: Slot,
 }
 
 impl TypeGuard {
-    fn bases(t: &Bound<'_, PyType>) -> *mut ffi::PyObject {
-        // SAFETY: `t` is a live type object; reading a field needs the GIL.
-        unsafe { (*t.as_type_ptr()).tp_bases }
-    }
-
-    fn holds(&self, py: Python<'_>) -> bool {
-        same(&self.bases, Self::bases(self.ty.bind(py)))
+    fn holds(&self, py: Python<'_>, root: usize) -> bool {
+        let t = self.ty.bind(py);
+        self.bases.same(types::bases(t), root) && self.meta.same(t.get_type().as_ptr(), root)
     }
 }
 
 /// All guards of one cached fingerprint.
 #[derive(Default)]
 pub struct Guards {
+    /// The address of the plan's root function.
+    root: usize,
     dicts: Vec<DictGuard>,
     functions: Vec<FunctionGuard>,
     types: Vec<TypeGuard>,
 }
 
 impl Guards {
-    /// True while everything the fingerprint read is unchanged.
-    pub fn hold(&self, py: Python<'_>) -> bool {
-        self.functions.iter().all(FunctionGuard::holds)
-            && self.types.iter().all(|t| t.holds(py))
-            && self.dicts.iter().all(|d| d.holds(py))
+    /// True while everything the fingerprint read is unchanged. `root` is
+    /// the plan's root function, held by the caller.
+    pub fn hold(&self, root: &Bound<'_, PyAny>) -> bool {
+        let py = root.py();
+        if root.as_ptr() as usize != self.root {
+            return false;
+        }
+        self.functions.iter().all(|f| f.holds(self.root))
+            && self.types.iter().all(|t| t.holds(py, self.root))
+            && self.dicts.iter().all(|d| d.holds(py, self.root))
+    }
+
+    /// [`Guards::hold`] for guards built without a root function
+    /// (`Builder::default()`: a library unit's scan).
+    pub fn hold_unrooted(&self, py: Python<'_>) -> bool {
+        self.root == 0
+            && self.functions.iter().all(|f| f.holds(0))
+            && self.types.iter().all(|t| t.holds(py, 0))
+            && self.dicts.iter().all(|d| d.holds(py, 0))
     }
 
     /// Every reference held, for the garbage collector.
@@ -243,18 +213,21 @@ impl Guards {
             std::iter::once(d.dict.as_any()).chain(
                 d.entries
                     .iter()
-                    .flat_map(|(n, s)| std::iter::once(n.as_any()).chain(s.iter())),
+                    .flat_map(|(n, s)| std::iter::once(n.as_any()).chain(s.held())),
             )
         });
         let functions = self.functions.iter().flat_map(|f| {
-            std::iter::once(&f.func)
-                .chain(f.slots.iter().flatten())
-                .chain(f.cells.iter().flatten())
+            f.func
+                .held()
+                .into_iter()
+                .chain(f.slots.iter().filter_map(Slot::held))
+                .chain(f.cells.iter().filter_map(Slot::held))
         });
-        let types = self
-            .types
-            .iter()
-            .flat_map(|t| std::iter::once(t.ty.as_any()).chain(t.bases.iter()));
+        let types = self.types.iter().flat_map(|t| {
+            std::iter::once(t.ty.as_any())
+                .chain(t.bases.held())
+                .chain(t.meta.held())
+        });
         dicts.chain(functions).chain(types)
     }
 }
@@ -262,26 +235,40 @@ impl Guards {
 /// Collects guards while a plan is built.
 #[derive(Default)]
 pub struct Builder {
+    /// The address of the function whose plan this is.
+    root: usize,
     dicts: AHashMap<usize, DictGuard>,
     functions: AHashMap<usize, FunctionGuard>,
     types: AHashMap<usize, TypeGuard>,
-    /// Something was read that no guard can watch (a callable that is not a
-    /// function, a class without a dict):
+    /// Something was read that no guard can watch (the process environment):
     /// the plan must not be reused.
     pub uncacheable: bool,
 }
 
 impl Builder {
+    /// Guards for the plan of `root`.
+    pub fn new(root: &Bound<'_, PyAny>) -> Self {
+        Builder {
+            root: root.as_ptr() as usize,
+            ..Builder::default()
+        }
+    }
+
     fn dict(&mut self, d: &Bound<'_, PyDict>) -> &mut DictGuard {
-        self.dicts
-            .entry(d.as_ptr() as usize)
-            .or_insert_with(|| DictGuard {
+        let uncacheable = &mut self.uncacheable;
+        self.dicts.entry(d.as_ptr() as usize).or_insert_with(|| {
+            let stamp = Stamp::watch(d);
+            // Unwatchable (no watcher slot free): never reused.
+            *uncacheable |= stamp.is_none();
+            DictGuard {
                 dict: d.clone().unbind(),
-                version: AtomicU64::new(version(d)),
+                version: AtomicU64::new(stamp.as_ref().map_or(0, |s| s.now(d))),
+                stamp,
                 strict: false,
                 entries: Vec::new(),
                 names: AHashSet::new(),
-            })
+            }
+        })
     }
 
     /// `d[name]` was read and found `found`; `name` is interned, so one
@@ -292,10 +279,12 @@ impl Builder {
         name: &Bound<'_, PyString>,
         found: Option<&Bound<'_, PyAny>>,
     ) {
+        let root = self.root;
         let g = self.dict(d);
         if !g.strict && g.names.insert(name.as_ptr() as usize) {
+            let seen = found.map_or(std::ptr::null_mut(), |v| v.as_ptr());
             g.entries
-                .push((name.clone().unbind(), found.map(|v| v.clone().unbind())));
+                .push((name.clone().unbind(), Slot::new(d.py(), seen, root)));
         }
     }
 
@@ -309,9 +298,10 @@ impl Builder {
     /// A function's slots were read.
     pub fn function(&mut self, f: &Bound<'_, PyAny>) {
         if f.is_instance_of::<PyFunction>() {
+            let root = self.root;
             self.functions
                 .entry(f.as_ptr() as usize)
-                .or_insert_with(|| FunctionGuard::new(f));
+                .or_insert_with(|| FunctionGuard::new(f, root));
         } else {
             self.uncacheable = true;
         }
@@ -320,15 +310,17 @@ impl Builder {
     /// A class's bases and members were read.
     pub fn class(&mut self, t: &Bound<'_, PyType>) {
         let py = t.py();
+        let root = self.root;
         self.types
             .entry(t.as_ptr() as usize)
             .or_insert_with(|| TypeGuard {
                 ty: t.clone().unbind(),
-                bases: slot(py, TypeGuard::bases(t)),
+                bases: Slot::new(py, types::bases(t), root),
+                meta: Slot::new(py, t.get_type().as_ptr(), root),
             });
-        // SAFETY: `t` is a live type; `tp_dict` is NULL or a borrowed dict.
-        let dict = unsafe { slot(py, (*t.as_type_ptr()).tp_dict) };
-        match dict.map(|d| d.into_bound(py).cast_into::<PyDict>()) {
+        // SAFETY: `tp_dict` is NULL or a live dict the type holds (GIL held).
+        let dict = unsafe { Bound::from_borrowed_ptr_or_opt(py, types::dict(t)) };
+        match dict.map(|d| d.cast_into::<PyDict>()) {
             Some(Ok(d)) => self.read_all(&d),
             _ => self.uncacheable = true,
         }
@@ -336,6 +328,7 @@ impl Builder {
 
     pub fn finish(self) -> Guards {
         Guards {
+            root: self.root,
             dicts: self.dicts.into_values().collect(),
             functions: self.functions.into_values().collect(),
             types: self.types.into_values().collect(),

@@ -1,13 +1,17 @@
 //! Content hashes of Python values and fingerprints of what a function can
-//! reach: its code, defaults, closure cells, the globals it reads (functions
-//! transitively, classes by their members and bases, local modules by the
-//! attributes used, installed libraries by version), modules imported in its
-//! body and `__wrapped__` chains.
+//! reach: its code, defaults, closure cells, `__dict__` and annotations, the
+//! globals it reads (functions transitively, classes by their members, bases
+//! and metaclass, local modules by the attributes used, installed libraries
+//! by version) and modules imported in its body.
 //!
 //! Everything is hashed by content, never by `hash()` or address, so digests
-//! are equal across processes and `PYTHONHASHSEED` values. Anything that
-//! cannot be hashed by content is an [`HashError::Unhashable`]: the caller
-//! then runs the function without memoizing; no argument is ever dropped.
+//! are equal across processes and `PYTHONHASHSEED` values: values by what
+//! they hold (`hash/value.rs`, `state.rs`, `array.rs`, `frame.rs`), code by
+//! what it does (`hash/fingerprint.rs`). Anything that cannot be hashed by
+//! content is an [`HashError::Unhashable`] (`hash/error.rs`): the caller then
+//! runs the function without memoizing; no argument is ever dropped. No
+//! walk goes deeper than [`MAX_DEPTH`] levels or closer than [`RED_ZONE`] to
+//! the end of the stack.
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 
@@ -18,23 +22,39 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBool, PyByteArray, PyBytes, PyCFunction, PyCode, PyComplex, PyDict, PyEllipsis, PyFloat,
-    PyFrozenSet, PyFunction, PyInt, PyList, PyMappingProxy, PyModule, PyRange, PySet, PySlice,
-    PyString, PyTuple, PyType,
+    PyFrozenSet, PyFunction, PyInt, PyList, PyModule, PyRange, PySet, PySlice, PyString, PyTuple,
+    PyType,
 };
 
 use super::buffer::Buffer;
 use super::code::{code_info, CodeInfo};
 use super::digest::{Digest, Hasher, Tag};
-use super::guard::{function_parts, FunctionParts};
+use super::layout;
 use super::native;
 use super::plan::{Building, Plan};
+use crate::cpython::function::{function_parts, FunctionParts};
 
+mod array;
+mod error;
 mod fingerprint;
+mod frame;
+mod imports;
+pub mod patches;
+mod state;
+mod types;
 mod value;
 
-pub use value::{plain_value, try_plain};
+pub use error::{HResult, HashError, Kind, Step, Unhashable};
+pub use patches::Unit;
+pub use value::{plain_value, try_plain, unseeded};
 
-const MAX_DEPTH: usize = 256;
+/// How deep a walk may go (values and containers entered), whatever the
+/// stack: past it, a value is [`Kind::TooDeep`].
+const MAX_DEPTH: usize = 1000;
+/// Stack that must be left for the Python code a level may run (a
+/// `__reduce__`, a property): below it a value is [`Kind::TooDeep`]. So a
+/// walk in a thread with a small stack stops early instead of overflowing.
+const RED_ZONE: usize = 96 * 1024;
 
 /// `bytecache._modkind`, imported once.
 static SUPPORT: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
@@ -43,32 +63,6 @@ static SUPPORT: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
 /// module's origin does not change within a process, but which modules the
 /// user marks as theirs does (`forget_classifications`).
 static LIBRARIES: PyOnceLock<Mutex<AHashMap<String, Option<String>>>> = PyOnceLock::new();
-
-pub enum HashError {
-    /// The value cannot be hashed by content; the message says what and where.
-    Unhashable(String),
-    Python(PyErr),
-}
-
-impl From<PyErr> for HashError {
-    fn from(e: PyErr) -> Self {
-        HashError::Python(e)
-    }
-}
-
-impl From<pyo3::CastError<'_, '_>> for HashError {
-    fn from(e: pyo3::CastError<'_, '_>) -> Self {
-        HashError::Python(e.into())
-    }
-}
-
-impl From<pyo3::CastIntoError<'_>> for HashError {
-    fn from(e: pyo3::CastIntoError<'_>) -> Self {
-        HashError::Python(e.into())
-    }
-}
-
-pub type HResult<T> = Result<T, HashError>;
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     let t = obj.get_type();
@@ -97,9 +91,7 @@ fn is_cython_function(obj: &Bound<'_, PyAny>) -> bool {
 
 /// `sys.modules`.
 fn loaded_modules(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
-    Ok(PyModule::import(py, "sys")?
-        .getattr(intern!(py, "modules"))?
-        .cast_into::<PyDict>()?)
+    Ok(types::interpreter(py)?.modules.bind(py).clone())
 }
 
 /// `t.__module__` ("" if it is not a string). Read as an attribute:
@@ -109,6 +101,16 @@ fn type_module(t: &Bound<'_, PyType>) -> String {
     t.getattr(intern!(t.py(), "__module__"))
         .and_then(|m| m.extract::<String>())
         .unwrap_or_default()
+}
+
+/// Notes that the modules `names` are library `lib` (as classified).
+fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {
+    let cache = LIBRARIES.get_or_init(py, || Mutex::new(AHashMap::new()));
+    if let Ok(mut c) = cache.lock() {
+        for n in names {
+            c.entry(n.clone()).or_insert_with(|| Some(lib.to_owned()));
+        }
+    }
 }
 
 /// Walks values, functions, classes and modules, with cycle detection
@@ -144,11 +146,20 @@ fn short_display(v: &Bound<'_, PyAny>) -> Option<String> {
 pub struct Walker<'py> {
     py: Python<'py>,
     stack: Vec<usize>,
+    /// Values and containers entered and not yet left.
+    depth: usize,
+    /// Per class: how its instances' true state is read (see `state.rs`).
+    layouts: AHashMap<usize, Rc<state::Layout>>,
     memo: AHashMap<usize, Digest>,
     /// Every attribute name any code reached in this walk can use.
     pub(super) used: Used,
     /// Some reached code looks attributes up by computed names.
     pub(super) dynamic: bool,
+    /// Functions' annotations are hashed on fingerprinted code too (some
+    /// reached code introspects them); else only on function values.
+    pub(super) annotations: bool,
+    /// Some fingerprinted function's annotations were left out.
+    pub(super) skipped_annotations: bool,
     /// Top-level packages of the libraries reached (standard library
     /// included), in the order first reached.
     pub(super) libraries: Vec<String>,
@@ -164,13 +175,22 @@ pub struct Walker<'py> {
     pub base: Option<Rc<Plan>>,
     next_member: u32,
     folded: Vec<u32>,
+    /// Modules keyed as not loaded (see `imports.rs`), in walk order.
+    pub unloaded: Vec<String>,
+    /// Modules to key as not loaded even if they are loaded now: those not
+    /// loaded when the key before a call was computed (see `Memo.key`).
+    pub view: Option<Rc<AHashSet<String>>>,
+    /// Library units reached: see `patches.rs`.
+    pub units: Vec<Arc<patches::Unit>>,
+    /// (library module, attribute names) -> digest of its patches.
+    patched: AHashMap<(usize, usize), Option<Digest>>,
 }
 
 pub struct Member {
     id: u32,
     class: String,
     name: String,
-    digest: Result<Digest, String>,
+    digest: Result<Digest, Unhashable>,
 }
 
 /// Forgets every module classification (the modules marked as the user's
@@ -183,15 +203,29 @@ pub fn forget_classifications(py: Python<'_>) {
     }
 }
 
+/// What `obj` is as a ctypes function pointer; `None` when it is not one
+/// (or ctypes is not loaded).
+pub fn ctypes_function(obj: &Bound<'_, PyAny>) -> PyResult<Option<native::CtypesFunction>> {
+    let py = obj.py();
+    match types::ctypes(py) {
+        Some(c) => native::ctypes_function(obj, c.func.bind(py), c.cdll.bind(py)),
+        None => Ok(None),
+    }
+}
+
 impl<'py> Walker<'py> {
     pub fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(Walker {
             py,
             stack: Vec::new(),
+            depth: 0,
+            layouts: AHashMap::new(),
             // Keyed by addresses within one walk: fixed seeds are enough.
             memo: AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4)),
             used: Used::default(),
             dynamic: false,
+            annotations: false,
+            skipped_annotations: false,
             libraries: Vec::new(),
             members: Vec::new(),
             record: None,
@@ -199,6 +233,10 @@ impl<'py> Walker<'py> {
             base: None,
             next_member: 0,
             folded: Vec::new(),
+            unloaded: Vec::new(),
+            view: None,
+            units: Vec::new(),
+            patched: AHashMap::new(),
         })
     }
 
@@ -225,8 +263,21 @@ impl<'py> Walker<'py> {
                 h.digest(*d);
                 Ok(())
             }
-            Err(msg) => Err(HashError::Unhashable(msg.clone())),
+            Err(u) => Err(u.clone().into()),
         }
+    }
+
+    /// Whether reached code can introspect functions' annotations or
+    /// signatures.
+    pub(super) fn introspects(&self) -> bool {
+        const NAMES: [&str; 5] = [
+            "__annotations__",
+            "__signature__",
+            "signature",
+            "get_type_hints",
+            "get_annotations",
+        ];
+        self.dynamic || NAMES.iter().any(|n| self.used.contains(n))
     }
 
     /// Whether reached code can use member `name`.
@@ -308,7 +359,7 @@ impl<'py> Walker<'py> {
 
     /// Where the values hashed next come from (for a leaf's messages).
     /// (Only worked out when `v` can be or hold a leaf.)
-    fn site(&mut self, v: &Bound<'py, PyAny>, what: impl FnOnce() -> String) {
+    fn site(&mut self, v: &Bound<'py, PyAny>, what: impl FnOnce() -> Vec<Step>) {
         if let Some(b) = self.plan.as_mut() {
             if may_hold_leaf(v) {
                 b.site = what();
@@ -316,19 +367,32 @@ impl<'py> Walker<'py> {
         }
     }
 
-    /// `Some("<kind and version>")` when `module` is the standard library or
-    /// an installed distribution (keyed by version, not walked).
-    fn library(&self, module: &str) -> PyResult<Option<String>> {
+    /// `Some("<kind and identity>")` when `module` is the standard library
+    /// or an installed distribution (keyed by what is installed, not
+    /// walked); its unit is noted as reached (see `patches.rs`).
+    fn library(&mut self, module: &str) -> PyResult<Option<String>> {
         let cache = LIBRARIES.get_or_init(self.py, || Mutex::new(AHashMap::new()));
-        if let Some(kind) = cache.lock().ok().and_then(|c| c.get(module).cloned()) {
-            return Ok(kind);
-        }
-        let kind = self
-            .support()?
-            .call_method1(intern!(self.py, "classify"), (module,))?
-            .extract::<Option<String>>()?;
-        if let Ok(mut c) = cache.lock() {
-            c.insert(module.to_owned(), kind.clone());
+        let cached = cache.lock().ok().and_then(|c| c.get(module).cloned());
+        let kind = match cached {
+            Some(kind) => kind,
+            None => {
+                let kind = self
+                    .support()?
+                    .call_method1(intern!(self.py, "classify"), (module,))?
+                    .extract::<Option<String>>()?;
+                if let Ok(mut c) = cache.lock() {
+                    c.insert(module.to_owned(), kind.clone());
+                }
+                kind
+            }
+        };
+        if let Some(unit) = kind
+            .as_deref()
+            .and_then(|k| patches::unit_of(self.py, module, k))
+        {
+            if !self.units.iter().any(|u| Arc::ptr_eq(u, &unit)) {
+                self.units.push(unit);
+            }
         }
         Ok(kind)
     }
@@ -360,16 +424,24 @@ impl<'py> Walker<'py> {
             h.u64((self.stack.len() - pos) as u64);
             return Ok(());
         }
-        if self.stack.len() >= MAX_DEPTH {
-            return Err(HashError::Unhashable(format!(
-                "{} is nested more than {MAX_DEPTH} levels deep",
-                type_name(obj)
-            )));
-        }
+        self.descend()?;
         self.stack.push(id);
         let r = f(self, h);
         self.stack.pop();
+        self.depth -= 1;
         r
+    }
+
+    /// One level deeper, unless the walk is already as deep as it may go
+    /// or the stack is short: then [`Kind::TooDeep`]. Every recursion goes
+    /// through here (`value` and `guarded`); the caller undoes it.
+    fn descend(&mut self) -> HResult<()> {
+        let short = stacker::remaining_stack().is_some_and(|left| left < RED_ZONE);
+        if self.depth >= MAX_DEPTH || short {
+            return Err(HashError::new(Kind::TooDeep));
+        }
+        self.depth += 1;
+        Ok(())
     }
 
     /// Like `guarded`, for objects whose digest can be memoized in this walk
@@ -397,8 +469,9 @@ impl<'py> Walker<'py> {
     }
 }
 
-/// Whether `v` is, or is a tuple holding, a plan leaf (functions, classes and
-/// modules name their own sites for what they hold).
+/// Whether `v` is, or may hold, a plan leaf (functions, classes and
+/// modules name their own sites for what they hold; a bound method's
+/// `__self__` may be a leaf).
 fn may_hold_leaf(v: &Bound<'_, PyAny>) -> bool {
     if let Ok(t) = v.cast_exact::<PyTuple>() {
         return t.iter().any(|item| may_hold_leaf(&item));
@@ -409,7 +482,11 @@ fn may_hold_leaf(v: &Bound<'_, PyAny>) -> bool {
         || v.is_exact_instance_of::<PyFloat>()
         || v.is_exact_instance_of::<PyString>()
         || v.is_exact_instance_of::<PyBytes>();
-    !scalar && is_leaf(v)
+    let names_its_own = v.is_instance_of::<PyFunction>()
+        || v.is_instance_of::<PyType>()
+        || v.is_instance_of::<PyModule>()
+        || v.is_instance_of::<PyCode>();
+    !scalar && !names_its_own
 }
 
 /// The attribute names reached code can use: the code analyses it came from
@@ -442,19 +519,13 @@ fn is_leaf(obj: &Bound<'_, PyAny>) -> bool {
         || obj.is_instance_of::<PyCFunction>()
         || obj.is_exact_instance_of::<PyRange>()
         || obj.is_exact_instance_of::<PySlice>();
-    !walked
-        && !matches!(
-            type_name(obj).as_str(),
-            "method" | "staticmethod" | "classmethod" | "property"
-        )
-}
-
-/// Prefixes an unhashable message with where the value was found.
-pub fn context(e: HashError, what: impl FnOnce() -> String) -> HashError {
-    match e {
-        HashError::Unhashable(msg) if !msg.starts_with("global") && !msg.starts_with('`') => {
-            HashError::Unhashable(format!("{}: {msg}", what()))
-        }
-        other => other,
+    if walked {
+        return false;
+    }
+    match types::interpreter(obj.py()) {
+        Ok(t) => ![&t.method, &t.staticmethod, &t.classmethod, &t.property]
+            .into_iter()
+            .any(|k| types::is(obj, k)),
+        Err(_) => true,
     }
 }

@@ -1,42 +1,49 @@
 //! `Memo`: what Rust keeps about one memoized function: its cached plan (so
 //! a key costs the arguments plus a guard check) and the small immutable
 //! results already returned in this process, so a repeated call is answered
-//! without the store, without unpickling and, under the frame hook, without
-//! leaving Rust.
+//! without the store, without unpickling and, under `enable()`, without
+//! leaving Rust (`recall_call`).
 //!
 //! Only results that are indistinguishable from a fresh unpickled copy are
 //! kept (None, bool, int, float, complex, str, bytes and tuples/frozensets of
 //! those, bounded in size), and only for entries with nothing to re-validate
 //! on a hit: no data files read, no output to replay. Everything else goes
 //! through the store on every hit.
+//!
+//! A memo never keeps its function alive: it holds it through a weak
+//! reference (when the function has one) and its plan's guards do not hold
+//! it either, so a function redefined in a notebook is collected with its
+//! memo, its plan and the globals that plan read. The registry that
+//! `recall_call` searches holds memos weakly too.
 use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
 
 use ahash::AHashMap;
 use pyo3::ffi;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{
     PyBool, PyBytes, PyCode, PyComplex, PyDict, PyEllipsis, PyFloat, PyFrozenSet, PyFunction,
-    PyInt, PyString, PyTuple,
+    PyInt, PyString, PyTuple, PyWeakrefReference,
 };
-use pyo3::{PyTraverseError, PyVisit};
 
 use super::code::{parameter_count, plain_parameters, varnames};
+use super::contained;
 use super::digest::Digest;
-use super::gil::GilCell;
-use super::guard::function_parts;
-use super::hash::Dep;
-use super::plan::{self, Cached};
-use super::to_py;
-use crate::hook::code_parts;
-use crate::py::errors::UnhashableError;
+use super::hash::{Dep, HashError, Kind};
+use super::plan::{self, Cached, View};
+use crate::cpython::code::code_parts;
+use crate::cpython::function::function_parts;
+use crate::cpython::{weakref, GilCell};
 
 /// Results kept per function; beyond this the table starts over.
 const MAX_RESULTS: usize = 4096;
 /// Largest result kept (bytes of str/bytes content plus 16 per item).
 const MAX_RESULT_BYTES: usize = 64 * 1024;
+/// Keys remembered with the modules they keyed as not loaded (for the key
+/// after a call that imports them), most recent first.
+const MAX_VIEWS: usize = 64;
 
 thread_local! {
     /// `with bytecache.disabled():` depth on this thread.
@@ -52,8 +59,17 @@ static FAST: GilCell<Counts> = GilCell::new(Counts {
     saved_ns: 0,
 });
 
-/// Function address -> its memo, for the frame hook (`Memo.register`).
-static REGISTRY: PyOnceLock<GilCell<AHashMap<usize, Py<Memo>>>> = PyOnceLock::new();
+/// Function address -> its memo, for `recall_call` ([`register`]).
+static REGISTRY: GilCell<Registry> = GilCell::new(Registry {
+    memos: None,
+    prune_at: 64,
+});
+
+struct Registry {
+    memos: Option<AHashMap<usize, Weak<Memo>>>,
+    /// Entries whose memo is gone are dropped when the table reaches this.
+    prune_at: usize,
+}
 
 #[derive(Clone, Copy, Default)]
 struct Counts {
@@ -69,9 +85,18 @@ struct Results {
     counts: Counts,
 }
 
-#[pyclass(module = "bytecache._bytecache", frozen)]
+/// How a memo holds its function.
+enum Held {
+    /// A weak reference: the function is not kept alive by its memo.
+    Weak(Py<PyWeakrefReference>),
+    /// An object without weak references (not a Python function).
+    Strong(Py<PyAny>),
+}
+
 pub struct Memo {
-    func: Py<PyAny>,
+    func: Held,
+    /// The function's address (valid while `func` can be upgraded).
+    root: usize,
     ignore: Vec<String>,
     /// Parameter names in frame order (`*args`, `**kwargs` last).
     names: Vec<Py<PyString>>,
@@ -79,10 +104,18 @@ pub struct Memo {
     simple: bool,
     cached: GilCell<Option<Rc<Cached>>>,
     results: GilCell<Results>,
+    /// Recent keys that keyed modules as not loaded, with those modules.
+    views: GilCell<Vec<(Digest, View)>>,
 }
 
-fn digest_of(key: &[u8]) -> Option<Digest> {
-    Some(Digest::from_le_bytes(key.try_into().ok()?))
+/// What [`Memo::quick`] found.
+pub enum Quick {
+    /// The result is kept in this process.
+    Kept(Py<PyAny>),
+    /// The key, computed; nothing is kept for it.
+    Key(Digest),
+    /// Bind and key the call in full.
+    Full,
 }
 
 /// True for values a fresh unpickled copy could not be told apart from
@@ -119,20 +152,87 @@ fn shareable(v: &Bound<'_, PyAny>, budget: &mut usize) -> bool {
 }
 
 impl Memo {
+    /// The memo of `func`; `ignore` names arguments left out of keys.
+    pub fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
+        let mut simple = false;
+        let names = match func.cast::<PyFunction>() {
+            Ok(f) => {
+                let code = function_parts(f).code.cast_into::<PyCode>()?;
+                let parts = code_parts(&code);
+                simple = plain_parameters(&parts);
+                varnames(&parts)
+                    .take(parameter_count(&parts))
+                    .map(|v| Ok(v.cast_into::<PyString>()?.unbind()))
+                    .collect::<PyResult<_>>()?
+            }
+            Err(_) => Vec::new(),
+        };
+        let func_held = match PyWeakrefReference::new(func) {
+            Ok(w) => Held::Weak(w.unbind()),
+            Err(_) => Held::Strong(func.clone().unbind()),
+        };
+        Ok(Memo {
+            func: func_held,
+            root: func.as_ptr() as usize,
+            ignore,
+            names,
+            simple,
+            cached: GilCell::new(None),
+            results: GilCell::new(Results {
+                epoch: CLEARED.load(Ordering::Acquire),
+                ..Results::default()
+            }),
+            views: GilCell::new(Vec::new()),
+        })
+    }
+
+    /// The function, unless it was collected.
+    pub fn function<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        match &self.func {
+            Held::Weak(w) => w.bind(py).upgrade(),
+            Held::Strong(f) => Some(f.bind(py).clone()),
+        }
+    }
+
+    /// Whether `func` is this memo's (live) function.
+    fn is_for(&self, py: Python<'_>, func: *mut ffi::PyObject) -> bool {
+        match &self.func {
+            Held::Weak(w) => weakref::referent(w.bind(py)) == func,
+            Held::Strong(f) => f.as_ptr() == func,
+        }
+    }
+
+    fn gone() -> HashError {
+        HashError::new(Kind::Internal(
+            "the memoized function no longer exists".to_owned(),
+        ))
+    }
+
     /// The cached plan while its guards hold, else a new one (with the
-    /// dependency record when asked; a record always means a new walk).
-    fn plan(&self, py: Python<'_>, record: bool) -> PyResult<(Rc<Cached>, Option<Vec<Dep>>)> {
-        if !record {
+    /// dependency record when asked; a record or a view always means a new
+    /// walk, and a plan built in a view is not kept).
+    fn plan(
+        &self,
+        func: &Bound<'_, PyAny>,
+        record: bool,
+        view: Option<View>,
+    ) -> Result<(Rc<Cached>, Option<Vec<Dep>>), HashError> {
+        let py = func.py();
+        if !record && view.is_none() {
             // SAFETY: cloning an `Rc` runs no Python code.
             let cached = unsafe { self.cached.with(py, |c| c.clone()) };
             if let Some(c) = cached {
-                if c.guards.hold(py) {
+                if c.guards.hold(func) {
                     return Ok((c, None));
                 }
             }
         }
-        let (c, deps) = plan::build(self.func.bind(py), record)?;
+        let in_view = view.is_some();
+        let (c, deps) = plan::build(func, record, view)?;
         let c = Rc::new(c);
+        if in_view {
+            return Ok((c, deps));
+        }
         let keep = c.reusable.then(|| c.clone());
         // SAFETY: a swap runs no Python code; the old plan is dropped after.
         let old = unsafe { self.cached.with(py, |slot| std::mem::replace(slot, keep)) };
@@ -140,22 +240,130 @@ impl Memo {
         Ok((c, deps))
     }
 
-    fn compute<'py>(
+    /// The key of a call with its bound `arguments` (name, value) in
+    /// parameter order, defaults applied; with the dependency record when
+    /// `record` (see `identity::call_key`). With `before` (the key computed
+    /// before the call that has just run), the modules not loaded then are
+    /// keyed as not loaded now: a module the call imported is not a
+    /// mutation of what it read.
+    pub fn key<'py>(
         &self,
         py: Python<'py>,
         arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         record: bool,
-    ) -> PyResult<(Digest, Option<Vec<Dep>>)> {
-        let (c, deps) = self.plan(py, record)?;
-        let plan = match &c.plan {
-            Ok(p) => p,
-            Err(msg) => return Err(UnhashableError::new_err(msg.clone())),
+        before: Option<Digest>,
+    ) -> Result<(Digest, Option<Vec<Dep>>), HashError> {
+        let func = self.function(py).ok_or_else(Self::gone)?;
+        self.key_of(&func, arguments, record, before)
+    }
+
+    /// [`Memo::key`] for the memo's function `func`, held by the caller.
+    fn key_of<'py>(
+        &self,
+        func: &Bound<'py, PyAny>,
+        arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        record: bool,
+        before: Option<Digest>,
+    ) -> Result<(Digest, Option<Vec<Dep>>), HashError> {
+        let py = func.py();
+        // SAFETY: reads Rust data and clones an `Rc`.
+        let view = before.and_then(|b| unsafe {
+            self.views.with(py, |v| {
+                v.iter().find(|(d, _)| *d == b).map(|(_, v)| v.clone())
+            })
+        });
+        let keyed = contained(|| {
+            let (c, deps) = self.plan(func, record, view.clone())?;
+            let plan = match &c.plan {
+                Ok(p) => p,
+                Err(u) => return Err(HashError::Unhashable(Box::new(u.clone()))),
+            };
+            plan::key(py, plan, arguments, &self.ignore, deps, view.as_ref())
+        })?;
+        if view.is_none() && !keyed.unloaded.is_empty() {
+            let names: View = Rc::new(keyed.unloaded.into_iter().collect());
+            // SAFETY: Rust data only; the dropped entry holds no Python object.
+            unsafe {
+                self.views.with(py, |v| {
+                    v.retain(|(d, _)| *d != keyed.digest);
+                    v.truncate(MAX_VIEWS - 1);
+                    v.insert(0, (keyed.digest, names));
+                });
+            }
+        }
+        Ok((keyed.digest, keyed.record))
+    }
+
+    /// The top-level packages of the libraries this function's fingerprint
+    /// reaches, and whether its code names `argv` (`_deps.LIBRARY_STATE`).
+    pub fn reach(&self, py: Python<'_>) -> Result<(Vec<String>, bool), HashError> {
+        let func = self.function(py).ok_or_else(Self::gone)?;
+        let (c, _) = self.plan(&func, false, None)?;
+        Ok(match &c.plan {
+            Ok(p) => (
+                p.libraries.clone(),
+                p.names_attr("argv") || p.names_attr("orig_argv"),
+            ),
+            Err(_) => (Vec::new(), false),
+        })
+    }
+
+    /// For Rust callers (benches): the key of a call whose bound arguments
+    /// are in `arguments`.
+    pub fn key_digest(&self, arguments: &Bound<'_, PyDict>) -> Result<Digest, HashError> {
+        Ok(self.key(arguments.py(), arguments.iter(), false, None)?.0)
+    }
+
+    /// A plain positional call (`args`, `kwargs`) answered from kept results
+    /// or keyed without binding it in Python; [`Quick::Full`] for keyword
+    /// arguments, `*args`/`**kwargs`/keyword-only signatures, inside
+    /// `bytecache.disabled()` and when anything fails (the full path reports
+    /// it).
+    pub fn quick<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Quick> {
+        if !self.simple || kwargs.is_some_and(|k| !k.is_empty()) || is_disabled() {
+            return Ok(Quick::Full);
+        }
+        if !self.has_results(py) {
+            return Ok(Quick::Full);
+        }
+        let Some(func) = self.function(py) else {
+            return Ok(Quick::Full);
         };
-        plan::key(py, plan, arguments, &self.ignore, deps).map_err(to_py)
+        let Ok(func) = func.cast_into::<PyFunction>() else {
+            return Ok(Quick::Full);
+        };
+        let defaults = function_parts(&func).defaults;
+        let defaults = defaults.cast::<PyTuple>().ok();
+        let (n, total) = (args.len(), self.names.len());
+        let nd = defaults.map_or(0, |d| d.len());
+        if n > total || n + nd < total {
+            return Ok(Quick::Full); // a TypeError: the function itself reports it
+        }
+        let mut arguments = Vec::with_capacity(total);
+        for (i, name) in self.names.iter().enumerate() {
+            let value = match defaults {
+                _ if i < n => args.get_item(i)?,
+                Some(d) => d.get_item(i + nd - total)?,
+                None => return Ok(Quick::Full),
+            };
+            arguments.push((name.bind(py).clone().into_any(), value));
+        }
+        Ok(match self.key(py, arguments.into_iter(), false, None) {
+            Ok((key, _)) => match self.recall(py, key) {
+                Some(v) => Quick::Kept(v),
+                None => Quick::Key(key),
+            },
+            Err(_) => Quick::Full,
+        })
     }
 
     /// The kept result for `key`, counting the hit.
-    fn recall_digest(&self, py: Python<'_>, key: Digest) -> Option<Py<PyAny>> {
+    pub fn recall(&self, py: Python<'_>, key: Digest) -> Option<Py<PyAny>> {
         let epoch = CLEARED.load(Ordering::Acquire);
         // SAFETY: the closures only touch Rust data and incref a value;
         // clearing drops shareable values only, whose deallocation runs no
@@ -184,124 +392,10 @@ impl Memo {
         // SAFETY: reads Rust data only.
         unsafe { self.results.with(py, |r| !r.map.is_empty()) }
     }
-}
-
-/// For Rust callers (benches): the same as `Memo(func)` / `memo.key(args)`.
-impl Memo {
-    pub fn for_function(func: &Bound<'_, PyAny>) -> PyResult<Self> {
-        Self::new(func, Vec::new())
-    }
-
-    pub fn key_digest(&self, arguments: &Bound<'_, PyDict>) -> PyResult<Digest> {
-        Ok(self.compute(arguments.py(), arguments.iter(), false)?.0)
-    }
-}
-
-#[pymethods]
-impl Memo {
-    #[new]
-    #[pyo3(signature = (func, ignore = Vec::new()))]
-    fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
-        let mut simple = false;
-        let names = match func.cast::<PyFunction>() {
-            Ok(f) => {
-                let code = function_parts(f).code.cast_into::<PyCode>()?;
-                let parts = code_parts(&code);
-                simple = plain_parameters(&parts);
-                varnames(&parts)
-                    .take(parameter_count(&parts))
-                    .map(|v| Ok(v.cast_into::<PyString>()?.unbind()))
-                    .collect::<PyResult<_>>()?
-            }
-            Err(_) => Vec::new(),
-        };
-        Ok(Memo {
-            func: func.clone().unbind(),
-            ignore,
-            names,
-            simple,
-            cached: GilCell::new(None),
-            results: GilCell::new(Results {
-                epoch: CLEARED.load(Ordering::Acquire),
-                ..Results::default()
-            }),
-        })
-    }
-
-    /// The key of a call with bound `arguments` (defaults applied); with
-    /// `record=True`, `(key, record)` (see `call_key`).
-    #[pyo3(signature = (arguments, record = false))]
-    fn key<'py>(
-        &self,
-        py: Python<'py>,
-        arguments: &Bound<'py, PyDict>,
-        record: bool,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (digest, deps) = self.compute(py, arguments.iter(), record)?;
-        super::key_result(py, digest, deps)
-    }
-
-    /// `(value,)` when the result of calling the function with `args` and
-    /// `kwargs` is kept in this process; the call's key (bytes) when it was
-    /// computed but nothing is kept, for the full path to reuse; None: take
-    /// the full path (also for keyword arguments, `*args`/`**kwargs`/
-    /// keyword-only signatures, inside `bytecache.disabled()` and when
-    /// anything fails).
-    #[pyo3(signature = (args, kwargs = None))]
-    fn quick<'py>(
-        &self,
-        py: Python<'py>,
-        args: &Bound<'py, PyTuple>,
-        kwargs: Option<&Bound<'py, PyDict>>,
-    ) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if !self.simple || kwargs.is_some_and(|k| !k.is_empty()) || is_disabled() {
-            return Ok(None);
-        }
-        if !self.has_results(py) {
-            return Ok(None);
-        }
-        let Ok(func) = self.func.bind(py).cast::<PyFunction>() else {
-            return Ok(None);
-        };
-        let defaults = function_parts(func).defaults;
-        let defaults = defaults.cast::<PyTuple>().ok();
-        let (n, total) = (args.len(), self.names.len());
-        let nd = defaults.map_or(0, |d| d.len());
-        if n > total || n + nd < total {
-            return Ok(None); // a TypeError: the function itself reports it
-        }
-        let mut arguments = Vec::with_capacity(total);
-        for (i, name) in self.names.iter().enumerate() {
-            let value = match defaults {
-                _ if i < n => args.get_item(i)?,
-                Some(d) => d.get_item(i + nd - total)?,
-                None => return Ok(None),
-            };
-            arguments.push((name.bind(py).clone().into_any(), value));
-        }
-        match self.compute(py, arguments.into_iter(), false) {
-            Ok((key, _)) => match self.recall_digest(py, key) {
-                Some(v) => Ok(Some(PyTuple::new(py, [v])?.into_any())),
-                None => Ok(Some(PyBytes::new(py, &key.to_le_bytes()).into_any())),
-            },
-            Err(_) => Ok(None), // the full path reports it
-        }
-    }
-
-    /// `(value,)` when a result for `key` is kept in this process, else None.
-    fn recall<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        match digest_of(key).and_then(|d| self.recall_digest(py, d)) {
-            Some(v) => Ok(Some(PyTuple::new(py, [v])?)),
-            None => Ok(None),
-        }
-    }
 
     /// Keeps `value` for `key` when it is shareable (see the module docs);
     /// `seconds` is what computing it took. Returns whether it was kept.
-    fn remember(&self, key: &[u8], value: &Bound<'_, PyAny>, seconds: f64) -> bool {
-        let Some(d) = digest_of(key) else {
-            return false;
-        };
+    pub fn remember(&self, key: Digest, value: &Bound<'_, PyAny>, seconds: f64) -> bool {
         let mut budget = MAX_RESULT_BYTES;
         if !shareable(value, &mut budget) {
             return false;
@@ -317,98 +411,93 @@ impl Memo {
                     r.map.clear();
                     r.epoch = epoch;
                 }
-                r.map.insert(d, (value, ns));
+                r.map.insert(key, (value, ns));
             });
         }
         true
     }
 
     /// Drops the results kept for this function.
-    fn forget(&self, py: Python<'_>) {
+    pub fn forget(&self, py: Python<'_>) {
         // SAFETY: as in `remember`.
         unsafe { self.results.with(py, |r| r.map.clear()) };
     }
 
-    /// Lets the frame hook answer calls of this function from kept results.
-    fn register(slf: &Bound<'_, Self>) {
-        let py = slf.py();
-        let registry = REGISTRY.get_or_init(py, || GilCell::new(AHashMap::new()));
-        let func = slf.get().func.as_ptr() as usize;
-        let memo = slf.clone().unbind();
-        // SAFETY: a replaced memo is returned and dropped after.
-        let old = unsafe { registry.with(py, |r| r.insert(func, memo)) };
-        drop(old);
-    }
-
-    /// The top-level packages of the libraries this function's fingerprint
-    /// reaches, and whether its code names `argv` (`_deps.LIBRARY_STATE`).
-    fn reach<'py>(&self, py: Python<'py>) -> PyResult<(Vec<String>, bool)> {
-        let (c, _) = self.plan(py, false)?;
-        Ok(match &c.plan {
-            Ok(p) => (
-                p.libraries.clone(),
-                p.names_attr("argv") || p.names_attr("orig_argv"),
-            ),
-            Err(_) => (Vec::new(), false),
-        })
-    }
-
     /// The parameter names, in frame order.
-    #[getter]
-    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.names.iter().map(|n| n.bind(py)))
+    pub fn names(&self) -> &[Py<PyString>] {
+        &self.names
     }
 
     /// Hits answered from kept results, and the compute time they saved.
-    #[getter]
-    fn fast_hits(&self, py: Python<'_>) -> (u64, f64) {
+    pub fn fast_hits(&self, py: Python<'_>) -> (u64, f64) {
         // SAFETY: reads Rust data only.
         let c = unsafe { self.results.with(py, |r| r.counts) };
         (c.hits, c.saved_ns as f64 / 1e9)
     }
 
-    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
-        visit.call(&self.func)?;
-        // SAFETY: called by the garbage collector (see `GilCell::peek`).
+    /// Calls `visit` with every reference held, for the garbage collector.
+    ///
+    /// # Safety
+    /// Call only from a `__traverse__` (see `GilCell::peek`).
+    pub unsafe fn traverse<E>(
+        &self,
+        mut visit: impl FnMut(&Py<PyAny>) -> Result<(), E>,
+    ) -> Result<(), E> {
+        match &self.func {
+            Held::Weak(w) => visit(w.as_any())?,
+            Held::Strong(f) => visit(f)?,
+        }
+        // SAFETY: forwarded to the caller.
         let (cached, results) = unsafe { (self.cached.peek(), self.results.peek()) };
         for r in cached.iter().flat_map(|c| c.references()) {
-            visit.call(r)?;
+            visit(r)?;
         }
         for (v, _) in results.map.values() {
-            visit.call(v)?;
+            visit(v)?;
         }
         Ok(())
     }
 }
 
-/// Forgets every memo registered with the frame hook.
-#[pyfunction]
-fn unregister_all(py: Python<'_>) {
-    if let Some(registry) = REGISTRY.get(py) {
-        // SAFETY: the memos are taken out and dropped after.
-        let old = unsafe { registry.with(py, std::mem::take) };
-        drop(old);
-    }
+/// Lets `recall_call` answer calls of `memo`'s function from its kept
+/// results (held weakly: the registry keeps neither memo nor function).
+pub fn register(py: Python<'_>, memo: &Arc<Memo>) {
+    let weak = Arc::downgrade(memo);
+    // SAFETY: map operations; what is dropped is a `Weak` (no Python code).
+    unsafe {
+        REGISTRY.with(py, |r| {
+            let memos = r.memos.get_or_insert_with(AHashMap::new);
+            if memos.len() >= r.prune_at {
+                memos.retain(|_, m| m.strong_count() > 0);
+                r.prune_at = (memos.len() * 2).max(64);
+            }
+            memos.insert(memo.root, weak);
+        })
+    };
+}
+
+/// Forgets every registered memo.
+pub fn unregister_all(py: Python<'_>) {
+    // SAFETY: the `Weak`s are taken out and dropped after.
+    let old = unsafe { REGISTRY.with(py, |r| r.memos.take()) };
+    drop(old);
 }
 
 /// Every kept result of every function starts over (`bytecache.clear()`).
-#[pyfunction]
-fn forget_all() {
+pub fn forget_all() {
     CLEARED.fetch_add(1, Ordering::AcqRel);
 }
 
 /// Hits answered from kept results in this process, and the time saved.
-#[pyfunction]
-fn fast_totals(py: Python<'_>) -> (u64, f64) {
+pub fn fast_totals(py: Python<'_>) -> (u64, f64) {
     // SAFETY: reads Rust data only.
     let c = unsafe { FAST.with(py, |c| *c) };
     (c.hits, c.saved_ns as f64 / 1e9)
 }
 
-/// Enters (`True`) or leaves (`False`) a `bytecache.disabled()` block on
+/// Enters (`true`) or leaves (`false`) a `bytecache.disabled()` block on
 /// this thread.
-#[pyfunction]
-fn set_disabled(on: bool) {
+pub fn set_disabled(on: bool) {
     DISABLED.with(|d| {
         d.set(if on {
             d.get() + 1
@@ -419,14 +508,14 @@ fn set_disabled(on: bool) {
 }
 
 /// True inside a `bytecache.disabled()` block on this thread.
-#[pyfunction]
 pub fn is_disabled() -> bool {
     DISABLED.with(|d| d.get() > 0)
 }
 
-/// The frame hook's fast path: the kept result of a call of `func` with the
-/// frame's bound arguments `args`, if any. Any failure means "not here"
-/// (the Python path then handles the call and reports problems).
+/// The hook's fast path: the kept result of a call of `func` with its bound
+/// arguments `args` (frame order), if any, as a new reference. Any failure
+/// means "not here" (the Python path then handles the call and reports
+/// problems).
 ///
 /// # Safety
 /// GIL held; `func` and every pointer in `args` are live (borrowed).
@@ -438,32 +527,25 @@ pub unsafe fn recall_call(
     if is_disabled() {
         return None;
     }
-    let registry = REGISTRY.get(py)?;
-    // SAFETY: an incref only. (A `Bound`, not a `Py`: dropping it decrefs at
-    // once; pyo3 defers a `Py` drop here, outside any pyo3 entry point.)
+    // SAFETY: a map lookup and a `Weak` upgrade (no Python code).
     let memo =
-        unsafe { registry.with(py, |r| r.get(&(func as usize)).map(|m| m.bind(py).clone())) }?;
-    let memo = memo.get();
+        unsafe { REGISTRY.with(py, |r| r.memos.as_ref()?.get(&(func as usize))?.upgrade()) }?;
     if memo.names.len() != args.len() || !memo.has_results(py) {
         return None;
     }
+    // A registered address can be a new function in a dead one's place.
+    if !memo.is_for(py, func) {
+        return None;
+    }
+    // SAFETY: `func` is live (caller).
+    let own = unsafe { Bound::from_borrowed_ptr(py, func) };
     let arguments = memo.names.iter().zip(args).map(|(n, &v)| {
         // SAFETY: `v` is a live borrowed object (caller).
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };
         (n.bind(py).clone().into_any(), v)
     });
-    match memo.compute(py, arguments, false) {
-        Ok((key, _)) => memo.recall_digest(py, key).map(Py::into_ptr),
+    match memo.key_of(&own, arguments, false, None) {
+        Ok((key, _)) => memo.recall(py, key).map(Py::into_ptr),
         Err(_) => None, // the Python path reports it
     }
-}
-
-pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_class::<Memo>()?;
-    m.add_function(wrap_pyfunction!(unregister_all, m)?)?;
-    m.add_function(wrap_pyfunction!(forget_all, m)?)?;
-    m.add_function(wrap_pyfunction!(fast_totals, m)?)?;
-    m.add_function(wrap_pyfunction!(set_disabled, m)?)?;
-    m.add_function(wrap_pyfunction!(is_disabled, m)?)?;
-    Ok(())
 }

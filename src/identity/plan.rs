@@ -14,27 +14,32 @@
 //! [`Walker::finish`]); leaves found inside a member are hashed only when that
 //! member is folded in.
 use std::rc::Rc;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 use ahash::{AHashMap, AHashSet};
 use pyo3::prelude::*;
-use pyo3::types::PyString;
+use pyo3::types::{PyDict, PyString};
 
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{self, Guards};
-use super::hash::{context, try_plain, Dep, HResult, HashError, Member, Used, Walker};
+use super::hash::{
+    patches, try_plain, Dep, HResult, HashError, Member, Step, Unhashable, Unit, Used, Walker,
+};
 
 /// Bumped whenever the meaning of a digest changes, so old entries miss.
-const KEY_VERSION: u64 = 3;
+const KEY_VERSION: u64 = 5;
 
 /// A value hashed by content on every call.
 pub struct Leaf {
     pub obj: Py<PyAny>,
-    /// Where it was found, for messages ("global `rows` of `load`").
-    pub site: String,
+    /// Where it was found, outermost step first (global `rows` of `load`).
+    pub site: Vec<Step>,
     /// The class member whose digest it is part of (hashed only when that
     /// member is folded in); `None`: always hashed.
     pub scope: Option<u32>,
+    /// A dict read only by these constant keys: only those items are hashed
+    /// (`None`: all of it).
+    pub keys: Option<Vec<Py<PyAny>>>,
 }
 
 pub struct Plan {
@@ -47,6 +52,10 @@ pub struct Plan {
     pub(super) dynamic: bool,
     /// Top-level packages of the libraries the fingerprint reached.
     pub libraries: Vec<String>,
+    /// Modules keyed as not loaded (imported in a body, not loaded yet).
+    unloaded: Vec<String>,
+    /// Library units reached (sorted), whose patches are folded into every key.
+    pub(super) units: Vec<Arc<Unit>>,
 }
 
 impl Plan {
@@ -56,11 +65,24 @@ impl Plan {
     }
 }
 
+/// A call's key, with what produced it.
+pub struct Keyed {
+    pub digest: Digest,
+    /// The dependency record, when asked for.
+    pub record: Option<Vec<Dep>>,
+    /// Modules keyed as not loaded: a call that imports them does not
+    /// mutate what it read (see `Memo.key`'s `before`).
+    pub unloaded: Vec<String>,
+}
+
+/// Modules keyed as not loaded whatever `sys.modules` says now.
+pub type View = Rc<AHashSet<String>>;
+
 /// A built plan (or the reason the function cannot be fingerprinted) and the
 /// guards under which it stays valid.
 pub struct Cached {
     pub guards: Guards,
-    pub plan: Result<Rc<Plan>, String>,
+    pub plan: Result<Rc<Plan>, Unhashable>,
     /// False when something was read that no guard watches.
     pub reusable: bool,
 }
@@ -68,10 +90,11 @@ pub struct Cached {
 impl Cached {
     /// Every reference held, for the garbage collector.
     pub fn references(&self) -> impl Iterator<Item = &Py<PyAny>> {
-        let leaves = self
-            .plan
-            .iter()
-            .flat_map(|p| p.leaves.iter().map(|l| &l.obj));
+        let leaves = self.plan.iter().flat_map(|p| {
+            p.leaves
+                .iter()
+                .flat_map(|l| std::iter::once(&l.obj).chain(l.keys.iter().flatten()))
+        });
         self.guards.references().chain(leaves)
     }
 }
@@ -83,14 +106,38 @@ pub struct Building {
     leaves: Vec<Leaf>,
     index: AHashMap<(usize, Option<u32>), usize>,
     /// Where values being hashed now come from.
-    pub site: String,
+    pub site: Vec<Step>,
     /// The member whose digest is being computed.
     pub scope: Option<u32>,
 }
 
 impl Building {
-    /// The index of `obj` as a leaf of the current scope.
+    /// The index of `obj` as a leaf of the current scope, hashed whole.
     pub fn leaf(&mut self, obj: &Bound<'_, PyAny>) -> usize {
+        let i = self.entry(obj);
+        self.leaves[i].keys = None;
+        i
+    }
+
+    /// The index of dict `obj` as a leaf of the current scope of which (at
+    /// least) the items with `keys` are hashed.
+    pub fn leaf_keys(&mut self, obj: &Bound<'_, PyAny>, keys: &[Py<PyAny>]) -> usize {
+        let py = obj.py();
+        let fresh = !self
+            .index
+            .contains_key(&(obj.as_ptr() as usize, self.scope));
+        let i = self.entry(obj);
+        let leaf = &mut self.leaves[i];
+        if fresh {
+            leaf.keys = Some(Vec::new());
+        }
+        if let Some(all) = leaf.keys.as_mut() {
+            all.extend(keys.iter().map(|k| k.clone_ref(py)));
+        }
+        i
+    }
+
+    fn entry(&mut self, obj: &Bound<'_, PyAny>) -> usize {
         let key = (obj.as_ptr() as usize, self.scope);
         if let Some(&i) = self.index.get(&key) {
             return i;
@@ -100,6 +147,7 @@ impl Building {
             obj: obj.clone().unbind(),
             site: self.site.clone(),
             scope: self.scope,
+            keys: None,
         });
         self.index.insert(key, i);
         i
@@ -121,16 +169,35 @@ fn python_version(py: Python<'_>) -> u64 {
     })
 }
 
-/// Builds the plan of `func` (with its dependency record when asked).
-pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<Vec<Dep>>)> {
+/// Builds the plan of `func` (with its dependency record when asked),
+/// keying the modules in `view` as not loaded.
+pub fn build(
+    func: &Bound<'_, PyAny>,
+    record: bool,
+    view: Option<View>,
+) -> PyResult<(Cached, Option<Vec<Dep>>)> {
     let py = func.py();
-    let mut w = Walker::new(py)?;
-    w.plan = Some(Building::default());
-    if record {
-        w.record = Some(Vec::new());
+    let walk = |annotations: bool| -> PyResult<(Walker<'_>, Hasher, HResult<()>)> {
+        let mut w = Walker::new(py)?;
+        w.plan = Some(Building {
+            guards: guard::Builder::new(func),
+            ..Building::default()
+        });
+        w.view = view.clone();
+        w.annotations = annotations;
+        if record {
+            w.record = Some(Vec::new());
+        }
+        let mut h = Hasher::new();
+        let walked = w.value(func, &mut h);
+        Ok((w, h, walked))
+    };
+    let (mut w, mut h, mut walked) = walk(false)?;
+    if walked.is_ok() && w.skipped_annotations && w.introspects() {
+        // Code reached after some annotations were left out introspects
+        // them: walk again with every function's annotations.
+        (w, h, walked) = walk(true)?;
     }
-    let mut h = Hasher::new();
-    let walked = w.value(func, &mut h);
     let building = w.plan.take().unwrap_or_default();
     let plan = match walked {
         Ok(()) => match w.fold_used(&mut h) {
@@ -153,12 +220,18 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
                     used: std::mem::take(&mut w.used),
                     dynamic: w.dynamic,
                     libraries: std::mem::take(&mut w.libraries),
+                    unloaded: std::mem::take(&mut w.unloaded),
+                    units: {
+                        let mut units = std::mem::take(&mut w.units);
+                        units.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+                        units
+                    },
                 }))
             }
-            Err(HashError::Unhashable(msg)) => Err(msg),
+            Err(HashError::Unhashable(u)) => Err(*u),
             Err(HashError::Python(e)) => return Err(e),
         },
-        Err(HashError::Unhashable(msg)) => Err(msg),
+        Err(HashError::Unhashable(u)) => Err(*u),
         Err(HashError::Python(e)) => return Err(e),
     };
     let reusable = !building.guards.uncacheable;
@@ -175,14 +248,15 @@ pub fn build(func: &Bound<'_, PyAny>, record: bool) -> PyResult<(Cached, Option<
 /// The key digest of a call: `plan`'s function with `arguments` (name,
 /// value) in parameter order, minus those named in `ignore`. With a record
 /// (from [`build`]), appends the arguments and fills in the digests of
-/// globals hashed as leaves.
+/// globals hashed as leaves. Modules in `view` are keyed as not loaded.
 pub fn key<'py>(
     py: Python<'py>,
     plan: &Rc<Plan>,
     arguments: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
     ignore: &[String],
     mut record: Option<Vec<Dep>>,
-) -> HResult<(Digest, Option<Vec<Dep>>)> {
+    view: Option<&View>,
+) -> HResult<Keyed> {
     // A walker only when something is not a plain scalar (the common call
     // of a function with no mutable globals and scalar arguments needs none).
     let mut walker: Option<Walker<'py>> = None;
@@ -197,7 +271,7 @@ pub fn key<'py>(
     h.digest(plan.digest);
     if !plan.leaves.is_empty() {
         hash_leaves(
-            lazy(&mut walker, py, plan)?,
+            lazy(&mut walker, py, plan, view)?,
             plan,
             None,
             &mut h,
@@ -225,14 +299,9 @@ pub fn key<'py>(
             }
         } else {
             let mut sub = Hasher::new();
-            lazy(&mut walker, py, plan)?
+            lazy(&mut walker, py, plan, view)?
                 .value(&value, &mut sub)
-                .map_err(|e| match e {
-                    HashError::Unhashable(msg) => {
-                        HashError::Unhashable(format!("argument `{name}`: {msg}"))
-                    }
-                    other => other,
-                })?;
+                .map_err(|e| e.at(Step::Argument(name.to_owned())))?;
             let d = sub.finish();
             h.tag(Tag::Nested);
             h.digest(d);
@@ -255,6 +324,13 @@ pub fn key<'py>(
         }
         w.finish(&mut h)?;
     }
+    let own_units = walker.as_ref().is_some_and(|w| !w.units.is_empty());
+    if own_units || !patches::clean(py, &plan.units) {
+        let w = lazy(&mut walker, py, plan, view)?;
+        w.record = record.take();
+        w.fold_units(&mut h)?;
+        record = w.record.take();
+    }
     for dep in record.iter_mut().flatten() {
         if let Some(d) = dep
             .leaf
@@ -263,7 +339,17 @@ pub fn key<'py>(
             dep.digest = d;
         }
     }
-    Ok((h.finish(), record))
+    let mut unloaded = plan.unloaded.clone();
+    for name in walker.iter().flat_map(|w| &w.unloaded) {
+        if !unloaded.contains(name) {
+            unloaded.push(name.clone());
+        }
+    }
+    Ok(Keyed {
+        digest: h.finish(),
+        record,
+        unloaded,
+    })
 }
 
 /// The walker in `slot`, created (extending `plan`) on first use.
@@ -271,12 +357,14 @@ fn lazy<'a, 'py>(
     slot: &'a mut Option<Walker<'py>>,
     py: Python<'py>,
     plan: &Rc<Plan>,
+    view: Option<&View>,
 ) -> HResult<&'a mut Walker<'py>> {
     let w = match slot.take() {
         Some(w) => w,
         None => {
             let mut w = Walker::new(py)?;
             w.base = Some(plan.clone());
+            w.view = view.cloned();
             w
         }
     };
@@ -296,8 +384,12 @@ fn hash_leaves(
             continue;
         }
         let mut sub = Hasher::new();
-        w.value(leaf.obj.bind(w.py()), &mut sub)
-            .map_err(|e| context(e, || leaf.site.clone()))?;
+        let obj = leaf.obj.bind(w.py());
+        match (&leaf.keys, obj.cast::<PyDict>()) {
+            (Some(keys), Ok(d)) => w.items_of(d, keys, &mut sub),
+            _ => w.value(obj, &mut sub),
+        }
+        .map_err(|e| e.within(&leaf.site))?;
         let d = sub.finish();
         h.digest(d);
         if let Some(slot) = digests.get_mut(i) {

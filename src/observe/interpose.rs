@@ -17,6 +17,7 @@
 use std::cell::Cell;
 use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicUsize, Ordering};
 
+use crate::cpython::exception::Pending;
 use pyo3::ffi::{self, PyObject, Py_ssize_t};
 
 /// How many C functions can be watched.
@@ -362,23 +363,18 @@ unsafe fn notify(
     // pending error of a failed call is saved and restored around the
     // handler so the caller sees it unchanged.
     unsafe {
-        let (mut et, mut ev, mut etb) = (
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-            std::ptr::null_mut(),
-        );
         let failed = !before && result.is_null();
-        if failed {
-            ffi::PyErr_Fetch(&mut et, &mut ev, &mut etb);
-            ffi::PyErr_NormalizeException(&mut et, &mut ev, &mut etb);
-        }
-        let restore = |et, ev, etb| {
-            if failed {
-                ffi::PyErr_Restore(et, ev, etb);
+        let pending = failed.then(|| Pending::take());
+        let ev = pending
+            .as_ref()
+            .map_or(std::ptr::null_mut(), Pending::value);
+        let restore = |pending: Option<Pending>| {
+            if let Some(p) = pending {
+                p.restore();
             }
         };
         let Some((args, kwargs)) = call.as_python() else {
-            restore(et, ev, etb);
+            restore(pending);
             return ffi::Py_NewRef(ffi::Py_None());
         };
         let none = ffi::Py_None();
@@ -396,16 +392,14 @@ unsafe fn notify(
         if out.is_null() {
             if ffi::PyErr_ExceptionMatches(ffi::PyExc_Exception) != 0 {
                 ffi::PyErr_WriteUnraisable(tag);
-                restore(et, ev, etb);
+                restore(pending);
                 return ffi::Py_NewRef(none);
             }
             // An interrupt: drop the call's own error, keep the interrupt.
-            ffi::Py_XDECREF(et);
-            ffi::Py_XDECREF(ev);
-            ffi::Py_XDECREF(etb);
+            drop(pending);
             return std::ptr::null_mut();
         }
-        restore(et, ev, etb);
+        restore(pending);
         out
     }
 }
@@ -548,42 +542,6 @@ unsafe extern "C" fn t_m<const I: usize>(
 const UNSET: AtomicU8 = AtomicU8::new(2);
 static CONVS: [AtomicU8; SLOTS] = [UNSET; SLOTS];
 
-/// Whether `obj` is a Cython function (`cython_function_or_method` or its
-/// fused subclass), whose struct begins with a `PyCMethodObject` when
-/// compiled for the full C API (as numpy and pandas are).
-///
-/// # Safety
-/// GIL held; `obj` live.
-unsafe fn is_cython_function(obj: *mut PyObject) -> bool {
-    // SAFETY: `tp_name` of a live type is a NUL-terminated string.
-    let name = unsafe { std::ffi::CStr::from_ptr((*ffi::Py_TYPE(obj)).tp_name) };
-    let name = name.to_bytes();
-    name.ends_with(b"cython_function_or_method") || name.ends_with(b"fused_cython_function")
-}
-
-/// The method definition behind a builtin function, a method descriptor or
-/// a Cython function (borrowed), or NULL for anything else.
-///
-/// # Safety
-/// GIL held; `obj` live.
-unsafe fn method_def(obj: *mut PyObject) -> *mut ffi::PyMethodDef {
-    // SAFETY: the type checks establish each struct layout before its field
-    // is read (pyo3-ffi's layouts for the running version; a Cython
-    // function's leading `PyCFunctionObject`, see `is_cython_function`).
-    unsafe {
-        if ffi::PyCFunction_Check(obj) != 0 || is_cython_function(obj) {
-            return (*obj.cast::<ffi::PyCFunctionObject>()).m_ml;
-        }
-        let t = ffi::Py_TYPE(obj);
-        if t == std::ptr::addr_of_mut!(ffi::PyMethodDescr_Type)
-            || t == std::ptr::addr_of_mut!(ffi::PyClassMethodDescr_Type)
-        {
-            return (*obj.cast::<ffi::PyMethodDescrObject>()).d_method;
-        }
-    }
-    std::ptr::null_mut()
-}
-
 /// The writable mappings of this process (`start..end`), read from
 /// `/proc/self/maps` once and again when an address is in none of them (a
 /// module loaded since).
@@ -635,7 +593,7 @@ pub enum Refused {
 /// GIL held; `obj` and `tag` live.
 pub unsafe fn patch(obj: *mut PyObject, tag: *mut PyObject, mode: Mode) -> Result<(), Refused> {
     // SAFETY: forwarded.
-    let def = unsafe { method_def(obj) };
+    let def = unsafe { crate::cpython::methods::method_def(obj) };
     if def.is_null() {
         return Err(Refused::NotBuiltin);
     }

@@ -4,8 +4,7 @@
 //!
 //! Layouts read (checked against `getstate()` by `_observe` before first
 //! use; a mismatch disables this reader and the Python API is used):
-//! - `_random.Random` (CPython 3.11–3.13 `Modules/_randommodule.c`):
-//!   `PyObject_HEAD; int index; uint32_t state[624];`
+//! - `_random.Random`: see `cpython::methods::random_state`;
 //! - numpy's `bitgen_t` (public, `numpy/random/bitgen.h`), reached through a
 //!   bit generator's `capsule` ("BitGenerator"); its `state` of an MT19937 is
 //!   `mt19937_state { uint32_t key[624]; int pos; }`.
@@ -14,7 +13,7 @@ use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::PyCapsule;
 
-/// Bytes of either state: 624 words plus one int.
+/// Bytes of an MT19937 state: 624 words plus one int.
 const STATE_BYTES: usize = 624 * 4 + 4;
 
 /// The raw state of a `_random.Random` instance.
@@ -23,15 +22,9 @@ pub fn random_state(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if !obj.is_instance(&base_type)? {
         return Err(PyTypeError::new_err("not a _random.Random instance"));
     }
-    let base = obj.as_ptr().cast::<u8>();
-    // SAFETY: `obj` is an instance of `_random.Random` (checked), whose
-    // struct is `PyObject_HEAD` followed by `int index; uint32_t state[624]`
-    // (no padding: both are 4-byte aligned after the 16-byte header); the
-    // object is live for the `Bound`'s lifetime and the GIL is held.
-    unsafe {
-        let p = base.add(std::mem::size_of::<ffi::PyObject>());
-        Ok(std::slice::from_raw_parts(p, STATE_BYTES).to_vec())
-    }
+    // SAFETY: GIL held (the `Bound`); `obj` is a live `_random.Random`
+    // instance (checked just above).
+    Ok(unsafe { crate::cpython::methods::random_state(obj.as_ptr()) })
 }
 
 #[repr(C)]

@@ -4,15 +4,16 @@ use pyo3::prelude::*;
 mod alias;
 mod buffer;
 pub mod errors;
-pub mod hook;
+mod hook;
+mod identity;
 mod observe;
-pub mod store;
+mod store;
 
 #[pymodule]
 fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     errors::register(m)?;
-    crate::identity::register(m)?;
+    identity::register(m)?;
     store::register(m)?;
     hook::register(m)?;
     observe::register(m)?;

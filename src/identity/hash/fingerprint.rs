@@ -1,6 +1,7 @@
 //! Fingerprints of what code can reach: functions (code, defaults, closure,
-//! globals read, modules imported in the body, `__wrapped__`), classes by
-//! their members and bases, modules by the attributes used, native code.
+//! `__dict__` and annotations, globals read, modules imported in the body),
+//! classes by their members, bases and metaclass, modules by the attributes
+//! used, native code.
 use super::*;
 
 /// Class attributes that are caches or metadata, never behaviour.
@@ -80,11 +81,9 @@ impl<'py> Walker<'py> {
                 h.digest(d);
                 Ok(())
             }
-            None => Err(HashError::Unhashable(format!(
-                "native function `{module}.{qualname}`: the code it runs cannot be located \
-                 (not from the standard library, an installed distribution or a loaded \
-                 extension module file)"
-            ))),
+            None => Err(HashError::new(Kind::NativeCode(format!(
+                "{module}.{qualname}"
+            )))),
         }
     }
 
@@ -101,15 +100,11 @@ impl<'py> Walker<'py> {
     ) -> HResult<()> {
         let py = obj.py();
         let name = || match obj.getattr(intern!(py, "__name__")) {
-            Ok(n) => format!("ctypes function `{n}`"),
-            Err(_) => "a ctypes function pointer".to_owned(),
+            Ok(n) => n.to_string(),
+            Err(_) => String::new(),
         };
         let native::CtypesFunction::Exported(entry) = f else {
-            return Err(HashError::Unhashable(format!(
-                "{}: only a library's function as a `ctypes.CDLL` gives it \
-                 (`lib.name`) can be keyed by its code",
-                name()
-            )));
+            return Err(HashError::new(Kind::CtypesPointer(name())));
         };
         h.tag(Tag::Builtin);
         h.str("ctypes");
@@ -117,10 +112,7 @@ impl<'py> Walker<'py> {
             None => h.tag(Tag::None),
             Some(e) => {
                 let Some(id) = native::callee(e.addr) else {
-                    return Err(HashError::Unhashable(format!(
-                        "{}: no loaded object holds its code",
-                        name()
-                    )));
+                    return Err(HashError::new(Kind::NativeCode(name())));
                 };
                 h.i64(e.flags);
                 h.digest(id.digest);
@@ -131,8 +123,7 @@ impl<'py> Walker<'py> {
             intern!(py, "restype"),
             intern!(py, "errcheck"),
         ] {
-            let v = obj.getattr_opt(attr)?;
-            match v {
+            match obj.getattr_opt(attr)? {
                 Some(v) => self.value(&v, h)?,
                 None => h.tag(Tag::Missing),
             }
@@ -140,14 +131,22 @@ impl<'py> Walker<'py> {
         Ok(())
     }
 
-    /// A function's fingerprint: code, defaults, closure, globals read,
-    /// modules imported in its body, `__wrapped__`.
+    /// A function's fingerprint: code, defaults, closure, `__dict__`,
+    /// annotations, globals read, modules imported in its body. A library's
+    /// function by name and version plus its `__dict__`: what a library
+    /// decorator's wrapper holds (`__wrapped__`, a `singledispatch`
+    /// registry) is the user's.
     pub fn function(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
         h.tag(Tag::Function);
         if let Some(b) = self.plan.as_mut() {
             b.guards.function(f);
         }
         let parts = function_parts(f.cast::<PyFunction>()?);
+        let at = |e: HashError| {
+            e.at(Step::Function(
+                parts.qualname.extract::<String>().unwrap_or_default(),
+            ))
+        };
         let globals = parts.globals.clone().cast_into::<PyDict>()?;
         let module: String = match self.get(&globals, intern!(self.py, "__name__"))? {
             Some(n) => n.extract().unwrap_or_default(),
@@ -160,35 +159,38 @@ impl<'py> Walker<'py> {
             // exec'd def) is what its code, defaults and cells are: walked
             // below like the user's.
             let own = self.defines(&globals, &qualname, f)?;
-            let wrapper = !own
-                && parts
-                    .dict
-                    .as_ref()
-                    .is_some_and(|d| d.contains(intern!(self.py, "__wrapped__")).unwrap_or(false));
-            if own || wrapper {
+            self.memoized(f, h, |w, h| {
                 h.tag(Tag::Library);
                 h.str(&module);
                 h.str(&qualname);
                 h.str(&lib);
-                h.digest(code_info(&parts.code)?.digest);
-                if wrapper {
-                    // A library decorator's wrapper (bytecache.memoize,
-                    // functools.wraps): the library's code applied to what it
-                    // wraps, with the decorator's plain parameters (`times=3`);
-                    // its other cells are the decorator's internals (caches,
-                    // locks), not what the wrapped call computes.
-                    self.plain_parts(&parts, h)?;
+                if !own {
+                    // Made at run time by the library (a decorator's wrapper,
+                    // a factory's closure or lambda, an exec'd def): its code
+                    // (one factory can make two lambdas with one qualname)
+                    // and parameters (`times=3`, the wrapped function). A
+                    // static definition is covered by the library's identity.
+                    h.digest(code_info(&parts.code)?.digest);
+                    w.parameters(&parts, h)?;
                 }
-                return self.wrapped(f, h);
-            }
+                // Its `__dict__` holds what was set on it (`__wrapped__`, a
+                // registry).
+                w.function_dict(&parts, true, h)
+            })
+            .map_err(at)?;
+            return Ok(());
         }
-        self.memoized(f, h, |w, h| w.function_body(f, &parts, &globals, h))?;
+        self.memoized(f, h, |w, h| w.function_body(f, &parts, &globals, h))
+            .map_err(at)?;
         Ok(())
     }
 
-    /// The plain values (scalars, strings, tuples of them) among a
-    /// function's defaults and closure cells, in order; others are skipped.
-    fn plain_parts(&mut self, parts: &FunctionParts<'py>, h: &mut Hasher) -> HResult<()> {
+    /// A library-made function's parameters: the plain values (scalars,
+    /// strings, tuples of them) and the callables and classes among its
+    /// defaults and closure cells, in order. Other objects there (caches,
+    /// registries, locks, weak maps) are the library's internal state,
+    /// covered by its identity, and are skipped.
+    fn parameters(&mut self, parts: &FunctionParts<'py>, h: &mut Hasher) -> HResult<()> {
         let mut items: Vec<Bound<'py, PyAny>> = Vec::new();
         for d in [&parts.defaults, &parts.kwdefaults] {
             if let Ok(t) = d.cast::<PyTuple>() {
@@ -208,7 +210,79 @@ impl<'py> Walker<'py> {
             let mut sub = Hasher::new();
             if try_plain(&v, &mut sub)? {
                 h.digest(sub.finish());
+            } else if v.is_instance_of::<PyFunction>()
+                || v.is_instance_of::<PyType>()
+                || v.is_exact_instance_of::<PyTuple>()
+                || (v.is_instance_of::<PyCFunction>()
+                    && v.getattr_opt(intern!(self.py, "__self__"))?
+                        .is_none_or(|s| s.is_none() || s.is_instance_of::<PyModule>()))
+            {
+                self.value(&v, h)?;
+            } else {
+                h.tag(Tag::Missing);
             }
+        }
+        Ok(())
+    }
+
+    /// A function's `__dict__` (`__wrapped__`, `__signature__`, a registry,
+    /// whatever was set on it): while a plan is built the dict is guarded as
+    /// a whole, so setting or changing an attribute changes the key. Of a
+    /// `library`'s function, the private names (`_clear_cache`: the
+    /// library's bookkeeping, keyed by its version) are left out.
+    fn function_dict(
+        &mut self,
+        parts: &FunctionParts<'py>,
+        library: bool,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        let private = |k: &Bound<'py, PyAny>| {
+            library
+                && k.cast::<PyString>()
+                    .ok()
+                    .and_then(|s| {
+                        s.to_str()
+                            .ok()
+                            .map(|s| s.starts_with('_') && !s.starts_with("__"))
+                    })
+                    .unwrap_or(false)
+        };
+        let pairs: Vec<_> = match &parts.dict {
+            Some(d) => {
+                self.read_all(d);
+                d.iter().filter(|(k, _)| !private(k)).collect()
+            }
+            None => Vec::new(),
+        };
+        self.attributes(parts, Tag::FunctionDict, pairs, h)
+    }
+
+    /// Name-value pairs of a function (its `__dict__` or annotations); none
+    /// at all and an empty dict are the same (reading `__annotations__` or
+    /// `__dict__` creates an empty one).
+    fn attributes(
+        &mut self,
+        parts: &FunctionParts<'py>,
+        tag: Tag,
+        pairs: Vec<(Bound<'py, PyAny>, Bound<'py, PyAny>)>,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        if pairs.is_empty() {
+            h.tag(Tag::None);
+            return Ok(());
+        }
+        h.tag(tag);
+        h.u64(pairs.len() as u64);
+        for (k, v) in pairs {
+            let name = k.extract::<String>().unwrap_or_default();
+            self.value(&k, h)?;
+            self.site(&v, || {
+                vec![
+                    Step::Function(parts.qualname.extract::<String>().unwrap_or_default()),
+                    Step::Attribute(name.clone()),
+                ]
+            });
+            self.value(&v, h).map_err(|e| e.at(Step::Attribute(name)))?;
         }
         Ok(())
     }
@@ -247,7 +321,36 @@ impl<'py> Walker<'py> {
         Ok(obj.is(f))
     }
 
-    fn note(&mut self, dep: Dep) {
+    /// A function's annotations, the same whether still the interpreter's
+    /// flat tuple or already the dict `__annotations__` made of it.
+    fn annotations(&mut self, parts: &FunctionParts<'py>, h: &mut Hasher) -> HResult<()> {
+        let pairs: Vec<_> = if let Some(d) = parts
+            .annotations
+            .as_ref()
+            .and_then(|a| a.cast::<PyDict>().ok())
+        {
+            self.read_all(d);
+            d.iter().collect()
+        } else if let Some(a) = &parts.annotations {
+            let flat: Vec<_> = a.try_iter()?.collect::<PyResult<_>>()?;
+            flat.chunks(2)
+                .filter_map(|kv| Some((kv.first()?.clone(), kv.get(1)?.clone())))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        // Keyed by their text, as written: `x: int` and (under `from
+        // __future__ import annotations`) `x: "int"` are the same, and a
+        // class named only in annotations is not what the code runs.
+        let pairs = pairs
+            .into_iter()
+            .map(|(k, v)| Ok((k, annotation_text(&v)?.into_any())))
+            .collect::<PyResult<Vec<_>>>()?;
+        self.attributes(parts, Tag::Annotations, pairs, h)
+            .map_err(|e| e.at(Step::Attribute("__annotations__".to_owned())))
+    }
+
+    pub(super) fn note(&mut self, dep: Dep) {
         if let Some(record) = self.record.as_mut() {
             if !record
                 .iter()
@@ -268,9 +371,7 @@ impl<'py> Walker<'py> {
         let qualname = &parts.qualname;
         let info = code_info(&parts.code)?;
         if info.writes_globals {
-            return Err(HashError::Unhashable(format!(
-                "function `{qualname}` assigns a global: a cached call would skip that effect"
-            )));
+            return Err(HashError::new(Kind::AssignsGlobal));
         }
         self.used.add(&info);
         self.dynamic |= info.dynamic;
@@ -279,18 +380,34 @@ impl<'py> Walker<'py> {
         // function from an edit of something it reaches.
         let mut own = Hasher::new();
         own.digest(info.digest);
-        self.site(&parts.defaults, || {
-            format!("a default argument of `{qualname}`")
-        });
-        self.value(&parts.defaults, &mut own)?;
-        self.value(&parts.kwdefaults, &mut own)?;
+        let function = || Step::Function(qualname.extract::<String>().unwrap_or_default());
+        self.site(&parts.defaults, || vec![function(), Step::Defaults]);
+        self.value(&parts.defaults, &mut own)
+            .map_err(|e| e.at(Step::Defaults))?;
+        self.site(&parts.kwdefaults, || vec![function(), Step::Defaults]);
+        self.value(&parts.kwdefaults, &mut own)
+            .map_err(|e| e.at(Step::Defaults))?;
         if !parts.closure.is_none() {
             let cells = parts.closure.cast::<PyTuple>()?;
             own.u64(cells.len() as u64);
-            for cell in cells.iter() {
-                self.site(&cell, || format!("a closure variable of `{qualname}`"));
-                self.cell(&cell, &mut own)?;
+            for (i, cell) in cells.iter().enumerate() {
+                let variable = || {
+                    let names = parts.code.getattr("co_freevars").ok();
+                    let name = names.and_then(|n| n.get_item(i).ok()?.extract::<String>().ok());
+                    Step::Closure(name.unwrap_or_else(|| i.to_string()))
+                };
+                self.site(&cell, || vec![function(), variable()]);
+                self.cell(&cell, &mut own).map_err(|e| e.at(variable()))?;
             }
+        }
+        self.function_dict(parts, false, &mut own)?;
+        // Annotations are what introspection sees (a function value handed
+        // to `inspect.signature`, code reading `f.__annotations__`); code
+        // that nothing introspects runs the same with or without type hints.
+        if self.plan.is_none() || self.annotations || self.introspects() {
+            self.annotations(parts, &mut own)?;
+        } else {
+            self.skipped_annotations = true;
         }
         let own = own.finish();
         h.digest(own);
@@ -345,9 +462,13 @@ impl<'py> Walker<'py> {
             h.str(name);
             if let Some(v) = self.get(globals, key)? {
                 let mut sub = Hasher::new();
-                self.site(&v, || format!("global `{name}` of `{qualname}`"));
-                self.dependency(&v, attrs, &mut sub)
-                    .map_err(|e| context(e, || format!("global `{name}` of `{qualname}`")))?;
+                self.site(&v, || vec![function(), Step::Global(name.to_owned())]);
+                let keys = info.keys_of(name).filter(|_| !info.dynamic);
+                match (keys, v.cast_exact::<PyDict>()) {
+                    (Some(keys), Ok(d)) => self.dict_keys(d, keys, &mut sub),
+                    _ => self.dependency(&v, attrs, &mut sub),
+                }
+                .map_err(|e| e.at(Step::Global(name.to_owned())))?;
                 let d = sub.finish();
                 h.digest(d);
                 // The value itself became a leaf: its digest comes later.
@@ -370,50 +491,60 @@ impl<'py> Walker<'py> {
                 None => None,
             } {
                 h.tag(Tag::Builtin);
-                self.value(&b, h)?;
+                self.value(&b, h)
+                    .map_err(|e| e.at(Step::Global(name.to_owned())))?;
             } else {
                 h.tag(Tag::Missing);
             }
         }
-        for (level, name) in &info.imports {
-            h.tag(Tag::Module);
-            let target = self
-                .support()?
-                .call_method1("imported", (globals, *level, name.as_str()))?;
-            // It depends on `__package__` and on what is loaded.
-            self.get(globals, intern!(self.py, "__package__"))?;
-            self.read_all(&loaded_modules(self.py)?);
-            if let Ok(m) = target.cast::<PyModule>() {
-                self.module(m, attrs, h)?;
-            } else {
-                h.tag(Tag::Unloaded);
-                self.value(&target, h)?;
-            }
-        }
-        self.wrapped(f, h)
+        self.imports(globals, &info.imports, attrs, h)?;
+        Ok(())
     }
 
-    /// The `__wrapped__` chain of a decorated callable, if any.
-    pub(super) fn wrapped(&mut self, f: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
-        // Functions keep `__wrapped__` in their `__dict__`: look there first,
-        // which costs no AttributeError when it is absent.
-        let wrapped = match f.cast::<PyFunction>() {
-            Ok(func) => match function_parts(func).dict {
-                Some(d) => self.get(&d, intern!(self.py, "__wrapped__"))?,
-                None => None,
-            },
-            Err(_) => f.getattr_opt(intern!(self.py, "__wrapped__"))?,
-        };
-        if let Some(wrapped) = wrapped {
-            h.tag(Tag::Wrapper);
-            self.value(&wrapped, h)?;
+    /// A global dict the code reads only by the constant `keys` (it never
+    /// escapes: not iterated, passed on or subscripted by a variable): the
+    /// items with those keys, so a key added that the code never reads does
+    /// not change the key. A plan leaf (items change in place).
+    fn dict_keys(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        keys: &[Py<PyAny>],
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        if let Some(b) = self.plan.as_mut() {
+            h.tag(Tag::Leaf);
+            h.u64(b.leaf_keys(d.as_any(), keys) as u64);
+            return Ok(());
+        }
+        self.items_of(d, keys, h)
+    }
+
+    /// The items of `d` with `keys` (present or not), in that order.
+    pub fn items_of(
+        &mut self,
+        d: &Bound<'py, PyDict>,
+        keys: &[Py<PyAny>],
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        h.tag(Tag::DictItems);
+        h.u64(keys.len() as u64);
+        for k in keys {
+            let k = k.bind(self.py);
+            self.value(k, h)?;
+            match d.get_item(k)? {
+                Some(v) => {
+                    h.tag(Tag::Name);
+                    self.value(&v, h)?;
+                }
+                None => h.tag(Tag::Missing),
+            }
         }
         Ok(())
     }
 
     /// A global (or module attribute) a function reads: modules are walked
     /// through the attribute names the code uses.
-    fn dependency(
+    pub(super) fn dependency(
         &mut self,
         v: &Bound<'py, PyAny>,
         attrs: Option<&[Py<PyString>]>,
@@ -457,9 +588,16 @@ impl<'py> Walker<'py> {
             for base in bases.iter() {
                 w.class(base.cast::<PyType>()?, h)?;
             }
+            // A metaclass's members (a property read as `Model.scale`) are
+            // the class's too.
+            let meta = t.get_type();
+            if !meta.is(t.py().get_type::<PyType>()) {
+                h.tag(Tag::Metaclass);
+                w.class(&meta, h)?;
+            }
             let members = t
                 .getattr(intern!(t.py(), "__dict__"))?
-                .cast_into::<PyMappingProxy>()?;
+                .cast_into::<pyo3::types::PyMappingProxy>()?;
             let mut items: Vec<(String, Bound<'py, PyAny>)> = Vec::new();
             for kv in members.items()?.iter() {
                 let kv = kv.cast_into::<PyTuple>()?;
@@ -474,16 +612,18 @@ impl<'py> Walker<'py> {
                 let id = w.next_member;
                 w.next_member += 1;
                 let outer = w.plan.as_mut().map(|b| b.scope.replace(id));
-                w.site(&v, || format!("attribute `{name}` of class `{qualname}`"));
+                w.site(&v, || {
+                    vec![Step::Class(qualname.clone()), Step::Attribute(name.clone())]
+                });
                 let walked = w.dependency(&v, None, &mut sub);
                 if let (Some(b), Some(outer)) = (w.plan.as_mut(), outer) {
                     b.scope = outer;
                 }
                 let digest = match walked {
                     Ok(()) => Ok(sub.finish()),
-                    Err(HashError::Unhashable(msg)) => {
-                        Err(format!("attribute `{name}` of class `{qualname}`: {msg}"))
-                    }
+                    Err(HashError::Unhashable(u)) => Err((*u)
+                        .at(Step::Attribute(name.clone()))
+                        .at(Step::Class(qualname.clone()))),
                     Err(e) => return Err(e),
                 };
                 w.members.push(Member {
@@ -512,6 +652,9 @@ impl<'py> Walker<'py> {
             h.tag(Tag::Library);
             h.str(&name);
             h.str(&lib);
+            if let Some(attrs) = attrs {
+                self.patches(m, &name, attrs, h)?;
+            }
             return Ok(());
         }
         h.tag(Tag::Module);
@@ -547,11 +690,30 @@ impl<'py> Walker<'py> {
             for (k, v) in items {
                 h.tag(Tag::Name);
                 h.str(&k);
-                w.site(&v, || format!("`{name}.{k}`"));
-                w.dependency(&v, attrs, h)
-                    .map_err(|e| context(e, || format!("`{name}.{k}`")))?;
+                w.site(&v, || {
+                    vec![Step::Module(name.clone()), Step::Attribute(k.clone())]
+                });
+                w.dependency(&v, attrs, h).map_err(|e| {
+                    e.at(Step::Attribute(k.clone()))
+                        .at(Step::Module(name.clone()))
+                })?;
             }
             Ok(())
         })
     }
+}
+
+/// An annotation as text: a string as written, a class by its qualified
+/// name, anything else (`list[int]`, `typing.Optional[int]`) by its repr
+/// without the `typing.` prefixes.
+fn annotation_text<'py>(v: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
+    let py = v.py();
+    if let Ok(s) = v.cast::<PyString>() {
+        return Ok(s.clone());
+    }
+    if let Ok(t) = v.cast::<PyType>() {
+        return t.qualname();
+    }
+    let text = v.repr()?.to_str()?.replace("typing.", "");
+    Ok(PyString::new(py, &text))
 }

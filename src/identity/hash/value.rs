@@ -1,6 +1,8 @@
-//! Content hashes of values: scalars, containers, buffers, and anything
-//! else by the state `__reduce_ex__` exposes.
+//! Content hashes of values: scalars and the built-in containers here;
+//! arrays and frames by logical content (`array.rs`, `frame.rs`); instances
+//! by their true state or their reduction (`state.rs`).
 use super::*;
+use pyo3::type_object::PyTypeInfo;
 
 /// Hashes constants-like values that need no context: None, bool, int,
 /// float, complex, str, bytes, Ellipsis. Anything else is a `TypeError`.
@@ -22,36 +24,14 @@ pub fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
         h.tag(Tag::Bool);
         h.u64(u64::from(obj.is_truthy()?));
     } else if obj.is_exact_instance_of::<PyInt>() {
-        if let Ok(v) = obj.extract::<i64>() {
-            h.tag(Tag::Int);
-            h.i64(v);
-        } else {
-            let bits: usize = obj.call_method0("bit_length")?.extract()?;
-            let kwargs = pyo3::types::PyDict::new(obj.py());
-            kwargs.set_item("signed", true)?;
-            let raw = obj.call_method("to_bytes", (bits / 8 + 1, "little"), Some(&kwargs))?;
-            h.tag(Tag::BigInt);
-            h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
-        }
+        int(obj, h)?;
     } else if obj.is_exact_instance_of::<PyFloat>() {
         h.tag(Tag::Float);
         h.u64(obj.extract::<f64>()?.to_bits());
     } else if obj.is_exact_instance_of::<PyComplex>() {
-        let c = obj.cast::<PyComplex>()?;
-        h.tag(Tag::Complex);
-        h.u64(c.real().to_bits());
-        h.u64(c.imag().to_bits());
+        complex(obj, h)?;
     } else if obj.is_exact_instance_of::<PyString>() {
-        h.tag(Tag::Str);
-        let s = obj.cast::<PyString>()?;
-        match s.to_str() {
-            Ok(text) => h.str(text),
-            // Lone surrogates have no UTF-8 form; encode them losslessly.
-            Err(_) => {
-                let raw = s.call_method1("encode", ("utf-8", "surrogatepass"))?;
-                h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
-            }
-        }
+        string(obj, h)?;
     } else if obj.is_exact_instance_of::<PyBytes>() {
         h.tag(Tag::Bytes);
         h.bytes(obj.cast::<PyBytes>()?.as_bytes());
@@ -63,11 +43,141 @@ pub fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
     Ok(true)
 }
 
+/// An int (or the int part of a subclass): 64-bit values as such, larger
+/// ones by their two's-complement bytes, read through `int` itself.
+fn int(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<()> {
+    if let Ok(v) = obj.extract::<i64>() {
+        h.tag(Tag::Int);
+        h.i64(v);
+        return Ok(());
+    }
+    let py = obj.py();
+    let int = py.get_type::<PyInt>();
+    let bits: usize = int
+        .call_method1(intern!(py, "bit_length"), (obj,))?
+        .extract()?;
+    let kwargs = PyDict::new(py);
+    kwargs.set_item(intern!(py, "signed"), true)?;
+    let raw = int.call_method(
+        intern!(py, "to_bytes"),
+        (obj, bits / 8 + 1, intern!(py, "little")),
+        Some(&kwargs),
+    )?;
+    h.tag(Tag::BigInt);
+    h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
+    Ok(())
+}
+
+fn complex(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<()> {
+    let c = obj.cast::<PyComplex>()?;
+    h.tag(Tag::Complex);
+    h.u64(c.real().to_bits());
+    h.u64(c.imag().to_bits());
+    Ok(())
+}
+
+fn string(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<()> {
+    h.tag(Tag::Str);
+    let s = obj.cast::<PyString>()?;
+    match s.to_str() {
+        Ok(text) => h.str(text),
+        // Lone surrogates have no UTF-8 form; encode them losslessly.
+        Err(_) => {
+            let py = obj.py();
+            let raw = py.get_type::<PyString>().call_method1(
+                intern!(py, "encode"),
+                (s, intern!(py, "utf-8"), intern!(py, "surrogatepass")),
+            )?;
+            h.bytes(raw.cast_into::<PyBytes>()?.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// The built-in types whose content is read through their own C API, for
+/// exact instances and for the built-in part of subclasses alike (so an
+/// overridden `__iter__` or `items` cannot hide content).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Builtin {
+    Int,
+    Float,
+    Complex,
+    Str,
+    Bytes,
+    ByteArray,
+    Tuple,
+    List,
+    Dict,
+    Set,
+    FrozenSet,
+}
+
+impl Builtin {
+    /// `t` if it is one of these types (pointer compares, no references).
+    pub fn of(t: &Bound<'_, PyType>) -> Option<Builtin> {
+        let py = t.py();
+        let p = t.as_type_ptr();
+        let table = [
+            (PyInt::type_object_raw(py), Builtin::Int),
+            (PyFloat::type_object_raw(py), Builtin::Float),
+            (PyComplex::type_object_raw(py), Builtin::Complex),
+            (PyString::type_object_raw(py), Builtin::Str),
+            (PyBytes::type_object_raw(py), Builtin::Bytes),
+            (PyByteArray::type_object_raw(py), Builtin::ByteArray),
+            (PyTuple::type_object_raw(py), Builtin::Tuple),
+            (PyList::type_object_raw(py), Builtin::List),
+            (PyDict::type_object_raw(py), Builtin::Dict),
+            (PySet::type_object_raw(py), Builtin::Set),
+            (PyFrozenSet::type_object_raw(py), Builtin::FrozenSet),
+        ];
+        table
+            .into_iter()
+            .find(|(b, _)| *b == p)
+            .map(|(_, kind)| kind)
+    }
+}
+
+/// Whether `v`'s `hash()` is the same in every process (not seeded, not an
+/// address): when every element's is, a set's iteration order is a
+/// function of what was done to it, and results may depend on it.
+pub fn unseeded(v: &Bound<'_, PyAny>) -> bool {
+    unseeded_within(v, 0)
+}
+
+fn unseeded_within(v: &Bound<'_, PyAny>, depth: usize) -> bool {
+    if v.is_exact_instance_of::<PyInt>() || v.is_exact_instance_of::<PyBool>() {
+        return true;
+    }
+    if v.is_exact_instance_of::<PyFloat>() {
+        // NaN hashes by address.
+        return v.extract::<f64>().is_ok_and(|f| !f.is_nan());
+    }
+    if let Ok(c) = v.cast_exact::<PyComplex>() {
+        return !c.real().is_nan() && !c.imag().is_nan();
+    }
+    if let Ok(t) = v.cast_exact::<PyTuple>() {
+        return depth < 8 && t.iter().all(|item| unseeded_within(&item, depth + 1));
+    }
+    false
+}
+
 impl<'py> Walker<'py> {
     /// The content hash of any value.
     pub fn value(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
         if try_plain(obj, h)? {
             return Ok(());
+        }
+        self.descend()?;
+        let r = self.compound(obj, h);
+        self.depth -= 1;
+        r
+    }
+
+    fn compound(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        let py = self.py;
+        let known = types::interpreter(py)?;
+        if types::is(obj, &known.mappingproxy) {
+            return self.mapping_proxy(obj, h);
         }
         if let Some(b) = self.plan.as_mut() {
             if is_leaf(obj) {
@@ -76,66 +186,8 @@ impl<'py> Walker<'py> {
                 return Ok(());
             }
         }
-        if let Ok(t) = obj.cast_exact::<PyTuple>() {
-            h.tag(Tag::Tuple);
-            h.u64(t.len() as u64);
-            return self.guarded(obj, h, |w, h| {
-                t.iter().try_for_each(|item| w.value(&item, h))
-            });
-        }
-        if let Ok(l) = obj.cast_exact::<PyList>() {
-            h.tag(Tag::List);
-            return self.guarded(obj, h, |w, h| {
-                // Snapshot: a `__reduce__` run below must not resize it under us.
-                let items: Vec<_> = l.iter().collect();
-                h.u64(items.len() as u64);
-                items.iter().try_for_each(|item| w.value(item, h))
-            });
-        }
-        if let Ok(d) = obj.cast_exact::<PyDict>() {
-            h.tag(Tag::Dict);
-            return self.guarded(obj, h, |w, h| w.items(d.iter(), h));
-        }
-        if let Ok(d) = obj.cast_exact::<PyMappingProxy>() {
-            h.tag(Tag::Dict);
-            let items = d.items()?;
-            return self.guarded(obj, h, |w, h| {
-                let pairs = items
-                    .iter()
-                    .map(|kv| {
-                        let kv = kv.cast_into::<PyTuple>()?;
-                        Ok((kv.get_item(0)?, kv.get_item(1)?))
-                    })
-                    .collect::<PyResult<Vec<_>>>()?;
-                w.items(pairs.into_iter(), h)
-            });
-        }
-        if obj.is_exact_instance_of::<PySet>() || obj.is_exact_instance_of::<PyFrozenSet>() {
-            // Iteration order depends on the hash seed: hash elements apart
-            // and sort their digests.
-            let tag = if obj.is_exact_instance_of::<PySet>() {
-                Tag::Set
-            } else {
-                Tag::FrozenSet
-            };
-            return self.guarded(obj, h, |w, h| {
-                let mut digests = Vec::new();
-                for item in obj.try_iter()? {
-                    let mut sub = Hasher::new();
-                    w.value(&item?, &mut sub)?;
-                    digests.push(sub.finish());
-                }
-                digests.sort_unstable();
-                h.tag(tag);
-                h.u64(digests.len() as u64);
-                digests.into_iter().for_each(|d| h.digest(d));
-                Ok(())
-            });
-        }
-        if let Ok(b) = obj.cast_exact::<PyByteArray>() {
-            h.tag(Tag::ByteArray);
-            h.bytes(&b.to_vec());
-            return Ok(());
+        if let Some(kind) = Builtin::of(&obj.get_type()) {
+            return self.guarded(obj, h, |w, h| w.builtin(obj, kind, h));
         }
         if obj.is_exact_instance_of::<PyRange>() || obj.is_exact_instance_of::<PySlice>() {
             h.tag(if obj.is_exact_instance_of::<PyRange>() {
@@ -143,7 +195,6 @@ impl<'py> Walker<'py> {
             } else {
                 Tag::Slice
             });
-            let py = self.py;
             for attr in [
                 intern!(py, "start"),
                 intern!(py, "stop"),
@@ -170,66 +221,177 @@ impl<'py> Walker<'py> {
         if obj.is_instance_of::<PyCFunction>() || is_cython_function(obj) {
             return self.builtin_function(obj, h);
         }
-        if let Some(f) = native::ctypes_function(obj)? {
+        if let Some(f) = ctypes_function(obj)? {
             return self.ctypes_function(obj, f, h);
         }
-        let tname = type_name(obj);
-        match tname.as_str() {
-            "method" => {
-                h.tag(Tag::BoundMethod);
-                self.value(&obj.getattr(intern!(obj.py(), "__func__"))?, h)?;
-                return self.value(&obj.getattr(intern!(obj.py(), "__self__"))?, h);
-            }
-            "staticmethod" | "classmethod" => {
-                h.tag(Tag::Wrapper);
-                h.str(&tname);
-                return self.value(&obj.getattr(intern!(obj.py(), "__func__"))?, h);
-            }
-            "property" => {
-                h.tag(Tag::Wrapper);
-                h.str(&tname);
-                let py = self.py;
-                for attr in [
-                    intern!(py, "fget"),
-                    intern!(py, "fset"),
-                    intern!(py, "fdel"),
-                ] {
-                    self.value(&obj.getattr(attr)?, h)?;
-                }
-                return Ok(());
-            }
-            "functools.cached_property" => {
-                h.tag(Tag::Wrapper);
-                h.str(&tname);
-                return self.value(&obj.getattr(intern!(obj.py(), "func"))?, h);
-            }
-            "cell" => return self.cell(obj, h),
-            _ => {}
+        if types::is(obj, &known.method) {
+            h.tag(Tag::BoundMethod);
+            self.value(&obj.getattr(intern!(py, "__func__"))?, h)?;
+            return self.value(&obj.getattr(intern!(py, "__self__"))?, h);
         }
-        if obj.hasattr(intern!(self.py, "__wrapped__"))? {
-            // Callable wrappers such as `functools.lru_cache`: the wrapper's
-            // type plus the function it wraps.
+        if types::is(obj, &known.staticmethod) || types::is(obj, &known.classmethod) {
             h.tag(Tag::Wrapper);
             self.class(&obj.get_type(), h)?;
-            return self.wrapped(obj, h);
+            return self.value(&obj.getattr(intern!(py, "__func__"))?, h);
         }
-        if let Some(buf) = Buffer::get(obj) {
-            // Object arrays export pointers, not content: those go by reduce.
-            if !buf.format().contains(&b'O') {
-                h.tag(Tag::Buffer);
-                self.class(&obj.get_type(), h)?;
-                h.bytes(buf.format());
-                h.i64(buf.itemsize());
-                for dims in [buf.shape(), buf.strides()] {
-                    h.u64(dims.len() as u64);
-                    dims.iter().for_each(|&d| h.i64(d));
-                }
-                let bytes = buf.c_bytes()?;
-                h.bytes(&bytes);
-                return Ok(());
+        if types::is(obj, &known.property) {
+            h.tag(Tag::Wrapper);
+            self.class(&obj.get_type(), h)?;
+            for attr in [
+                intern!(py, "fget"),
+                intern!(py, "fset"),
+                intern!(py, "fdel"),
+            ] {
+                self.value(&obj.getattr(attr)?, h)?;
+            }
+            return Ok(());
+        }
+        if types::is(obj, &known.cached_property) {
+            h.tag(Tag::Wrapper);
+            self.class(&obj.get_type(), h)?;
+            return self.value(&obj.getattr(intern!(py, "func"))?, h);
+        }
+        if types::is(obj, &known.cell) {
+            return self.cell(obj, h);
+        }
+        if let Some(np) = types::numpy(py) {
+            if obj.is_instance(np.ndarray.bind(py))? {
+                return self.guarded(obj, h, |w, h| w.array(obj, h));
             }
         }
-        self.guarded(obj, h, |w, h| w.reduce(obj, &tname, h))
+        if let Some(pd) = types::pandas(py) {
+            if obj.is_instance(pd.frame.bind(py))? {
+                return self.guarded(obj, h, |w, h| w.frame(obj, h));
+            }
+            if obj.is_instance(pd.series.bind(py))? {
+                return self.guarded(obj, h, |w, h| w.series(obj, h));
+            }
+        }
+        self.guarded(obj, h, |w, h| w.instance(obj, h))
+    }
+
+    /// The content of a built-in container or scalar, read through the
+    /// built-in type's own API (so also the built-in part of a subclass).
+    /// The caller has put `obj` on the cycle stack.
+    pub(super) fn builtin(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        kind: Builtin,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        match kind {
+            Builtin::Int => int(obj, h)?,
+            Builtin::Float => {
+                h.tag(Tag::Float);
+                h.u64(obj.extract::<f64>()?.to_bits());
+            }
+            Builtin::Complex => complex(obj, h)?,
+            Builtin::Str => string(obj, h)?,
+            Builtin::Bytes => {
+                h.tag(Tag::Bytes);
+                h.bytes(obj.cast::<PyBytes>()?.as_bytes());
+            }
+            Builtin::ByteArray => {
+                h.tag(Tag::ByteArray);
+                h.bytes(&obj.cast::<PyByteArray>()?.to_vec());
+            }
+            Builtin::Tuple => {
+                let t = obj.cast::<PyTuple>()?;
+                h.tag(Tag::Tuple);
+                h.u64(t.len() as u64);
+                self.sequence(t.iter(), h)?;
+            }
+            Builtin::List => {
+                let l = obj.cast::<PyList>()?;
+                h.tag(Tag::List);
+                // Snapshot: code run below (a `__reduce__`) must not resize
+                // it under us.
+                let items: Vec<_> = l.iter().collect();
+                h.u64(items.len() as u64);
+                self.sequence(items.into_iter(), h)?;
+            }
+            Builtin::Dict => {
+                let d = obj.cast::<PyDict>()?;
+                h.tag(Tag::Dict);
+                self.items(d.iter(), h)?;
+            }
+            Builtin::Set | Builtin::FrozenSet => self.set(obj, kind == Builtin::Set, h)?,
+        }
+        Ok(())
+    }
+
+    pub(super) fn sequence(
+        &mut self,
+        items: impl Iterator<Item = Bound<'py, PyAny>>,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        for (i, item) in items.enumerate() {
+            self.value(&item, h)
+                .map_err(|e| e.at(Step::Item(i as u64)))?;
+        }
+        Ok(())
+    }
+
+    /// A set in iteration order when that order is the same in every
+    /// process (see [`unseeded`]): code may depend on it, so two sets that
+    /// iterate differently differ. Otherwise the order depends on the hash
+    /// seed: the elements' digests are sorted.
+    fn set(&mut self, obj: &Bound<'py, PyAny>, mutable: bool, h: &mut Hasher) -> HResult<()> {
+        let items: Vec<Bound<'py, PyAny>> = obj.try_iter()?.collect::<PyResult<_>>()?;
+        if items.iter().all(|v| unseeded(v)) {
+            h.tag(if mutable {
+                Tag::SetInOrder
+            } else {
+                Tag::FrozenSetInOrder
+            });
+            h.u64(items.len() as u64);
+            return self.sequence(items.into_iter(), h);
+        }
+        let mut digests = Vec::with_capacity(items.len());
+        for item in items {
+            let mut sub = Hasher::new();
+            self.value(&item, &mut sub)
+                .map_err(|e| e.at(Step::Element))?;
+            digests.push(sub.finish());
+        }
+        digests.sort_unstable();
+        h.tag(if mutable { Tag::Set } else { Tag::FrozenSet });
+        h.u64(digests.len() as u64);
+        digests.into_iter().for_each(|d| h.digest(d));
+        Ok(())
+    }
+
+    /// A read-only view of a mapping (`types.MappingProxyType`): hashed like
+    /// the dict it shows. While a plan is built, a proxied dict is guarded
+    /// (any change to it invalidates the plan) rather than hashed on every
+    /// call: a `functools.singledispatch` registry is one.
+    fn mapping_proxy(&mut self, obj: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
+        let py = self.py;
+        let referents = types::interpreter(py)?.referents.bind(py).call1((obj,))?;
+        let proxied = match referents.cast::<PyList>() {
+            Ok(l) if l.len() == 1 => l.get_item(0)?.cast_into_exact::<PyDict>().ok(),
+            _ => None,
+        };
+        if let Some(d) = proxied {
+            self.read_all(&d);
+            h.tag(Tag::Dict);
+            return self.guarded(obj, h, |w, h| w.items(d.iter(), h));
+        }
+        if let Some(b) = self.plan.as_mut() {
+            h.tag(Tag::Leaf);
+            h.u64(b.leaf(obj) as u64);
+            return Ok(());
+        }
+        let items = obj.call_method0(intern!(py, "items"))?;
+        let pairs = items
+            .try_iter()?
+            .map(|kv| {
+                let kv = kv?.cast_into::<PyTuple>()?;
+                Ok((kv.get_item(0)?, kv.get_item(1)?))
+            })
+            .collect::<HResult<Vec<_>>>()?;
+        h.tag(Tag::Dict);
+        self.guarded(obj, h, |w, h| w.items(pairs.into_iter(), h))
     }
 
     pub(super) fn cell(&mut self, cell: &Bound<'py, PyAny>, h: &mut Hasher) -> HResult<()> {
@@ -245,61 +407,24 @@ impl<'py> Walker<'py> {
         }
     }
 
-    fn items(
+    /// Key-value pairs in insertion order (deterministic and observable).
+    pub(super) fn items(
         &mut self,
         pairs: impl Iterator<Item = (Bound<'py, PyAny>, Bound<'py, PyAny>)>,
         h: &mut Hasher,
     ) -> HResult<()> {
-        // Insertion order is deterministic and observable, so it is kept.
         let pairs: Vec<_> = pairs.collect();
         h.u64(pairs.len() as u64);
         for (k, v) in pairs {
-            self.value(&k, h)?;
-            self.value(&v, h)?;
+            let at = |e: HashError| e.at(Step::Key(key_display(&k)));
+            self.value(&k, h).map_err(at)?;
+            self.value(&v, h).map_err(at)?;
         }
         Ok(())
     }
+}
 
-    /// Anything else: its class fingerprint plus the state `__reduce_ex__`
-    /// exposes, as pickle would see it (dataclasses, enums, plain instances,
-    /// `functools.partial`, subclasses of builtins, pandas objects, ...).
-    fn reduce(&mut self, obj: &Bound<'py, PyAny>, tname: &str, h: &mut Hasher) -> HResult<()> {
-        let reduced = match obj.call_method1(intern!(self.py, "__reduce_ex__"), (4,)) {
-            Ok(r) => r,
-            Err(e) => {
-                return Err(HashError::Unhashable(format!(
-                    "{tname} cannot be hashed by content ({})",
-                    e.value(self.py)
-                )))
-            }
-        };
-        if let Ok(s) = reduced.cast::<PyString>() {
-            // A global reference (singletons, ufuncs): the type plus the name.
-            h.tag(Tag::ReduceStr);
-            self.class(&obj.get_type(), h)?;
-            h.str(&s.to_string());
-            return Ok(());
-        }
-        let Ok(parts) = reduced.cast::<PyTuple>() else {
-            return Err(HashError::Unhashable(format!(
-                "{tname}.__reduce_ex__ returned neither a tuple nor a string"
-            )));
-        };
-        h.tag(Tag::Reduce);
-        self.class(&obj.get_type(), h)?;
-        h.u64(parts.len() as u64);
-        for (i, part) in parts.iter().enumerate() {
-            if (i == 3 || i == 4) && !part.is_none() {
-                // listitems / dictitems iterators.
-                let items: Vec<_> = part.try_iter()?.collect::<PyResult<_>>()?;
-                h.u64(items.len() as u64);
-                for item in items {
-                    self.value(&item, h)?;
-                }
-            } else {
-                self.value(&part, h)?;
-            }
-        }
-        Ok(())
-    }
+/// How a dict key is named in a location: its repr when a short scalar.
+pub fn key_display(k: &Bound<'_, PyAny>) -> String {
+    short_display(k).unwrap_or_else(|| format!("of type {}", type_name(k)))
 }

@@ -2,7 +2,6 @@
 //! definition, or the address a ctypes function pointer holds.
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyCFunction, PyDict, PyType};
 
 use super::Entry;
@@ -27,42 +26,6 @@ pub fn entry(obj: &Bound<'_, PyAny>) -> Option<Entry> {
     })
 }
 
-/// `_ctypes.CFuncPtr` and `ctypes.CDLL`, once ctypes is loaded (bytecache
-/// never imports it).
-struct Ctypes {
-    func: Py<PyType>,
-    cdll: Py<PyType>,
-}
-
-static CTYPES: PyOnceLock<Ctypes> = PyOnceLock::new();
-
-/// `sys.modules` (the interpreter keeps the same dict), looked up once: the
-/// test for ctypes runs for every value hashed by its reduction.
-static MODULES: PyOnceLock<Py<PyDict>> = PyOnceLock::new();
-
-fn ctypes(py: Python<'_>) -> PyResult<Option<&Ctypes>> {
-    if let Some(c) = CTYPES.get(py) {
-        return Ok(Some(c));
-    }
-    let modules = MODULES.get_or_try_init(py, || -> PyResult<_> {
-        Ok(PyModule::import(py, "sys")?
-            .getattr(intern!(py, "modules"))?
-            .cast_into::<PyDict>()?
-            .unbind())
-    })?;
-    let Some(ctypes) = modules.bind(py).get_item(intern!(py, "ctypes"))? else {
-        return Ok(None);
-    };
-    let func = PyModule::import(py, "_ctypes")?
-        .getattr("CFuncPtr")?
-        .cast_into::<PyType>()?;
-    let cdll = ctypes.getattr("CDLL")?.cast_into::<PyType>()?;
-    Ok(Some(CTYPES.get_or_init(py, || Ctypes {
-        func: func.unbind(),
-        cdll: cdll.unbind(),
-    })))
-}
-
 /// What a ctypes function pointer is.
 pub enum CtypesFunction {
     /// A loaded library's function as a `ctypes.CDLL` hands it out
@@ -76,14 +39,16 @@ pub enum CtypesFunction {
     Other,
 }
 
-/// `None` when `obj` is not a ctypes function pointer. Reads it without
+/// `None` when `obj` is not a ctypes function pointer (an instance of
+/// `func`, `_ctypes.CFuncPtr`; `cdll` is `ctypes.CDLL`). Reads it without
 /// calling into ctypes (`ctypes.cast` would record `obj` in its `_objects`).
-pub fn ctypes_function(obj: &Bound<'_, PyAny>) -> PyResult<Option<CtypesFunction>> {
+pub fn ctypes_function(
+    obj: &Bound<'_, PyAny>,
+    func: &Bound<'_, PyType>,
+    cdll: &Bound<'_, PyType>,
+) -> PyResult<Option<CtypesFunction>> {
     let py = obj.py();
-    let Some(Ctypes { func, cdll }) = ctypes(py)? else {
-        return Ok(None);
-    };
-    if !obj.is_instance(func.bind(py))? {
+    if !obj.is_instance(func)? {
         return Ok(None);
     }
     let other = Ok(Some(CtypesFunction::Other));
@@ -92,7 +57,7 @@ pub fn ctypes_function(obj: &Bound<'_, PyAny>) -> PyResult<Option<CtypesFunction
         .cast_into::<PyDict>()
         .ok()
         .and_then(|d| d.get_item("0").ok().flatten());
-    let Some(owner) = owner.filter(|o| o.is_instance(cdll.bind(py)).unwrap_or(false)) else {
+    let Some(owner) = owner.filter(|o| o.is_instance(cdll).unwrap_or(false)) else {
         return other;
     };
     // `CDLL.__getitem__` makes `owner._FuncPtr((name, owner))`; a prototype

@@ -1,0 +1,265 @@
+//! The Python face of `crate::identity`: content hashes, call keys and the
+//! `Memo` class. Identity errors are mapped to the exception tree here, once.
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::{PyTraverseError, PyVisit};
+
+use super::errors::unhashable_error;
+use crate::identity::{self, Dep, Digest, HashError, Quick};
+
+/// The one mapping of identity's errors to Python: `UnhashableError` with
+/// its kind, detail and location as attributes.
+fn to_py(e: HashError) -> PyErr {
+    match e {
+        HashError::Unhashable(u) => Python::attach(|py| {
+            unhashable_error(
+                py,
+                u.message(),
+                u.kind.name(),
+                u.kind.detail(),
+                u.location().map(|s| s.pair()).collect(),
+            )
+        }),
+        HashError::Python(e) => e,
+    }
+}
+
+fn digest_bytes(py: Python<'_>, d: Digest) -> Bound<'_, PyBytes> {
+    PyBytes::new(py, &d.to_le_bytes())
+}
+
+/// A 16-byte key (anything else matches nothing).
+fn digest_of(key: &[u8]) -> Option<Digest> {
+    Some(Digest::from_le_bytes(key.try_into().ok()?))
+}
+
+/// A key as Python sees it: 16 bytes, or `(key, record)` when recorded.
+fn key_result(
+    py: Python<'_>,
+    digest: Digest,
+    deps: Option<Vec<Dep>>,
+) -> PyResult<Bound<'_, PyAny>> {
+    let key = digest_bytes(py, digest);
+    match deps {
+        None => Ok(key.into_any()),
+        Some(deps) => {
+            let items = deps
+                .into_iter()
+                .map(|d| (d.kind, d.name, d.display, format!("{:032x}", d.digest)))
+                .collect::<Vec<_>>();
+            Ok((key, items).into_pyobject(py)?.into_any())
+        }
+    }
+}
+
+/// The 16-byte content hash of a value; for a function, its fingerprint
+/// (code and everything it can reach).
+#[pyfunction]
+fn hash_value<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+    let d = identity::value_digest(obj).map_err(to_py)?;
+    Ok(digest_bytes(obj.py(), d))
+}
+
+/// The key of a call: the function's fingerprint plus the content of every
+/// bound argument (defaults applied by the caller), minus those named in
+/// `ignore`. Raises `UnhashableError` naming the argument that cannot be
+/// hashed; an argument is never dropped silently.
+///
+/// With `record=True` returns `(key, record)` where the record lists
+/// `(kind, name, display, digest)` for every function, global and argument
+/// the key covers: what `explain` compares to say why a call missed.
+#[pyfunction]
+#[pyo3(signature = (func, arguments, ignore, record=false))]
+fn call_key<'py>(
+    func: &Bound<'py, PyAny>,
+    arguments: &Bound<'py, PyDict>,
+    ignore: Vec<String>,
+    record: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (digest, deps) = identity::call_key(func, arguments, &ignore, record).map_err(to_py)?;
+    key_result(func.py(), digest, deps)
+}
+
+/// The 16-byte content hash of a file (read in chunks, without the GIL).
+#[pyfunction]
+fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'py, PyBytes>> {
+    let digest = py.detach(|| identity::file_digest(&path))?;
+    Ok(digest_bytes(py, digest))
+}
+
+/// How a native callable (a C function, a library's ctypes function) is
+/// keyed: `None` when by its own machine code, else why by its whole loaded
+/// object. Raises `ValueError` for what is neither, or is in no loaded
+/// object.
+#[pyfunction]
+fn native_identity(func: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    identity::native_identity(func)?.map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
+/// One memoized function: its cached fingerprint plan and the small
+/// immutable results kept in this process.
+#[pyclass(name = "Memo", module = "bytecache._bytecache", frozen)]
+pub struct PyMemo {
+    inner: Arc<identity::Memo>,
+}
+
+#[pymethods]
+impl PyMemo {
+    #[new]
+    #[pyo3(signature = (func, ignore = Vec::new()))]
+    fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
+        Ok(PyMemo {
+            inner: Arc::new(identity::Memo::new(func, ignore)?),
+        })
+    }
+
+    /// The key of a call with bound `arguments` (defaults applied); with
+    /// `record=True`, `(key, record)` (see `call_key`). `before`: the key
+    /// computed before the call just made, after which this one is computed
+    /// to see whether the call mutated what it read; the modules that were
+    /// not loaded then are keyed as not loaded now (importing is not a
+    /// mutation).
+    #[pyo3(signature = (arguments, record = false, before = None))]
+    fn key<'py>(
+        &self,
+        py: Python<'py>,
+        arguments: &Bound<'py, PyDict>,
+        record: bool,
+        before: Option<&[u8]>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let before = before.and_then(digest_of);
+        let (digest, deps) = self
+            .inner
+            .key(py, arguments.iter(), record, before)
+            .map_err(to_py)?;
+        key_result(py, digest, deps)
+    }
+
+    /// `(value,)` when the result of calling the function with `args` and
+    /// `kwargs` is kept in this process; the call's key (bytes) when it was
+    /// computed but nothing is kept, for the full path to reuse; None: take
+    /// the full path (also for keyword arguments, `*args`/`**kwargs`/
+    /// keyword-only signatures, inside `bytecache.disabled()` and when
+    /// anything fails).
+    #[pyo3(signature = (args, kwargs = None))]
+    fn quick<'py>(
+        &self,
+        py: Python<'py>,
+        args: &Bound<'py, PyTuple>,
+        kwargs: Option<&Bound<'py, PyDict>>,
+    ) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(match self.inner.quick(py, args, kwargs)? {
+            Quick::Kept(v) => Some(PyTuple::new(py, [v])?.into_any()),
+            Quick::Key(key) => Some(digest_bytes(py, key).into_any()),
+            Quick::Full => None,
+        })
+    }
+
+    /// `(value,)` when a result for `key` is kept in this process, else None.
+    fn recall<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        match digest_of(key).and_then(|d| self.inner.recall(py, d)) {
+            Some(v) => Ok(Some(PyTuple::new(py, [v])?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Keeps `value` for `key` when it is shareable (see `identity::Memo`);
+    /// `seconds` is what computing it took. Returns whether it was kept.
+    fn remember(&self, key: &[u8], value: &Bound<'_, PyAny>, seconds: f64) -> bool {
+        digest_of(key).is_some_and(|d| self.inner.remember(d, value, seconds))
+    }
+
+    /// Drops the results kept for this function.
+    fn forget(&self, py: Python<'_>) {
+        self.inner.forget(py);
+    }
+
+    /// Lets the hook answer calls of this function from kept results.
+    fn register(&self, py: Python<'_>) {
+        identity::register(py, &self.inner);
+    }
+
+    /// The function (held weakly), or None once it was collected.
+    #[getter]
+    fn func<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyAny>> {
+        self.inner.function(py)
+    }
+
+    /// The parameter names, in frame order.
+    #[getter]
+    fn names<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
+        PyTuple::new(py, self.inner.names().iter().map(|n| n.bind(py)))
+    }
+
+    /// The top-level packages of the libraries this function's fingerprint
+    /// reaches, and whether its code names `argv` (`_deps.LIBRARY_STATE`).
+    fn reach(&self, py: Python<'_>) -> PyResult<(Vec<String>, bool)> {
+        self.inner.reach(py).map_err(to_py)
+    }
+
+    /// Hits answered from kept results, and the compute time they saved.
+    #[getter]
+    fn fast_hits(&self, py: Python<'_>) -> (u64, f64) {
+        self.inner.fast_hits(py)
+    }
+
+    fn __traverse__(&self, visit: PyVisit<'_>) -> Result<(), PyTraverseError> {
+        // SAFETY: called by the garbage collector.
+        unsafe { self.inner.traverse(|r| visit.call(r)) }
+    }
+}
+
+/// Forgets every memo registered with the hook.
+#[pyfunction]
+fn unregister_all(py: Python<'_>) {
+    identity::unregister_all(py);
+}
+
+/// Every kept result of every function starts over (`bytecache.clear()`).
+#[pyfunction]
+fn forget_all() {
+    identity::forget_all();
+}
+
+/// Hits answered from kept results in this process, and the time saved.
+#[pyfunction]
+fn fast_totals(py: Python<'_>) -> (u64, f64) {
+    identity::fast_totals(py)
+}
+
+/// Enters (`True`) or leaves (`False`) a `bytecache.disabled()` block on
+/// this thread.
+#[pyfunction]
+fn set_disabled(on: bool) {
+    identity::set_disabled(on);
+}
+
+/// True inside a `bytecache.disabled()` block on this thread.
+#[pyfunction]
+fn is_disabled() -> bool {
+    identity::is_disabled()
+}
+
+/// Forgets every module classification: `_modkind` marked modules as the
+/// user's (or stopped).
+#[pyfunction]
+fn forget_classifications(py: Python<'_>) {
+    identity::forget_classifications(py);
+}
+
+pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(forget_classifications, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_value, m)?)?;
+    m.add_function(wrap_pyfunction!(call_key, m)?)?;
+    m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(native_identity, m)?)?;
+    m.add_class::<PyMemo>()?;
+    m.add_function(wrap_pyfunction!(unregister_all, m)?)?;
+    m.add_function(wrap_pyfunction!(forget_all, m)?)?;
+    m.add_function(wrap_pyfunction!(fast_totals, m)?)?;
+    m.add_function(wrap_pyfunction!(set_disabled, m)?)?;
+    m.add_function(wrap_pyfunction!(is_disabled, m)?)?;
+    Ok(())
+}
