@@ -7,22 +7,25 @@ use pyo3::types::{PyCFunction, PyDict, PyType};
 use super::Entry;
 use crate::identity::buffer::Buffer;
 
-/// The entry of a C function object (`builtin_function_or_method`).
+/// The entry of a C function object (`builtin_function_or_method`): the
+/// `ml_meth` of its method definition, which every call of it goes through.
+/// (A Cython function has one too, but no test builds one yet: it is keyed
+/// by its whole object.)
 pub fn entry(obj: &Bound<'_, PyAny>) -> Option<Entry> {
     if !obj.is_instance_of::<PyCFunction>() {
         return None;
     }
-    // SAFETY: `obj` is a live PyCFunction (checked above; borrowed for the
-    // call, the GIL held); both functions only read its method definition.
-    let (meth, flags) = unsafe {
-        (
-            pyo3::ffi::PyCFunction_GetFunction(obj.as_ptr()),
-            pyo3::ffi::PyCFunction_GetFlags(obj.as_ptr()),
-        )
-    };
+    // SAFETY: the GIL is held (`obj` is bound) and `obj` is live for the
+    // call; the definition returned is borrowed from a function object that
+    // `obj` keeps alive while we read it.
+    let def = unsafe { crate::cpython::methods::method_def(obj.as_ptr()).as_ref()? };
+    let addr = def.ml_meth.as_ptr() as usize;
+    if addr == 0 {
+        return None;
+    }
     Some(Entry {
-        addr: meth? as usize,
-        flags: i64::from(flags),
+        addr,
+        flags: i64::from(def.ml_flags),
     })
 }
 
