@@ -39,14 +39,11 @@ pub enum Kind {
 #[derive(Debug)]
 pub struct Unit {
     pub range: Range<u64>,
-    /// The symbol's name (with its source file's for a local one).
-    pub name: Option<String>,
 }
 
 #[derive(Debug)]
 pub struct Section {
     pub range: Range<u64>,
-    pub name: String,
     pub kind: Kind,
     /// The initial image (empty for code and for zero-filled sections).
     pub bytes: Vec<u8>,
@@ -238,7 +235,6 @@ impl Image {
             };
             sections.push(Section {
                 range,
-                name: s.name().unwrap_or("").to_owned(),
                 kind,
                 bytes,
                 zero,
@@ -253,33 +249,20 @@ impl Image {
         {
             return Err("its sections overlap");
         }
-        let mut named: Vec<(Range<u64>, String)> = Vec::new();
+        let mut named: Vec<Range<u64>> = Vec::new();
         for table in [elf.symbols(), elf.dynamic_symbols()] {
-            let mut file = String::new();
             for sym in table {
-                let name = sym.name().unwrap_or("");
-                match sym.kind() {
-                    // The source file's base name: statics of the same name in
-                    // two files differ, wherever the file was built.
-                    SymbolKind::File => file = name.rsplit('/').next().unwrap_or("").to_owned(),
+                if matches!(
+                    sym.kind(),
                     SymbolKind::Data | SymbolKind::Unknown | SymbolKind::Text
-                        if sym.size() > 0 && !sym.is_undefined() =>
-                    {
-                        let name = if sym.is_local() {
-                            format!("{file}:{name}")
-                        } else {
-                            name.to_owned()
-                        };
-                        named.push((
-                            sym.address()..sym.address().saturating_add(sym.size()),
-                            name,
-                        ));
-                    }
-                    _ => {}
+                ) && sym.size() > 0
+                    && !sym.is_undefined()
+                {
+                    named.push(sym.address()..sym.address().saturating_add(sym.size()));
                 }
             }
         }
-        named.sort_by(|a, b| (a.0.start, &a.1).cmp(&(b.0.start, &b.1)));
+        named.sort_by_key(|r| (r.start, r.end));
         for s in sections
             .iter_mut()
             .filter(|s| s.kind != Kind::Code && !s.metadata)
@@ -325,47 +308,33 @@ impl Image {
     }
 }
 
-/// The units covering `range`: each named extent (overlapping ones merged)
-/// and each unnamed gap between them.
-fn units(range: &Range<u64>, named: &[(Range<u64>, String)]) -> Vec<Unit> {
+/// The units covering `range`: each named extent (overlapping ones merged:
+/// aliases, nested objects) and each unnamed gap between them.
+fn units(range: &Range<u64>, named: &[Range<u64>]) -> Vec<Unit> {
     let mut out: Vec<Unit> = Vec::new();
     let mut at = range.start;
     let inside = named
         .iter()
-        .filter(|(r, _)| r.start < range.end && r.end > range.start && r.start < r.end);
-    for (r, name) in inside {
+        .filter(|r| r.start < range.end && r.end > range.start && r.start < r.end);
+    for r in inside {
         let (start, end) = (r.start.max(range.start), r.end.min(range.end));
         match out.last_mut() {
             Some(last) if start < last.range.end => {
-                // Overlapping names (aliases, nested objects): one unit.
                 last.range.end = last.range.end.max(end);
-                if let Some(n) = last.name.as_mut() {
-                    if !n.split('|').any(|m| m == name) {
-                        n.push('|');
-                        n.push_str(name);
-                    }
-                }
                 at = last.range.end;
                 continue;
             }
             _ => {}
         }
         if start > at {
-            out.push(Unit {
-                range: at..start,
-                name: None,
-            });
+            out.push(Unit { range: at..start });
         }
-        out.push(Unit {
-            range: start..end,
-            name: Some(name.clone()),
-        });
+        out.push(Unit { range: start..end });
         at = end;
     }
     if at < range.end {
         out.push(Unit {
             range: at..range.end,
-            name: None,
         });
     }
     out

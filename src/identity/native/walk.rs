@@ -7,14 +7,14 @@
 //! * a RIP-relative reference to code by the same; to read-only data by the
 //!   bytes read (an access) or by the data around the address (an address
 //!   taken: the symbol's extent, or the unnamed bytes between two symbols);
-//!   to writable data by the symbol's name and the initial image, since what
-//!   the program writes there at run time is state, not code;
 //! * a pointer the loader stores (a relocation) by what it points at: the
 //!   object's own code or data as above, or an imported symbol by its name
 //!   and the identity of the object the loader bound it to.
 //!
-//! Anything else — an indirect call or jump not through a slot the loader
-//! fills, a call through writable memory, a reference outside the object or
+//! Anything else — writable data of its object (what it holds at run time
+//! is whatever code stored there, the module's init or another function:
+//! not this function's code), an indirect call or jump not through a slot
+//! the loader fills, a call through writable memory, a reference outside the object or
 //! to an unknown place, more code or data than the limits — is refused, and
 //! the caller keys the function by its whole object instead.
 //!
@@ -71,7 +71,6 @@ const CODE: u8 = 6;
 const IMPORT: u8 = 7;
 const NULL: u8 = 8;
 const CONST: u8 = 9;
-const STATE: u8 = 10;
 const SLOT: u8 = 11;
 const DATA: u8 = 12;
 const UNIT: u8 = 13;
@@ -396,11 +395,9 @@ impl Walk<'_> {
             return Err(format!("an access it cannot bound at {addr:#x}"));
         }
         if section.kind == Kind::Writable {
-            self.h.u8(STATE);
-            self.place(addr);
-        } else {
-            self.h.u8(CONST);
+            return Err(writable(addr));
         }
+        self.h.u8(CONST);
         match image.relocs_in(addr..end) {
             [] => {
                 let from = (addr - section.range.start) as usize;
@@ -420,25 +417,6 @@ impl Walk<'_> {
                 self.bound(reloc, false)
             }
             _ => Err(format!("an access across a relocated pointer at {addr:#x}")),
-        }
-    }
-
-    /// Names a writable place: the unit's symbol and the offset in it, or,
-    /// for unnamed bytes, the section and the offset in it.
-    fn place(&mut self, addr: u64) {
-        let Some(section) = self.image.section(addr) else {
-            return;
-        };
-        let i = section.units.partition_point(|u| u.range.end <= addr);
-        match section.units.get(i) {
-            Some(u) if u.name.is_some() => {
-                self.h.str(u.name.as_deref().unwrap_or(""));
-                self.h.u64(addr - u.range.start);
-            }
-            _ => {
-                self.h.str(&section.name);
-                self.h.u64(addr - section.range.start);
-            }
         }
     }
 
@@ -516,10 +494,10 @@ impl Walk<'_> {
         let u = &s.units[unit];
         self.h.u8(UNIT);
         self.h.u32(id);
-        self.h.u8(s.kind as u8);
         if s.kind == Kind::Writable {
-            self.place(u.range.start);
+            return Err(writable(u.range.start));
         }
+        self.h.u8(s.kind as u8);
         let relocs = image.relocs_in(u.range.clone());
         if relocs
             .iter()
@@ -552,6 +530,13 @@ impl Walk<'_> {
         }
         Ok(())
     }
+}
+
+/// Writable data holds what the program stored there at run time, which
+/// any code may have written (the module's init filling a table, setting a
+/// variable): not the function's own code, so its object keys it.
+fn writable(addr: u64) -> Refusal {
+    format!("it uses writable data at {addr:#x}, which other code may have set")
 }
 
 fn kind(flow: FlowControl) -> &'static str {
