@@ -410,3 +410,60 @@ def test_the_data_a_function_reads_is_part_of_its_key(runner: Runner) -> None:
     assert out[out.index("at_init") + 2] == "202"
     build(table="31", start=6, text="hullo", init=200)
     assert {"text"} | state <= set(recomputed(runner.out())) <= {"lookup", "text"} | state
+
+
+MODSTATE = """
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+typedef struct { long factor; } state;
+static PyObject *from_state(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(((state *)PyModule_GetState(self))->factor * PyLong_AsLong(x));
+}
+static PyObject *from_attr(PyObject *self, PyObject *x) {
+    PyObject *k = PyObject_GetAttrString(self, "K");
+    if (k == NULL) return NULL;
+    long v = PyLong_AsLong(k);
+    Py_DECREF(k);
+    return PyLong_FromLong(v + PyLong_AsLong(x));
+}
+static PyObject *pure(PyObject *self, PyObject *x) {
+    return PyLong_FromLong(PyLong_AsLong(x) * 2);
+}
+static int exec_module(PyObject *m) {
+    ((state *)PyModule_GetState(m))->factor = %(factor)d;
+    return PyModule_AddIntConstant(m, "K", %(k)d);
+}
+static PyModuleDef_Slot slots[] = {{Py_mod_exec, exec_module}, {0, NULL}};
+static PyMethodDef methods[] = {
+    {"from_state", from_state, METH_O, NULL}, {"from_attr", from_attr, METH_O, NULL},
+    {"pure", pure, METH_O, NULL}, {NULL, NULL, 0, NULL}};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "modstate", NULL, sizeof(state), methods, slots};
+PyMODINIT_FUNC PyInit_modstate(void) { return PyModuleDef_Init(&module); }
+"""
+
+
+@walked
+def test_what_the_modules_init_built_keys_a_function_by_its_whole_object(
+        runner: Runner) -> None:
+    # Module state and module attributes are filled by the init's code, not
+    # by the function's: only the init changes, and the function must see it.
+    def build(factor: int, k: int) -> None:
+        compile_so(runner.work, ext_name("modstate"),
+                   MODSTATE % {"factor": factor, "k": k}, "-O2")
+
+    runner.write("main.py", MEMO_MAIN % {"module": "modstate",
+                                         "names": ["from_state", "from_attr", "pure"],
+                                         "arg": 2})
+    build(3, 10)
+    assert runner.out() == ["RAN", "from_state", "from_state", "6", "False",
+                            "RAN", "from_attr", "from_attr", "12", "False",
+                            "RAN", "pure", "pure", "4", "True"]
+    build(4, 10)
+    out = runner.out()
+    assert recomputed(out) == ["from_state", "from_attr"]
+    assert out[out.index("from_state") + 2] == "8"
+    build(4, 20)
+    out = runner.out()
+    assert recomputed(out) == ["from_state", "from_attr"]
+    assert out[out.index("from_attr") + 2] == "22"

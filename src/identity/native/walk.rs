@@ -347,6 +347,11 @@ impl Walk<'_> {
                 Ok(())
             }
             Target::Symbol { name, addend } => {
+                if STATE_READERS.contains(&name.as_str()) {
+                    return Err(format!(
+                        "it calls `{name}`, which reads state its module's init may have set"
+                    ));
+                }
                 let value = self
                     .object
                     .word(self.run_time(reloc.at))
@@ -531,6 +536,45 @@ impl Walk<'_> {
         Ok(())
     }
 }
+
+/// The C API that reaches what an extension module's init built — its
+/// module state, its attributes, its types' module — rather than the
+/// function's arguments: code other than the function's own (the init, an
+/// exec slot) decides what it holds, so a function calling one of these is
+/// keyed by its whole object. (A function's `self` is its module; the
+/// arguments are keyed by content, so attribute access is refused for them
+/// too: the walk cannot tell which object it is given.)
+const STATE_READERS: &[&str] = &[
+    "PyModule_GetState",
+    "PyModule_GetDict",
+    "PyModule_GetDef",
+    "PyType_GetModule",
+    "PyType_GetModuleState",
+    "PyType_GetModuleByDef",
+    "PyState_FindModule",
+    "PyObject_GetAttr",
+    "PyObject_GetAttrString",
+    "PyObject_GetOptionalAttr",
+    "PyObject_GetOptionalAttrString",
+    "_PyObject_LookupAttr",
+    "_PyObject_GetAttrId",
+    "PyObject_GenericGetAttr",
+    "PyObject_GenericGetDict",
+    "PyObject_HasAttr",
+    "PyObject_HasAttrString",
+    "PyObject_HasAttrWithError",
+    "PyObject_HasAttrStringWithError",
+    "PyObject_Dir",
+    "PyObject_CallMethod",
+    "PyObject_CallMethodObjArgs",
+    "PyObject_CallMethodNoArgs",
+    "PyObject_CallMethodOneArg",
+    "PyObject_VectorcallMethod",
+    "_PyObject_CallMethod",
+    "_PyObject_CallMethod_SizeT",
+    "_PyObject_CallMethodId",
+    "_PyObject_CallMethodIdObjArgs",
+];
 
 /// Writable data holds what the program stored there at run time, which
 /// any code may have written (the module's init filling a table, setting a
