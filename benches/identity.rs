@@ -129,7 +129,7 @@ fn identity(c: &mut Criterion) {
         for name in [
             "math.factorial",
             "math.fsum",
-            "binascii.hexlify",
+            "binascii.crc32",
             "zlib.crc32",
         ] {
             let (module, attr) = name.split_once('.').expect("module.name");

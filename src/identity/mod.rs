@@ -18,8 +18,8 @@ use pyo3::types::PyDict;
 
 pub use digest::Digest;
 use digest::Hasher;
-pub use hash::{forget_classifications, Dep, HashError, Unhashable};
 use hash::ctypes_function;
+pub use hash::{forget_classifications, Dep, HashError, Unhashable};
 use hash::{Kind, Walker};
 pub use memo::{
     fast_totals, forget_all, is_disabled, recall_call, register, set_disabled, unregister_all,
