@@ -36,6 +36,10 @@ python benches/py_store.py | tee "$OUT/py_store.json"
 python benches/py_store.py --scale | tee "$OUT/py_store_scale.json"
 echo "== python benches/first_hit.py (100 MiB result, first hit in a new process; vs joblib)"
 python benches/first_hit.py | tee "$OUT/first_hit.txt"
+if command -v redis-server >/dev/null 2>&1; then
+    echo "== python benches/remote_hit.py (the remote tier over loopback Redis)"
+    python benches/remote_hit.py | tee "$OUT/remote_hit.txt"
+fi
 echo "== python benches/python/bench.py --out $OUT $*"
 python benches/python/bench.py --out "$OUT" "$@"
 echo "report: $OUT/report.md  chart: $OUT/chart.png"

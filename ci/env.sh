@@ -19,6 +19,7 @@ fi
 step "installing the test tools pinned in ci/constraints.txt"
 python -m pip install -q --upgrade pip >/dev/null
 install_test_tools >&2
+install_test_servers
 step "building bytecache for Python $VER (Rust, release; the first build takes 2-3 minutes)"
 # Cargo's lines are the progress; maturin's banners and pip's chatter are not.
 (cd "$ROOT" && maturin develop --release 2>&1 \

@@ -34,3 +34,19 @@ install_test_tools() {
     # shellcheck disable=SC2086
     python -m pip install -q -c "$ROOT/ci/constraints.txt" maturin $reqs "$@"
 }
+
+# The servers the tests start on loopback ports of their own (tests/conftest.py):
+# redis-server, from Debian's package. CI runs as root on a fresh machine;
+# elsewhere, without root, the tests that need it are skipped.
+install_test_servers() {
+    command -v redis-server >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+        step "installing redis-server (apt-get)"
+        apt-get update -qq >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            redis-server >/dev/null
+        # The package may start a system server; the tests never use it.
+    else
+        step "no redis-server and not root: the remote-tier tests will be skipped"
+    fi
+}

@@ -11,6 +11,7 @@ ROOT=$PWD
 . ci/lib.sh
 VERSIONS=${BYTECACHE_TEST_PYTHONS:-3.11 3.12 3.13}
 SECONDS=0
+install_test_servers
 echo "== wheels ($VERSIONS)"
 # shellcheck disable=SC2086
 bash ci/wheels.sh $VERSIONS

@@ -1,11 +1,13 @@
 //! bytecache: safe, code-change-aware persistent memoization for Python.
 //!
-//! This file only declares modules. `storage` is pure Rust (no pyo3) so it is
-//! tested, fuzzed and benchmarked alone; everything that touches CPython lives
-//! behind the `python` feature, which maturin enables. Dependencies run one
-//! way: `py` (the extension's Python face) → `hook` → `identity` → `cpython`
-//! (every read of CPython's private structures), and `py` → `storage`.
+//! This file only declares modules. `storage` and `sign` are pure Rust (no
+//! pyo3) so they are tested, fuzzed and benchmarked alone; everything that
+//! touches CPython lives behind the `python` feature, which maturin enables.
+//! Dependencies run one way: `py` (the extension's Python face) → `hook` →
+//! `identity` → `cpython` (every read of CPython's private structures), and
+//! `py` → `storage`, `sign`.
 
+pub mod sign;
 pub mod storage;
 
 #[cfg(feature = "python")]

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -97,3 +98,104 @@ def tmpfs(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     yield mount
     for mnt in mounted:
         subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+class RedisServer:
+    """A `redis-server` of this test's own on a free loopback port, with its
+    data in the test's directory; stopped when the test ends."""
+
+    def __init__(self, root: Path, **config: str) -> None:
+        self.dir = root / "redis"
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = {"save": "", "appendonly": "no", **config}
+        self.port = _free_port()
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._client: Any = None
+
+    def start(self) -> RedisServer:
+        import time
+
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
+                "--dir", str(self.dir), "--logfile", str(self.dir / "log")]
+        for k, v in self.config.items():
+            args += [f"--{k}", v]
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if self.client().ping():
+                    return self
+            except Exception:  # noqa: BLE001 - not up yet
+                self._disconnect()
+                time.sleep(0.02)
+        raise AssertionError("redis-server did not start: " + (self.dir / "log").read_text())
+
+    def client(self) -> Any:
+        """The test's own connection (one, closed when the server stops)."""
+        import redis
+
+        if self._client is None:
+            self._client = redis.Redis(port=self.port, socket_timeout=10)
+        return self._client
+
+    def _disconnect(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+    def kill(self) -> None:
+        """SIGKILL: the server dies as a crashed machine's would."""
+        self._disconnect()
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def stop(self) -> None:
+        self._disconnect()
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.proc = None
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def needs_redis_server() -> None:
+    """Skips without `redis-server` and the `redis` package, except in CI,
+    which installs both (ci/lib.sh): there their absence fails."""
+    import importlib.util
+    import shutil
+
+    if shutil.which("redis-server") and importlib.util.find_spec("redis"):
+        return
+    if os.environ.get("CI"):
+        pytest.fail("CI must have redis-server and the redis package (see ci/lib.sh)")
+    pytest.skip("needs redis-server (apt-get install redis-server) and the redis package")
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[..., RedisServer]]:
+    """`redis_server(**config)`: a started server (config as redis.conf
+    directives: appendonly="yes", maxmemory="1mb", ...)."""
+    needs_redis_server()
+    servers: list[RedisServer] = []
+
+    def start(**config: str) -> RedisServer:
+        server = RedisServer(tmp_path / f"r{len(servers)}", **config)
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for s in servers:
+        s.stop()

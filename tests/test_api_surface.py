@@ -21,6 +21,13 @@ from conftest import Runner
         (lambda: bytecache.configure(max_bytes=True), TypeError, "must be an int"),
         (lambda: bytecache.configure(cache_dir=""), ValueError, "non-empty path"),
         (lambda: bytecache.configure(cache_dir=3), TypeError, "must be a path"),
+        (lambda: bytecache.configure(remote="http://host/"), ValueError, "must be a Redis URL"),
+        (lambda: bytecache.configure(remote=3), TypeError, "must be a URL string"),
+        (lambda: bytecache.configure(trusted_keys="ed25519:x"), TypeError, "use ('ed25519:x',)"),
+        (lambda: bytecache.configure(trusted_keys=["ed25519:AAAA"]), ValueError,
+         "not a 32-byte Ed25519 public key"),
+        (lambda: bytecache.configure(trusted_keys=["ssh-ed25519 AAAA"]), ValueError,
+         "looks like ed25519:<base64>"),
         (lambda: bytecache.enable(min_seconds=-1), ValueError, ">= 0, got -1"),
         (lambda: bytecache.enable(min_seconds=math.nan), ValueError, "finite"),
         (lambda: bytecache.enable(min_seconds="1"), TypeError, "number of seconds"),
@@ -50,6 +57,12 @@ def test_valid_arguments_are_accepted(tmp_path, monkeypatch) -> None:
     bytecache.memoize(min_seconds=1)
     bytecache.configure(max_bytes=2**64 - 1, cache_dir=tmp_path)
     assert _config._configured == {"max_bytes": 2**64 - 1, "cache_dir": str(tmp_path)}
+    key = "ed25519:" + "A" * 43 + "="
+    bytecache.configure(remote=" redis://h:1/0 ", trusted_keys=[key])
+    assert _config._configured["remote"] == "redis://h:1/0"
+    assert _config._configured["trusted_keys"] == (bytes(32),)
+    bytecache.configure(remote="")
+    assert _config.remote_url() == ""
 
 
 WARNINGS = """

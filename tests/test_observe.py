@@ -73,6 +73,21 @@ def test_source_reached_through_a_library_is_seen(runner: Runner) -> None:
     assert _runs(runner, script) == [1, 1]
 
 
+@pytest.mark.parametrize("where", ["library", "user"])
+def test_reads_while_a_module_imported_in_the_call_initializes(runner: Runner, where: str) -> None:
+    # A library's module body reading the clock or entropy (a default year, a
+    # random token) when first imported inside the call is the library's
+    # initialization, keyed by its identity; a user's module body is not.
+    folder = runner.work / ("lib/site-packages" if where == "library" else "")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "initmod.py").write_text(
+        "import os, time\nYEAR = time.localtime().tm_year\nTOKEN = os.urandom(4)\n"
+        "def double(x):\n    return 2 * x\n")
+    script = _script("def f():\n    ran()\n    import initmod\n    return initmod.double(21)\n",
+                     head="import sys\nsys.path.insert(0, 'lib/site-packages')\n")
+    assert _runs(runner, script) == ([1, 0] if where == "library" else [1, 1])
+
+
 def test_clock_reads_of_infrastructure_do_not_prevent_storing(runner: Runner) -> None:
     # logging stamps its records with the clock; that is not the result's input.
     script = _script("""
@@ -347,6 +362,34 @@ def test_opened_file_that_is_absent_is_valid_while_absent(runner: Runner) -> Non
     assert runner.out(script) == ["default"]
     (runner.work / "opt.cfg").write_text("custom")
     assert runner.out(script) == ["RAN", "custom"]
+
+
+@pytest.mark.parametrize("named", ["current.txt", "link/../data.txt", "linkdir/data.txt"])
+def test_where_a_symbolic_link_leads_is_a_dependency(runner: Runner, named: str) -> None:
+    # The file a link leads to can stay the same while the link is retargeted
+    # (a "current" link, a directory link, `..` taken after a link).
+    w = runner.work
+    for d in ("v1", "v2"):
+        (w / d / "inner").mkdir(parents=True)
+        (w / d / "data.txt").write_text(f"data of {d}")
+    (w / "current.txt").symlink_to("v1/data.txt")
+    (w / "link").symlink_to("v1/inner")
+    (w / "linkdir").symlink_to("v1")
+    script = _script(f"""
+        def f():
+            ran()
+            with open({named!r}) as fh:
+                return fh.read().replace(" ", "_")
+    """)
+    assert runner.out(script) == ["RAN", "data_of_v1"]
+    assert runner.out(script) == ["data_of_v1"]
+    for name, target in (("current.txt", "v2/data.txt"), ("link", "v2/inner"), ("linkdir", "v2")):
+        (w / name).unlink()
+        (w / name).symlink_to(target)
+    explain = runner.run(script.replace("print(f())", "print(bytecache.explain(f))")).stdout
+    assert "(where the link leads): v1/" in explain and " v2/" in explain
+    assert runner.out(script) == ["RAN", "data_of_v2"]
+    assert runner.out(script) == ["data_of_v2"]
 
 
 def test_file_read_in_a_thread_pool_worker(runner: Runner) -> None:

@@ -13,6 +13,7 @@ __all__ = [
     "BytecacheError",
     "Claim",
     "CorruptCacheError",
+    "Identity",
     "Memo",
     "StorageError",
     "Store",
@@ -21,6 +22,7 @@ __all__ = [
     "__version__",
     "_cpython_layout",
     "call_key",
+    "content_digest",
     "fast_totals",
     "forget_all",
     "forget_classifications",
@@ -37,12 +39,15 @@ __all__ = [
     "observe_install",
     "observe_internal",
     "observe_is_internal",
+    "observe_native_begin",
+    "observe_native_end",
     "observe_rng_state",
     "observe_unwatch_all",
     "observe_watch",
     "set_disabled",
     "shared_object",
     "unregister_all",
+    "verify_signature",
 ]
 
 class BytecacheError(Exception): ...
@@ -209,6 +214,22 @@ class Store:
         compute_seconds: float,
     ) -> bool:
         """False when the entry is larger than max_bytes (not stored)."""
+    def export(
+        self, key: bytes
+    ) -> (
+        tuple[
+            bytes,
+            memoryview,
+            list[memoryview],
+            list[tuple[str, int, int, bytes]],
+            list[tuple[str, bytes]],
+            list[tuple[str, str, str | None, bytes]],
+            float,
+        ]
+        | None
+    ):
+        """(group, payload, buffers, files, dirs, record, compute_seconds) as
+        `put` took them, or None; counts no hit."""
     def remove(self, key: bytes) -> bool: ...
     def clear(self, group: bytes | None = None) -> int: ...
     def stats(self) -> StoreStats: ...
@@ -221,6 +242,27 @@ class Store:
         """Why this process found the store emptied when it opened it, or None."""
     @staticmethod
     def quarantined() -> int: ...
+
+# --- signatures of the remote tier's entries (src/py/sign.rs) --------------
+
+@final
+class Identity:
+    def __new__(cls, cache_dir: str | PathLike[str] | None = None) -> Identity:
+        """This user's signing key, made on first use; never inside `cache_dir`."""
+    @property
+    def public(self) -> bytes:
+        """The 32-byte Ed25519 public key."""
+    @property
+    def path(self) -> Path: ...
+    def sign(self, message: bytes) -> bytes:
+        """The 64-byte signature of `message`."""
+    def trusted(self) -> bytes:
+        """The text of the trusted-keys file (empty when there is none)."""
+    def set_trusted(self, text: bytes) -> None: ...
+
+def verify_signature(public: bytes, message: bytes, signature: bytes) -> bool: ...
+def content_digest(data: Buffer) -> bytes:
+    """The 32-byte digest binding a chunk to a signed manifest."""
 
 # --- call interception (src/py/hook.rs; used by bytecache._auto) -----------
 
@@ -258,6 +300,14 @@ def observe_watch(func: object, tag: object, before: bool = False) -> str | None
 def observe_unwatch_all() -> None: ...
 def observe_internal(on: bool) -> None: ...
 def observe_is_internal() -> bool: ...
+def observe_native_begin() -> int:
+    """Begins observing files native code opens; where its log starts."""
+
+def observe_native_end(
+    start: int,
+) -> tuple[list[tuple[bytes, int, tuple[int, int, int] | None]], bool]:
+    """What native code opened since `start`, and whether that is all."""
+
 def observe_rng_state(obj: object, kind: str) -> bytes:
     """Raw state of a `_random.Random` ("random") or MT19937 ("mt19937")."""
 

@@ -121,6 +121,8 @@ def aspect_value(state: Any, aspect: str) -> Any:
     `_observe.path_state`)."""
     if aspect == "exists":
         return state is not None
+    if aspect == "resolves":  # the state is where the named path led
+        return state
     if state is None:
         return None
     kind, size, mtime = state
@@ -140,6 +142,8 @@ def value_now(item: Item) -> Any:
             return _environment()
         return _observe.env_value(item[1])
     if kind == "probe":
+        if item[2] == "resolves":
+            return _observe.resolved_now(item[1])
         return aspect_value(_observe.path_state(item[1]), item[2])
     if kind == "state":
         read = STATE.get(item[1])

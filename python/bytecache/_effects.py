@@ -134,6 +134,10 @@ _installed_filters: list[Any] | None = None
 _installed_copy: list[Any] = []
 # id of a rewritten filter -> the filter it stands for
 _original_of: dict[int, Any] = {}
+# the filters last rewritten, and what they became (kept alive: `_original_of`
+# is by id), reused while the user's filters stay the same
+_rewritten_from: list[Any] | None = None
+_rewritten: list[Any] = []
 _orig_showwarnmsg: Any = None
 _dispatching = _thread._local()
 _registries: dict[str, dict[Any, Any]] = {}
@@ -152,6 +156,7 @@ def _rewrite(f: Any) -> Any:
 
 def _warnings_enter() -> None:
     global _warn_users, _saved_filters, _installed_filters, _installed_copy, _saved_default
+    global _rewritten_from, _rewritten
     import warnings
 
     with _lock:
@@ -162,9 +167,12 @@ def _warnings_enter() -> None:
         _saved_default = getattr(warnings, "defaultaction", "default")
         if _saved_default != "error":
             setattr(warnings, "defaultaction", "always")  # noqa: B010 - not in typeshed
-        _original_of.clear()
-        _installed_filters = [_rewrite(f) for f in list(_saved_filters)]
-        _installed_copy = list(_installed_filters)
+        if _saved_filters != _rewritten_from:  # identical items compare by identity: cheap
+            _original_of.clear()
+            _rewritten_from = list(_saved_filters)
+            _rewritten = [_rewrite(f) for f in _rewritten_from]
+        _installed_filters = list(_rewritten)
+        _installed_copy = list(_rewritten)
         # Not `_filters_mutated()`: that would reset every module's
         # once-per-location registry, showing old warnings again.
         warnings.filters = _installed_filters

@@ -110,7 +110,8 @@ def _item_words(item: tuple[Any, ...]) -> str:
     if kind == "probe":
         from bytecache import _observe
 
-        aspect = "whether it exists" if item[2] == "exists" else item[2]
+        aspect = {"exists": "whether it exists", "resolves": "where the link leads"}.get(
+            item[2], item[2])
         return f"{_observe._shown(item[1])} ({aspect})"
     if kind == "state":
         return str({"argv": "sys.argv", "cwd": "the working directory", "locale": "the locale",
@@ -126,6 +127,10 @@ def _value_words(item: tuple[Any, ...], value: Any) -> str:
         return "…"
     if item[0] == "probe" and item[2] == "exists":
         return "exists" if value else "absent"
+    if item[0] == "probe" and item[2] == "resolves" and isinstance(value, str):
+        from bytecache import _observe
+
+        return _observe._shown(value)
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import _thread
 import contextvars
 import os
+import stat
 import sys
 
 from bytecache import _bytecache, _effects
@@ -345,6 +346,8 @@ def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], 
             return None
         if _infrastructure(_module_of(frame)) and not _is_user(frame):
             return None
+        if _importing_library(frame):
+            return None
         reason = Reason(NONDETERMINISTIC, label, _user_line(frame))
         if kind == ENTROPY and _seeding_entropy(frame):
             for r in recs:
@@ -380,6 +383,26 @@ def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], 
     return None
 
 
+def _importing_library(frame: Any) -> bool:
+    """The read is made while a library module (the standard library's or an
+    installed distribution's) runs its body, imported during the call: its
+    initialization, the same whether it is imported before the call or in
+    it, and keyed by the library's identity. A user's module is not exempt:
+    its globals are keyed by value only when loaded before the call."""
+    f = frame
+    while f is not None:
+        code = f.f_code
+        if code.co_name == "exec_module" and code.co_filename in _IMPORT_SYSTEM:
+            name = getattr(f.f_locals.get("module"), "__name__", None)
+            if not isinstance(name, str):
+                return False
+            from bytecache import _modkind
+
+            return _modkind.classify(name) is not None
+        f = f.f_back
+    return False
+
+
 def _seeding_entropy(frame: Any) -> bool:
     """The entropy is `secrets.randbits` (the `secrets` module's own
     `SystemRandom`), which is how numpy's `SeedSequence` seeds a new bit
@@ -405,7 +428,11 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
 
 def _resolve(recs: list[Recorder], path: Any) -> str | None:
     """The absolute, resolved path (relative to the working directory of the
-    moment, which then is a dependency), or None for what is not a path."""
+    moment, which then is a dependency), or None for what is not a path.
+
+    Where the path as named goes through a symbolic link (or `..`), where it
+    leads is a dependency too (a `("probe", named, "resolves")` item): the
+    file's own state cannot tell that the link now points elsewhere."""
     if isinstance(path, os.PathLike):
         try:
             path = os.fspath(path)
@@ -415,14 +442,64 @@ def _resolve(recs: list[Recorder], path: Any) -> str | None:
         path = os.fsdecode(path)
     if not isinstance(path, str):
         return None
-    if not os.path.isabs(path):
+    relative = not os.path.isabs(path)
+    known = None if relative else _real_paths.get(path)
+    if known is None:
+        _bytecache.observe_internal(True)
+        try:
+            named = os.path.join(os.getcwd(), path) if relative else path  # not normalized:
+            real = resolved(named)  # the OS takes `..` after a link
+            known = (named, real, real != os.path.abspath(named))
+        except (OSError, ValueError):
+            return None
+        finally:
+            _bytecache.observe_internal(False)
+        if not relative:  # a relative one: only for this working directory
+            _real_paths[path] = known
+    named, real, linked = known
+    if relative:
         for r in recs:
             r.state.setdefault("cwd", None)
+    if linked and not _library_path(real):
+        for r in recs:
+            r.probes.setdefault((named, "resolves"), real)
+    return real
+
+
+def resolved_now(named: str) -> str:
+    """Where an absolute path leads now (a lookup's check of a "resolves"
+    item)."""
     _bytecache.observe_internal(True)
     try:
-        return os.path.realpath(path)
+        return os.path.realpath(named)
     finally:
         _bytecache.observe_internal(False)
+
+
+def resolved(named: str) -> str:
+    """`realpath` of an absolute path, with its directory's resolution
+    cached while misses run (paths without `..` only)."""
+    if ".." in named:
+        return os.path.realpath(named)
+    head, tail = os.path.split(os.path.normpath(named))
+    real_head = _real_dirs.get(head)
+    if real_head is None:
+        real_head = _real_dirs[head] = os.path.realpath(head)
+    joined = os.path.join(real_head, tail)
+    try:
+        if stat.S_ISLNK(os.lstat(joined).st_mode):
+            return os.path.realpath(joined)
+    except (OSError, ValueError):
+        pass
+    return joined
+
+
+#: directory -> its resolved path, and absolute path -> its resolved path,
+#: for the observations running now (a miss is short; cleared when one
+#: starts): most reads of a call are in a few directories, often of the same
+#: files, and `realpath` costs an `lstat` per component.
+_real_dirs: dict[str, str] = {}
+_real_paths: dict[str, tuple[str, str, bool]] = {}
 
 
 def _library_path(real: str) -> bool:
@@ -450,6 +527,8 @@ def _probe(recs: list[Recorder], path: Any, aspect: str, result: Any,
         return
     if label.endswith("access"):
         aspect = "exists"
+    if all((real, aspect) in r.probes for r in recs):
+        return  # its state when first probed is the dependency
     state = None
     if error is None and result is not None and hasattr(result, "st_mode"):
         state = (result.st_mode & 0o170000, result.st_size, result.st_mtime_ns)
@@ -485,7 +564,7 @@ def _on_open(recs: list[Recorder], args: tuple[Any, ...]) -> None:
     if writes:
         _refuse_all(recs, Reason(WROTE, _shown(real), _where()))
         return
-    if _library_path(real):
+    if _library_path(real) or all(real in r.files for r in recs):
         return
     state = path_state(real)
     for r in recs:
@@ -753,19 +832,73 @@ def install() -> None:
                   "may be stored", key="observe:install")
 
 
+# --- files native code opens ----------------------------------------------------
+
+_native_warned = False
+_NATIVE_WRITES = os.O_WRONLY | os.O_TRUNC | os.O_APPEND
+_NATIVE_GETENV = -(2**31)  # native_io::GETENV
+_SYSTEM_FILES = ("/proc/", "/sys/", "/dev/")
+_ENTROPY_FILES = frozenset({"/dev/urandom", "/dev/random"})
+
+
+def _native_begin() -> int | None:
+    global _native_warned
+    try:
+        return _bytecache.observe_native_begin()
+    except OSError as e:
+        if not _native_warned:
+            _native_warned = True
+            from bytecache._config import warn_once
+
+            warn_once(f"bytecache cannot observe files native code opens ({e}): calls of "
+                      "libraries that read files in C may be stored", key="observe:native")
+        return None
+
+
+def _native_opened(r: Recorder, opened: list[tuple[bytes, int, Any]], complete: bool) -> None:
+    """Files a library's native code opened, and environment variables it
+    read, while the miss ran (any thread): read files and variables are
+    dependencies like those Python reads, written files effects a hit would
+    skip."""
+    if not complete:
+        r.refuse(Reason(UNOBSERVED, "native code opened more files than it could record"))
+    for raw, flags, state in opened:
+        if flags == _NATIVE_GETENV:  # `raw` is the variable's name
+            name = os.fsdecode(raw)
+            r.env.setdefault(name, env_value(name))
+            continue
+        path = os.fsdecode(raw)
+        if path.startswith(_SYSTEM_FILES):  # the kernel's view of the process
+            if path in _ENTROPY_FILES:
+                r.refuse(Reason(NONDETERMINISTIC, path))
+            continue
+        real = _resolve([r], path)
+        if real is None or _library_path(real):
+            continue
+        if flags & _NATIVE_WRITES or (flags & os.O_CREAT and not flags & os.O_RDWR):
+            r.refuse(Reason(WROTE, _shown(real), "native code"))
+        elif state is not None and state[0] == stat.S_IFDIR:
+            r.dirs.setdefault(real, None)
+        else:  # read (O_RDWR too: a write shows as a change during the call)
+            r.files.setdefault(real, state)
+
+
 class Observation:
     """A miss being observed: `start()` before the body, `stop()` after."""
 
-    __slots__ = ("recorder", "token", "effects")
+    __slots__ = ("recorder", "token", "effects", "native")
 
     def __init__(self) -> None:
         self.recorder = Recorder()
         self.token: Any = None
         self.effects: Any = None
+        self.native: int | None = None
 
     def start(self) -> Recorder:
         if len(sys.modules) != _modules_seen:
             _watch_loaded()
+        _real_dirs.clear()
+        _real_paths.clear()
         r = self.recorder
         _bytecache.observe_internal(True)
         try:
@@ -780,6 +913,7 @@ class Observation:
                 r.rng[name] = raw
         self.token = RECORDERS.set(RECORDERS.get() + (r,))
         self.effects = _effects.start(r)
+        self.native = _native_begin()
         return r
 
     def stop(self) -> Recorder:
@@ -788,6 +922,10 @@ class Observation:
         if r.closed:
             return r
         r.closed = True
+        if self.native is not None:
+            opened, complete = _bytecache.observe_native_end(self.native)
+            self.native = None
+            _native_opened(r, opened, complete)
         _effects.stop(r, self.effects)
         token, self.token = self.token, None
         if token is not None:

@@ -26,7 +26,10 @@ _ROWS = 50
 class Stats(_Dict):
     """This process's ``hits``, ``misses``, ``stored``, ``uncacheable`` and
     ``saved_seconds``; the store's ``cache_dir``, ``entries`` and ``bytes``
-    (or ``error``). A plain dict that renders as a table in a notebook."""
+    (or ``error``). With a remote tier: its URL as ``remote`` (without a
+    password), and ``remote_hits`` (entries fetched from it, included in
+    ``hits``), ``remote_misses`` and ``remote_uploads``. A plain dict that
+    renders as a table in a notebook."""
 
     def _repr_html_(self) -> str:
         import html
@@ -36,6 +39,9 @@ class Stats(_Dict):
         e = html.escape
         head = (f"bytecache: {self.get('hits', 0)} hits, {self.get('misses', 0)} misses, "
                 f"{_units.duration(self.get('saved_seconds', 0.0))} saved in this process")
+        if "remote" in self:
+            head += (f"; {self['remote_hits']} entries fetched from <code>"
+                     f"{e(str(self['remote']))}</code>, {self['remote_uploads']} uploaded")
         place = f"{self.get('entries', 0)} entries, {_units.size(self.get('bytes', 0))} in " \
                 f"<code>{e(str(self.get('cache_dir', '')))}</code>"
         if "error" in self:
@@ -69,7 +75,7 @@ def _functions(directory: str) -> list[_inventory.Function]:
     if not directory or not os.path.isdir(os.path.join(directory, "store")):
         return []
     try:
-        return _inventory.functions(_config.store(directory))
+        return _inventory.functions(_config.local_store(directory))
     except Exception:  # noqa: BLE001 - a display must not raise; the dict says what failed
         return []
 
@@ -77,6 +83,12 @@ def _functions(directory: str) -> list[_inventory.Function]:
 def stats(cache_dir: str | os.PathLike[str] | None = None) -> Stats:
     """This process's hits, misses and time saved, plus the store's size; in a
     notebook, a table of the stored functions (entries, hits, time saved, size)."""
-    from bytecache import _validate
+    from bytecache import _config, _validate
 
-    return Stats(_core.stats(_validate.directory("cache_dir", cache_dir)))
+    out = Stats(_core.stats(_validate.directory("cache_dir", cache_dir)))
+    url = _config.remote_url()
+    if url:
+        from bytecache import _remote
+
+        out.update(_remote.stats(url))
+    return out

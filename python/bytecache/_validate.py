@@ -72,3 +72,20 @@ def names(name: str, value: Iterable[str] | str | None, *, what: str) -> tuple[s
         if not item:
             raise ValueError(f"{name} contains an empty name")
     return items
+
+
+# The servers a remote tier can use (see `_remote`).
+REMOTE_SCHEMES = ("redis://", "rediss://", "unix://")
+
+
+def remote_url(name: str, value: object) -> str | None:
+    """None, "" (no remote), or the URL of a server the remote tier supports."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a URL string, not {type(value).__name__}")
+    url = value.strip()
+    if url and not url.startswith(REMOTE_SCHEMES):
+        raise ValueError(f"{name} must be a Redis URL (redis://host:6379/0, rediss://, "
+                         f"unix://) or \"\" for none, got {value!r}")
+    return url

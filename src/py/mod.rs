@@ -7,6 +7,7 @@ pub mod errors;
 mod hook;
 mod identity;
 mod observe;
+mod sign;
 mod store;
 
 #[pymodule]
@@ -18,5 +19,6 @@ fn _bytecache(m: &Bound<'_, PyModule>) -> PyResult<()> {
     hook::register(m)?;
     observe::register(m)?;
     alias::register(m)?;
+    sign::register(m)?;
     Ok(())
 }

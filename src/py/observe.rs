@@ -74,7 +74,41 @@ fn observe_rng_state<'py>(
     Ok(pyo3::types::PyBytes::new(obj.py(), &raw))
 }
 
+/// Begins observing the files native code opens (in every thread) for a
+/// miss; returns its start in the log, or raises `OSError` saying why they
+/// cannot be observed on this platform.
+#[pyfunction]
+fn observe_native_begin() -> PyResult<usize> {
+    observe::native_io::begin().map_err(pyo3::exceptions::PyOSError::new_err)
+}
+
+/// Ends an observation begun at `start`: `([(path, flags, state), ...],
+/// complete)`, `state` being `(S_IFMT, size, mtime_ns)` at open or None when
+/// the open failed; `complete` is False when some opens could not be logged.
+#[pyfunction]
+#[allow(clippy::type_complexity)]
+fn observe_native_end(
+    py: Python<'_>,
+    start: usize,
+) -> (
+    Vec<(
+        Bound<'_, pyo3::types::PyBytes>,
+        i32,
+        Option<(u32, i64, i64)>,
+    )>,
+    bool,
+) {
+    let (opened, complete) = observe::native_io::end(start);
+    let out = opened
+        .into_iter()
+        .map(|o| (pyo3::types::PyBytes::new(py, &o.path), o.flags, o.state))
+        .collect();
+    (out, complete)
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(observe_native_begin, m)?)?;
+    m.add_function(wrap_pyfunction!(observe_native_end, m)?)?;
     m.add_function(wrap_pyfunction!(observe_install, m)?)?;
     m.add_function(wrap_pyfunction!(observe_watch, m)?)?;
     m.add_function(wrap_pyfunction!(observe_unwatch_all, m)?)?;

@@ -11,11 +11,11 @@ use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 use super::buffer::{payload_view, private_view, Borrowed};
 use super::errors::{CorruptCacheError, StorageError as PyStorageError, UnsafeCacheDirError};
 use crate::storage::{
-    key_hex, ArchivedDeps, Claim, ClaimLock, Deps, DirDep, FileDep, Key, NewEntry, Options,
-    RecordDep, StorageError, Store,
+    key_hex, ArchivedDeps, Claim, ClaimLock, Deps, DirDep, EntryView, FileDep, Key, NewEntry,
+    Options, RecordDep, StorageError, Store,
 };
 
-fn to_py(e: StorageError) -> PyErr {
+pub(crate) fn to_py(e: StorageError) -> PyErr {
     let msg = e.to_string();
     match e {
         StorageError::Io { .. } | StorageError::NoSpace { .. } => PyStorageError::new_err(msg),
@@ -83,6 +83,19 @@ fn file_deps<'py>(
         .iter()
         .map(|x| (x.path.as_str(), PyBytes::new(py, &x.digest)));
     Ok((PyList::new(py, files)?, PyList::new(py, dirs)?))
+}
+
+/// An entry's buffers as private (copy-on-write) mappings.
+fn buffers<'py>(py: Python<'py>, view: &EntryView) -> PyResult<Bound<'py, PyList>> {
+    let mut bufs = Vec::with_capacity(view.buffer_count());
+    for i in 0..view.buffer_count() {
+        let Some(map) = view.buffer_private(i) else {
+            break;
+        };
+        let map = map.map_err(|e| PyStorageError::new_err(format!("cannot map buffer: {e}")))?;
+        bufs.push(private_view(py, map)?);
+    }
+    PyList::new(py, bufs)
 }
 
 /// `put`'s `files`, `dirs` and `record` arguments.
@@ -161,15 +174,7 @@ impl PyStore {
             return Ok(None);
         };
         let view = Arc::new(view);
-        let mut bufs = Vec::with_capacity(view.buffer_count());
-        for i in 0..view.buffer_count() {
-            let Some(map) = view.buffer_private(i) else {
-                break;
-            };
-            let map =
-                map.map_err(|e| PyStorageError::new_err(format!("cannot map buffer: {e}")))?;
-            bufs.push(private_view(py, map)?);
-        }
+        let bufs = buffers(py, &view)?;
         let (files, dirs) = if view.has_file_deps() {
             file_deps(py, view.deps())?
         } else {
@@ -177,7 +182,32 @@ impl PyStore {
         };
         let secs = view.meta.compute_ns as f64 / 1e9;
         let payload = payload_view(py, view)?.into_any();
-        Ok(Some((payload, PyList::new(py, bufs)?, files, dirs, secs)))
+        Ok(Some((payload, bufs, files, dirs, secs)))
+    }
+
+    /// Everything `put` took for `key`, as stored: `(group, payload,
+    /// buffers, files, dirs, record, compute_seconds)` with the record's
+    /// digests as bytes, or None. Counts no hit and leaves the last use
+    /// alone (for copying an entry to another tier).
+    fn export<'py>(&self, py: Python<'py>, key: &[u8]) -> PyResult<Option<Bound<'py, PyTuple>>> {
+        let key = key16(key, "key")?;
+        let Some(view) = py.detach(|| self.inner.peek(&key)).map_err(to_py)? else {
+            return Ok(None);
+        };
+        let view = Arc::new(view);
+        let bufs = buffers(py, &view)?;
+        let (files, dirs) = file_deps(py, view.deps())?;
+        let record = PyList::empty(py);
+        for r in view.deps().map(|d| d.record.iter()).into_iter().flatten() {
+            let display = r.display.as_ref().map(|d| d.as_str());
+            let digest = PyBytes::new(py, &r.digest);
+            record.append((r.kind.as_str(), r.name.as_str(), display, digest))?;
+        }
+        let group = PyBytes::new(py, &view.meta.group);
+        let secs = view.meta.compute_ns as f64 / 1e9;
+        let payload = payload_view(py, view)?.into_any();
+        let items = (group, payload, bufs, files, dirs, record, secs);
+        Ok(Some(items.into_pyobject(py)?))
     }
 
     /// The dependency record stored with `key`: `(kind, name, display,

@@ -119,6 +119,7 @@ mod mmap;
 mod perms;
 mod space;
 mod stamp;
+mod userfile;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -133,6 +134,7 @@ pub use auth::default_secret_paths;
 pub use format::{ArchivedDeps, Deps, DirDep, FileDep, RecordDep};
 pub use lock::ClaimLock;
 pub use memmap2::MmapMut;
+pub use userfile::{load_key, read_private, write_private};
 
 use format::Decoded;
 use index::{Index, OpenError, Slot, H_ACTIVE_SEG, H_BYTES, H_CLOCK, H_DIRTY, H_EPOCH};
