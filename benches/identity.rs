@@ -12,6 +12,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyModule};
 
+use _bytecache::identity::native;
 use _bytecache::identity::{key_digest, value_digest, Memo};
 
 /// A module whose `f` reaches ten helper functions and a global.
@@ -119,6 +120,39 @@ fn identity(c: &mut Criterion) {
         group.bench_function("100 MiB buffer", |b| {
             b.iter(|| value_digest(&buffer).expect("hashable"))
         });
+        group.finish();
+
+        // A native callee's own-code key: the walk of its machine code, per
+        // function (standard-library extension functions stand in for the
+        // user's: the same compilers and flags). Then the per-address cache.
+        let mut group = c.benchmark_group("native walk");
+        for name in [
+            "math.factorial",
+            "math.fsum",
+            "binascii.crc32",
+            "zlib.crc32",
+        ] {
+            let (module, attr) = name.split_once('.').expect("module.name");
+            let f = py
+                .import(module)
+                .and_then(|m| m.getattr(attr))
+                .expect("a native function");
+            let entry = native::entry(&f).expect("a C function").addr;
+            let stats = native::walk_once(entry, false).expect("walkable");
+            eprintln!(
+                "native walk of {name}: {} instructions, {} functions, {} data bytes",
+                stats.instructions, stats.functions, stats.data
+            );
+            group.bench_function(format!("{name}, walk"), |b| {
+                b.iter(|| native::walk_once(entry, false).expect("walkable"))
+            });
+            group.bench_function(format!("{name}, first walk in its object"), |b| {
+                b.iter(|| native::walk_once(entry, true).expect("walkable"))
+            });
+            group.bench_function(format!("{name}, cached"), |b| {
+                b.iter(|| native::callee(entry).expect("loaded"))
+            });
+        }
         group.finish();
     });
 }

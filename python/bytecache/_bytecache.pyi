@@ -37,6 +37,7 @@ __all__ = [
     "hook_uninstall",
     "is_disabled",
     "memoized",
+    "native_identity",
     "observe_install",
     "observe_internal",
     "observe_is_internal",
@@ -64,7 +65,9 @@ class UnhashableError(BytecacheError):
     kind: str
     """What could not be hashed: "open_file", "lock", "generator", "socket",
     "native_code" (not from the standard library, an installed distribution
-    or a loaded extension module), "too_deep" (nested past the walk's depth
+    or a loaded extension module), "ctypes_pointer" (a ctypes function
+    pointer other than a library's function as a `ctypes.CDLL` hands it
+    out), "too_deep" (nested past the walk's depth
     or stack limit), "no_reduce" (no state to hash), "raised" (an exception
     was raised while hashing), "assigns_global" (a function assigns a
     global: a hit would skip that effect) or "internal" (a bytecache bug)."""
@@ -95,6 +98,10 @@ def forget_classifications() -> None:
 
 def hash_file(path: str | PathLike[str]) -> bytes:
     """16-byte content hash of a file."""
+
+def native_identity(func: object) -> str | None:
+    """How a native callable of the user's own code is keyed: None when by its
+    own machine code, else why by its whole loaded object."""
 
 @final
 class Memo:

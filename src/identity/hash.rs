@@ -209,6 +209,16 @@ fn address_map<K, V>() -> AHashMap<K, V> {
     AHashMap::with_hasher(ahash::RandomState::with_seeds(1, 2, 3, 4))
 }
 
+/// What `obj` is as a ctypes function pointer; `None` when it is not one
+/// (or ctypes is not loaded).
+pub fn ctypes_function(obj: &Bound<'_, PyAny>) -> PyResult<Option<native::CtypesFunction>> {
+    let py = obj.py();
+    match types::ctypes(py) {
+        Some(c) => native::ctypes_function(obj, c.func.bind(py), c.cdll.bind(py)),
+        None => Ok(None),
+    }
+}
+
 impl<'py> Walker<'py> {
     pub fn new(py: Python<'py>) -> PyResult<Self> {
         Ok(Walker {

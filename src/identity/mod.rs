@@ -10,7 +10,7 @@ mod guard;
 mod hash;
 mod layout;
 mod memo;
-mod native;
+pub mod native;
 mod plan;
 mod wrapper;
 
@@ -19,6 +19,7 @@ use pyo3::types::PyDict;
 
 pub use digest::Digest;
 use digest::Hasher;
+use hash::ctypes_function;
 pub use hash::{forget_classifications, Dep, HashError, Unhashable};
 use hash::{Kind, Walker};
 pub use memo::{
@@ -98,4 +99,21 @@ pub fn file_digest(path: &std::path::Path) -> std::io::Result<Digest> {
         }
         h.update(&buf[..n]);
     }
+}
+
+/// How a native callable (a C function, a library's ctypes function) is
+/// keyed: `None` when by its own machine code, else why by its whole loaded
+/// object; `Err` says why it is neither (not native, in no loaded object).
+pub fn native_identity(func: &Bound<'_, PyAny>) -> PyResult<Result<Option<String>, &'static str>> {
+    let entry = match ctypes_function(func)? {
+        Some(native::CtypesFunction::Exported(e)) => e,
+        Some(native::CtypesFunction::Other) => None,
+        None => native::entry(func),
+    };
+    let Some(entry) = entry else {
+        return Ok(Err("not a native callable"));
+    };
+    Ok(native::callee(entry.addr)
+        .map(|id| id.whole_object)
+        .ok_or("no loaded object holds its code"))
 }

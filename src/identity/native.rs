@@ -1,162 +1,335 @@
 //! The identity of native code loaded in this process: what a fingerprint
-//! uses for a callee in one of the user's own extension modules (libraries
-//! are keyed by distribution and version instead).
+//! uses for a callee in one of the user's own extension modules or shared
+//! libraries (installed libraries are keyed by distribution and version
+//! instead).
 //!
 //! The code that runs is what was loaded, which need not be what is on disk
-//! now (an extension rebuilt while a kernel keeps the old one), so the
-//! identity is read from memory: the GNU build ID note the linker computed
-//! over the whole output file, or, without one, the bytes of every loaded
-//! segment (writable ones hold relocated pointers, so that digest differs
-//! between processes: a miss, never a stale hit).
+//! now (an extension rebuilt while a kernel keeps the old one), so identity
+//! is read from memory. A function is keyed by its own code where that is
+//! sound (`walk`: its machine code from the entry, the code it calls inside
+//! its object, the constant data it uses, the symbols it imports and the
+//! objects providing them), so an edit elsewhere in its object does not
+//! invalidate it. Where the walk cannot bound what runs (an indirect call,
+//! a reference it cannot bound, another architecture, no symbol tables to
+//! trust), the function is keyed by its whole object: the GNU build ID note
+//! the linker computed over the file, or, without one, the bytes of every
+//! loaded segment (writable ones hold relocated pointers, so that digest
+//! differs between processes: a miss, never a stale hit).
+//!
+//! Neither key covers what the program writes into its writable data at
+//! run time: that is state, like a global variable mutated in Python.
 //!
 //! Linux only (`dl_iterate_phdr`); elsewhere native callees of the user's
-//! own extensions cannot be fingerprinted and such calls are not memoized.
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+//! own code cannot be fingerprinted and such calls are not memoized.
+use crate::identity::digest::{Digest, Hasher};
 
-use ahash::AHashMap;
+mod callee;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod image;
+#[cfg(target_os = "linux")]
+mod loaded;
+#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+mod walk;
 
-use super::digest::{Digest, Hasher};
+pub use callee::{ctypes_function, entry, CtypesFunction};
 
-/// Canonical path of a loaded object -> its digest (loaded code never
-/// changes, so this is computed once per object and process).
-static CACHE: Mutex<Option<AHashMap<PathBuf, Digest>>> = Mutex::new(None);
+/// Where a native callable starts, and how CPython calls it.
+#[derive(Clone, Copy, Debug)]
+pub struct Entry {
+    pub addr: usize,
+    /// The calling convention (`ml_flags`; a ctypes pointer's `_flags_`):
+    /// the same code called another way computes something else.
+    pub flags: i64,
+}
 
-/// The digest of the loaded shared object whose file is `path`, or `None`
-/// when no loaded object has that file.
-pub fn loaded_object_digest(path: &Path) -> Option<Digest> {
-    let want = std::fs::canonicalize(path).ok()?;
-    if let Some(d) = CACHE
-        .lock()
-        .ok()
-        .and_then(|c| c.as_ref().and_then(|m| m.get(&want).copied()))
-    {
-        return Some(d);
-    }
-    let d = imp::digest(&want)?;
-    if let Ok(mut c) = CACHE.lock() {
-        c.get_or_insert_with(AHashMap::new).insert(want, d);
-    }
-    Some(d)
+/// What keys a native callee, and why it is not its own code.
+#[derive(Clone, Debug)]
+pub struct Identity {
+    pub digest: Digest,
+    /// `None`: keyed by its own code; otherwise why its whole object keys it.
+    pub whole_object: Option<String>,
+}
+
+/// The identity of the code entered at run-time address `entry`, or `None`
+/// when no loaded object holds it (generated code, a trampoline).
+pub fn callee(entry: usize) -> Option<Identity> {
+    imp::callee(entry)
+}
+
+/// The identity of the loaded object whose file is `path`, or `None` when
+/// no loaded object has that file.
+pub fn loaded_object(path: &std::path::Path) -> Option<Digest> {
+    imp::loaded_object(path)
+}
+
+/// One walk of the function at `entry`, bypassing the per-address cache
+/// (for the benches): how much it decoded, or why it stopped. `fresh`: the
+/// object's file is read again too, as on the first walk into an object.
+pub fn walk_once(entry: usize, fresh: bool) -> Result<WalkStats, String> {
+    imp::walk_once(entry, fresh)
+}
+
+/// What one walk decoded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct WalkStats {
+    pub instructions: usize,
+    pub functions: usize,
+    pub data: usize,
 }
 
 #[cfg(target_os = "linux")]
 mod imp {
-    use std::ffi::{c_int, c_void, CStr, OsStr};
-    use std::os::unix::ffi::OsStrExt;
     use std::path::Path;
+    use std::sync::{Arc, Mutex};
 
-    use super::{Digest, Hasher};
+    use ahash::AHashMap;
 
-    const NT_GNU_BUILD_ID: u32 = 3;
+    use super::loaded::{self, Object};
+    use super::{Digest, Hasher, Identity, WalkStats};
 
-    struct Search<'a> {
-        want: &'a Path,
-        found: bool,
-        build_id: Option<Vec<u8>>,
-        /// (address, length) of each loaded segment's file-backed bytes.
-        segments: Vec<(usize, usize)>,
+    /// Everything cached for the life of the process, dropped when the
+    /// loader has closed any object (an address could then hold new code).
+    struct State {
+        unloads: u64,
+        callees: AHashMap<usize, Identity>,
+        /// Load bias -> the object's identity.
+        objects: AHashMap<usize, Digest>,
+        /// Load bias -> the key of a callee keyed by its whole object.
+        wholes: AHashMap<usize, Digest>,
+        #[cfg(target_arch = "x86_64")]
+        images: AHashMap<usize, Result<Arc<super::image::Image>, String>>,
     }
 
-    pub fn digest(want: &Path) -> Option<Digest> {
-        let mut search = Search {
-            want,
-            found: false,
-            build_id: None,
-            segments: Vec::new(),
+    static STATE: Mutex<Option<State>> = Mutex::new(None);
+
+    fn with_state<T>(f: impl FnOnce(&mut State) -> T) -> T {
+        let unloads = loaded::unloads();
+        let mut guard = STATE.lock().unwrap_or_else(|e| e.into_inner());
+        let state = match guard.as_mut() {
+            Some(s) if s.unloads == unloads => s,
+            _ => guard.insert(State {
+                unloads,
+                callees: AHashMap::new(),
+                objects: AHashMap::new(),
+                wholes: AHashMap::new(),
+                #[cfg(target_arch = "x86_64")]
+                images: AHashMap::new(),
+            }),
         };
-        // SAFETY: `visit` matches the callback type and only uses `data` as
-        // the `Search` we pass, which outlives the call.
-        unsafe {
-            libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast::<c_void>());
-        }
-        if !search.found {
-            return None;
-        }
-        // Hashed after the loader's lock is released (hashing may start
-        // threads). The object stays mapped: CPython never unloads an
-        // extension module.
-        let mut h = Hasher::new();
-        match &search.build_id {
-            Some(id) => {
-                h.str("gnu-build-id");
-                h.bytes(id);
+        f(state)
+    }
+
+    pub fn callee(entry: usize) -> Option<Identity> {
+        with_state(|state| {
+            if let Some(id) = state.callees.get(&entry) {
+                return Some(id.clone());
             }
-            None => {
-                h.str("segments");
-                for &(start, len) in &search.segments {
-                    // SAFETY: a PT_LOAD segment is mapped readable at load
-                    // address + p_vaddr for p_memsz >= p_filesz bytes while
-                    // the object is loaded, and it stays loaded (above).
-                    h.bytes(unsafe { std::slice::from_raw_parts(start as *const u8, len) });
+            let (unloads, objects) = loaded::objects();
+            let object = objects.iter().find(|o| o.holds(entry))?;
+            let id = match own_code(state, &objects, object, entry) {
+                Ok((d, _)) => {
+                    let mut h = Hasher::new();
+                    h.str("code");
+                    h.digest(d);
+                    Identity {
+                        digest: h.finish(),
+                        whole_object: None,
+                    }
+                }
+                Err(why) => Identity {
+                    digest: whole(state, &objects, object),
+                    whole_object: Some(why),
+                },
+            };
+            if unloads == state.unloads {
+                state.callees.insert(entry, id.clone());
+            }
+            Some(id)
+        })
+    }
+
+    pub fn loaded_object(path: &Path) -> Option<Digest> {
+        let want = std::fs::canonicalize(path).ok()?;
+        let (_, objects) = loaded::objects();
+        // Cheap test first: only objects with the same file name are resolved.
+        let object = objects.iter().find(|o| {
+            o.path.file_name() == want.file_name()
+                && std::fs::canonicalize(&o.path).ok().as_deref() == Some(want.as_path())
+        })?;
+        Some(with_state(|state| whole(state, &objects, object)))
+    }
+
+    /// The key of code keyed by its whole object: the object's identity
+    /// and, where its dynamic relocations can be read, the identities of the
+    /// objects its imports are bound to (a library of the user's that an
+    /// extension calls is part of what runs). Once per object.
+    fn whole(state: &mut State, objects: &[Object], object: &Object) -> Digest {
+        if let Some(d) = state.wholes.get(&object.base) {
+            return *d;
+        }
+        let mut h = Hasher::new();
+        h.str("object");
+        h.digest(identity(state, object));
+        for p in providers(state, objects, object) {
+            h.digest(p);
+        }
+        let d = h.finish();
+        state.wholes.insert(object.base, d);
+        d
+    }
+
+    /// The identities of the other objects that `object`'s imports are bound
+    /// to, in order; an import bound outside every object by its address
+    /// (a key of this process only).
+    #[cfg(target_arch = "x86_64")]
+    fn providers(state: &mut State, objects: &[Object], object: &Object) -> Vec<Digest> {
+        use super::image::Target;
+
+        let Ok(image) = image(state, object) else {
+            return Vec::new();
+        };
+        let mut found = std::collections::BTreeSet::new();
+        for r in &image.relocs {
+            let Target::Symbol { addend, .. } = r.target else {
+                continue;
+            };
+            let Some(value) = object.word(object.base.wrapping_add(r.at as usize)) else {
+                continue;
+            };
+            let symbol = (value as usize).wrapping_sub(addend as usize);
+            if value == 0 || object.holds(symbol) {
+                continue;
+            }
+            match objects.iter().find(|o| o.holds(symbol)) {
+                Some(o) => found.insert(identity(state, o)),
+                None => found.insert(u128::from(value)),
+            };
+        }
+        found.into_iter().collect()
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn providers(_: &mut State, _: &[Object], _: &Object) -> Vec<Digest> {
+        Vec::new()
+    }
+
+    pub fn walk_once(entry: usize, fresh: bool) -> Result<WalkStats, String> {
+        let (_, objects) = loaded::objects();
+        let object = objects
+            .iter()
+            .find(|o| o.holds(entry))
+            .ok_or("no loaded object holds it")?;
+        with_state(|state| {
+            #[cfg(target_arch = "x86_64")]
+            if fresh {
+                state.images.clear();
+            }
+            own_code(state, &objects, object, entry).map(|(_, s)| s)
+        })
+    }
+
+    /// The build ID, or every loaded byte (computed once per object).
+    fn identity(state: &mut State, object: &Object) -> Digest {
+        *state.objects.entry(object.base).or_insert_with(|| {
+            let mut h = Hasher::new();
+            match &object.build_id {
+                Some(id) => {
+                    h.str("gnu-build-id");
+                    h.bytes(id);
+                }
+                None => {
+                    h.str("segments");
+                    object.loaded_bytes().for_each(|b| h.bytes(b));
                 }
             }
-        }
-        Some(h.finish())
+            h.finish()
+        })
     }
 
-    /// Called by the loader for each loaded object, under its lock: finds
-    /// ours and notes its build ID and segments.
-    unsafe extern "C" fn visit(
-        info: *mut libc::dl_phdr_info,
+    #[cfg(target_arch = "x86_64")]
+    fn own_code(
+        state: &mut State,
+        objects: &[Object],
+        object: &Object,
+        entry: usize,
+    ) -> Result<(Digest, WalkStats), String> {
+        use super::walk::{self, Objects};
+
+        let image = image(state, object)?;
+
+        struct Others<'a> {
+            objects: &'a [Object],
+            state: std::cell::RefCell<&'a mut State>,
+        }
+        impl Objects for Others<'_> {
+            fn identity(&self, addr: usize) -> Option<Digest> {
+                let o = self.objects.iter().find(|o| o.holds(addr))?;
+                Some(identity(&mut self.state.borrow_mut(), o))
+            }
+        }
+        let others = Others {
+            objects,
+            state: std::cell::RefCell::new(state),
+        };
+        let link = entry.wrapping_sub(object.base) as u64;
+        walk::walk(object, &image, link, &others, walk::LIMITS)
+    }
+
+    /// What the walk reads of the object's file (once per object).
+    #[cfg(target_arch = "x86_64")]
+    fn image(state: &mut State, object: &Object) -> Result<Arc<super::image::Image>, String> {
+        state
+            .images
+            .entry(object.base)
+            .or_insert_with(|| {
+                let id = object.build_id.as_deref().ok_or("it has no build ID")?;
+                if let Some(w) = writable_code(object) {
+                    return Err(w.to_owned());
+                }
+                super::image::Image::read(&object.path, id, &object.segments, object.base)
+                    .map(Arc::new)
+                    .map_err(str::to_owned)
+            })
+            .clone()
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn own_code(
+        _: &mut State,
+        _: &[Object],
+        _: &Object,
         _: usize,
-        data: *mut c_void,
-    ) -> c_int {
-        // SAFETY: `data` is the `Search` passed to `dl_iterate_phdr`; `info`
-        // is valid for this call (loader contract).
-        let (search, info) = unsafe { (&mut *data.cast::<Search<'_>>(), &*info) };
-        if info.dlpi_name.is_null() {
-            return 0;
-        }
-        // SAFETY: a non-NULL `dlpi_name` is a NUL-terminated path.
-        let name = unsafe { CStr::from_ptr(info.dlpi_name) };
-        let path = Path::new(OsStr::from_bytes(name.to_bytes()));
-        // Cheap test first: only objects with the same file name are resolved.
-        if path.file_name() != search.want.file_name()
-            || std::fs::canonicalize(path).ok().as_deref() != Some(search.want)
-        {
-            return 0;
-        }
-        let phdrs: &[libc::Elf64_Phdr] = if info.dlpi_phdr.is_null() {
-            &[]
-        } else {
-            // SAFETY: the loader gives `dlpi_phnum` program headers there.
-            unsafe { std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) }
-        };
-        let start =
-            |p: &libc::Elf64_Phdr| (info.dlpi_addr as usize).wrapping_add(p.p_vaddr as usize);
-        for p in phdrs {
-            if p.p_type == libc::PT_NOTE && search.build_id.is_none() {
-                // SAFETY: a PT_NOTE segment is mapped readable for p_memsz
-                // bytes at load address + p_vaddr while the object is loaded.
-                let notes = unsafe {
-                    std::slice::from_raw_parts(start(p) as *const u8, p.p_memsz as usize)
-                };
-                search.build_id = gnu_build_id(notes).map(<[u8]>::to_vec);
-            } else if p.p_type == libc::PT_LOAD {
-                search.segments.push((start(p), p.p_filesz as usize));
-            }
-        }
-        search.found = true;
-        1
+    ) -> Result<(Digest, WalkStats), String> {
+        Err("its code is not x86-64 (only x86-64 code is walked)".to_owned())
     }
 
-    /// The descriptor of an `NT_GNU_BUILD_ID` note named "GNU", if `notes`
-    /// (a PT_NOTE segment) holds one.
-    fn gnu_build_id(mut notes: &[u8]) -> Option<&[u8]> {
-        let word = |i: usize, b: &[u8]| -> Option<usize> {
-            Some(u32::from_ne_bytes(b.get(i..i + 4)?.try_into().ok()?) as usize)
+    /// Why the object's code may change while it runs, if it may: a page
+    /// of an executable segment mapped writable now (patched, or generated).
+    #[cfg(target_arch = "x86_64")]
+    fn writable_code(object: &Object) -> Option<&'static str> {
+        let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+            return Some("its mappings cannot be read");
         };
-        let pad = |n: usize| n.div_ceil(4) * 4;
-        while notes.len() >= 12 {
-            let (namesz, descsz, kind) = (word(0, notes)?, word(4, notes)?, word(8, notes)?);
-            let name = notes.get(12..12 + namesz)?;
-            let desc_at = 12 + pad(namesz);
-            let desc = notes.get(desc_at..desc_at + descsz)?;
-            if kind == NT_GNU_BUILD_ID as usize && name == b"GNU\0" {
-                return Some(desc);
+        for line in maps.lines() {
+            let mut fields = line.split_ascii_whitespace();
+            let (Some(range), Some(perms)) = (fields.next(), fields.next()) else {
+                continue;
+            };
+            let Some((lo, hi)) = range.split_once('-') else {
+                continue;
+            };
+            let (Ok(lo), Ok(hi)) = (usize::from_str_radix(lo, 16), usize::from_str_radix(hi, 16))
+            else {
+                continue;
+            };
+            let overlaps = object
+                .segments
+                .iter()
+                .filter(|s| s.exec)
+                .any(|s| lo < s.start + s.mem_len && s.start < hi);
+            if overlaps && perms.contains('w') {
+                return Some("its code is mapped writable (patched or generated at run time)");
             }
-            notes = notes.get(desc_at + pad(descsz)..)?;
         }
         None
     }
@@ -166,9 +339,17 @@ mod imp {
 mod imp {
     use std::path::Path;
 
-    use super::Digest;
+    use super::{Digest, Identity, WalkStats};
 
-    pub fn digest(_: &Path) -> Option<Digest> {
+    pub fn callee(_: usize) -> Option<Identity> {
         None
+    }
+
+    pub fn loaded_object(_: &Path) -> Option<Digest> {
+        None
+    }
+
+    pub fn walk_once(_: usize, _: bool) -> Result<WalkStats, String> {
+        Err("only Linux objects are read".to_owned())
     }
 }

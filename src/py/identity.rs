@@ -90,6 +90,15 @@ fn hash_file<'py>(py: Python<'py>, path: std::path::PathBuf) -> PyResult<Bound<'
     Ok(digest_bytes(py, digest))
 }
 
+/// How a native callable (a C function, a library's ctypes function) is
+/// keyed: `None` when by its own machine code, else why by its whole loaded
+/// object. Raises `ValueError` for what is neither, or is in no loaded
+/// object.
+#[pyfunction]
+fn native_identity(func: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    identity::native_identity(func)?.map_err(pyo3::exceptions::PyValueError::new_err)
+}
+
 /// One memoized function: its cached fingerprint plan and the small
 /// immutable results kept in this process.
 #[pyclass(name = "Memo", module = "bytecache._bytecache", frozen)]
@@ -295,6 +304,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(hash_value, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
     m.add_function(wrap_pyfunction!(hash_file, m)?)?;
+    m.add_function(wrap_pyfunction!(native_identity, m)?)?;
     m.add_class::<PyMemo>()?;
     m.add_function(wrap_pyfunction!(unregister_all, m)?)?;
     m.add_function(wrap_pyfunction!(forget_all, m)?)?;

@@ -44,6 +44,9 @@ pub enum Kind {
     /// Native code that is not from the standard library, an installed
     /// distribution or a loaded extension module file (`module.qualname`).
     NativeCode(String),
+    /// A ctypes function pointer other than a library's function as a
+    /// `ctypes.CDLL` hands it out (its `__name__`, or "").
+    CtypesPointer(String),
     /// Nested deeper than the walk may go (levels, or stack left).
     TooDeep,
     /// No state to hash: `__reduce_ex__` failed or returned nonsense.
@@ -68,6 +71,7 @@ impl Kind {
             Kind::Generator(_) => "generator",
             Kind::Socket(_) => "socket",
             Kind::NativeCode(_) => "native_code",
+            Kind::CtypesPointer(_) => "ctypes_pointer",
             Kind::TooDeep => "too_deep",
             Kind::NoReduce { .. } => "no_reduce",
             Kind::Raised { .. } => "raised",
@@ -85,6 +89,7 @@ impl Kind {
             | Kind::Generator(t)
             | Kind::Socket(t)
             | Kind::NativeCode(t)
+            | Kind::CtypesPointer(t)
             | Kind::Mock(t)
             | Kind::NoReduce { type_name: t, .. }
             | Kind::Raised { exception: t, .. } => t,
@@ -101,6 +106,11 @@ impl Kind {
             Kind::NativeCode(name) => format!(
                 "native function `{name}`: the code it runs cannot be located (not from the \
                  standard library, an installed distribution or a loaded extension module file)"
+            ),
+            Kind::CtypesPointer(name) => format!(
+                "ctypes function pointer `{name}`: only a library's function as a `ctypes.CDLL` \
+                 gives it (`lib.name`) can be keyed by its code (the address of a callback, a \
+                 cast or a prototype's function says nothing of the code there in another process)"
             ),
             Kind::TooDeep => "nested too deeply to be hashed".to_owned(),
             Kind::NoReduce { type_name, reason } => {

@@ -20,8 +20,8 @@ const SKIPPED_CLASS_ATTRS: &[&str] = &[
 impl<'py> Walker<'py> {
     /// Native code (builtins, C-extension and Cython functions): from the
     /// standard library or an installed distribution by name and version;
-    /// from the user's own extension module by the code loaded in this
-    /// process (`native`). Bound to an object (`[].append`): that object too.
+    /// from the user's own code by the code loaded in this process
+    /// (`native`). Bound to an object (`[].append`): that object too.
     pub(super) fn builtin_function(
         &mut self,
         obj: &Bound<'py, PyAny>,
@@ -56,6 +56,15 @@ impl<'py> Walker<'py> {
             h.str(&lib);
             return Ok(());
         }
+        // The user's own code: the function's machine code where a walk can
+        // bound it, its whole loaded object otherwise (`native`).
+        if let Some(entry) = native::entry(obj) {
+            if let Some(id) = native::callee(entry.addr) {
+                h.i64(entry.flags);
+                h.digest(id.digest);
+                return Ok(());
+            }
+        }
         let defining = match defining {
             Some(m) => Some(m.into_any()),
             None => loaded_modules(py)?.get_item(&module)?,
@@ -66,7 +75,7 @@ impl<'py> Walker<'py> {
         };
         match file
             .and_then(|f| f.extract::<std::path::PathBuf>().ok())
-            .and_then(|f| native::loaded_object_digest(&f))
+            .and_then(|f| native::loaded_object(&f))
         {
             Some(d) => {
                 h.digest(d);
@@ -76,6 +85,50 @@ impl<'py> Walker<'py> {
                 "{module}.{qualname}"
             )))),
         }
+    }
+
+    /// A ctypes function pointer: a library's exported function by its
+    /// code (`native`) and how ctypes calls it (flags, argument and result
+    /// types, `errcheck`). Any other pointer cannot be keyed: its address
+    /// says nothing of the code there in another process, or after the
+    /// callback it wrapped was freed.
+    pub(super) fn ctypes_function(
+        &mut self,
+        obj: &Bound<'py, PyAny>,
+        f: native::CtypesFunction,
+        h: &mut Hasher,
+    ) -> HResult<()> {
+        let py = obj.py();
+        let name = || match obj.getattr(intern!(py, "__name__")) {
+            Ok(n) => n.to_string(),
+            Err(_) => String::new(),
+        };
+        let native::CtypesFunction::Exported(entry) = f else {
+            return Err(HashError::new(Kind::CtypesPointer(name())));
+        };
+        h.tag(Tag::Builtin);
+        h.str("ctypes");
+        match entry {
+            None => h.tag(Tag::None),
+            Some(e) => {
+                let Some(id) = native::callee(e.addr) else {
+                    return Err(HashError::new(Kind::NativeCode(name())));
+                };
+                h.i64(e.flags);
+                h.digest(id.digest);
+            }
+        }
+        for attr in [
+            intern!(py, "argtypes"),
+            intern!(py, "restype"),
+            intern!(py, "errcheck"),
+        ] {
+            match obj.getattr_opt(attr)? {
+                Some(v) => self.value(&v, h)?,
+                None => h.tag(Tag::Missing),
+            }
+        }
+        Ok(())
     }
 
     /// A function's fingerprint: code, defaults, closure, `__dict__`,

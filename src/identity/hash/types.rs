@@ -88,6 +88,13 @@ pub struct MaskedArrays {
     pub getmaskarray: Py<PyAny>,
 }
 
+pub struct Ctypes {
+    /// `_ctypes.CFuncPtr`, the base of every function pointer.
+    pub func: Py<PyType>,
+    /// `ctypes.CDLL`.
+    pub cdll: Py<PyType>,
+}
+
 pub struct Pandas {
     pub frame: Py<PyType>,
     pub series: Py<PyType>,
@@ -97,6 +104,7 @@ static NUMPY: PyOnceLock<Numpy> = PyOnceLock::new();
 static SOCKET: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 static MASKED: PyOnceLock<MaskedArrays> = PyOnceLock::new();
 static PANDAS: PyOnceLock<Pandas> = PyOnceLock::new();
+static CTYPES: PyOnceLock<Ctypes> = PyOnceLock::new();
 
 /// `module` from `sys.modules` if the program has loaded it (and it has
 /// finished loading far enough to have `attr`).
@@ -152,5 +160,14 @@ pub fn pandas(py: Python<'_>) -> Option<&Pandas> {
 pub fn socket(py: Python<'_>) -> Option<&Py<PyType>> {
     once(py, &SOCKET, "_socket", "socket", |m| {
         Ok(m.getattr("socket")?.cast_into::<PyType>()?.unbind())
+    })
+}
+
+pub fn ctypes(py: Python<'_>) -> Option<&Ctypes> {
+    once(py, &CTYPES, "ctypes", "CDLL", |m| {
+        Ok(Ctypes {
+            func: m.getattr("_CFuncPtr")?.cast_into::<PyType>()?.unbind(),
+            cdll: m.getattr("CDLL")?.cast_into::<PyType>()?.unbind(),
+        })
     })
 }

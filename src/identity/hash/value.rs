@@ -221,6 +221,9 @@ impl<'py> Walker<'py> {
         if obj.is_instance_of::<PyCFunction>() || is_cython_function(obj) {
             return self.builtin_function(obj, h);
         }
+        if let Some(f) = ctypes_function(obj)? {
+            return self.ctypes_function(obj, f, h);
+        }
         if types::is(obj, &known.method) {
             h.tag(Tag::BoundMethod);
             self.value(&obj.getattr(intern!(py, "__func__"))?, h)?;
