@@ -15,6 +15,8 @@ mod alias;
 #[cfg(feature = "python")]
 mod cpython;
 #[cfg(feature = "python")]
+mod got;
+#[cfg(feature = "python")]
 mod hook;
 #[cfg(feature = "python")]
 pub mod identity;

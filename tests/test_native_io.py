@@ -210,3 +210,26 @@ print(last())
     data([1, 2, 4])
     assert runner.out(main) == ["RAN", "4"]
     assert runner.out(main) == ["4"]
+
+
+def test_keys_of_native_code_do_not_depend_on_the_rebinding(runner: Runner) -> None:
+    # A C function calling fopen is keyed by what its imports are bound to:
+    # the loader's binding, before and after the observer rebinds fopen.
+    build(runner.work)
+    (runner.work / "data.bin").write_bytes(b"\x01")
+    first = """import bytecache, reader
+
+@bytecache.memoize
+def total(path):
+    ran()
+    return reader.with_fopen(path)
+
+@bytecache.memoize
+def other(x):
+    return x
+{before}
+print(total("data.bin"))
+"""
+    assert runner.out(first.format(before="")) == ["RAN", "1"]
+    # A miss first: the imports are rebound before `total` is first keyed.
+    assert runner.out(first.format(before="other(object.__name__)\n")) == ["1"]

@@ -8,7 +8,6 @@
 //! recorders of the misses running there). Calls of the watched C functions
 //! made in such a context are passed to the handler, which decides what they
 //! mean (`python/bytecache/_observe.py` holds the table).
-mod got;
 mod interpose;
 pub mod native_io;
 pub mod rng;

@@ -2,7 +2,7 @@
 //! a miss runs: a library that reads a file in C, C++ or Rust (pyarrow,
 //! polars, HDF5...) never passes through Python's `open`, so its reads would
 //! not be dependencies. Its imports of libc's `open` family, `fopen`,
-//! `getenv` and `dlopen` are rebound ([`super::got`]) to the functions here,
+//! `getenv` and `dlopen` are rebound ([`crate::got`]) to the functions here,
 //! which call the real ones and, while an observation is active in any
 //! thread, log the path (made absolute), the flags and the file's state at
 //! open (`fstat`), or the variable's name.
@@ -25,7 +25,7 @@ use std::ffi::{c_char, c_int, CStr};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use super::got;
+use crate::got;
 
 const CAP: usize = 2048;
 const PATH: usize = 1024;
@@ -291,7 +291,8 @@ fn fopen_flags(mode: *const c_char) -> c_int {
 /// extension's own import binds it (the global scope's, as every object's
 /// import was bound), then logs the call.
 mod real {
-    use super::{fopen_flags, got, note, note_env};
+    use super::{fopen_flags, note, note_env};
+    use crate::got;
     use std::ffi::{c_char, c_int, c_void, CStr};
     use std::sync::OnceLock;
 

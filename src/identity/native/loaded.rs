@@ -75,6 +75,9 @@ impl Object {
     /// The 8 bytes at `addr` as they are now, if a segment maps all of them.
     pub fn word(&self, addr: usize) -> Option<u64> {
         self.segments.iter().find(|s| s.contains(addr, 8))?;
+        if let Some(loader) = crate::got::original(addr) {
+            return Some(loader as u64); // a slot `observe` rebound: the loader's value
+        }
         // SAFETY: the 8 bytes lie inside a mapped PT_LOAD segment of a
         // loaded object (checked just above; module doc for why it stays
         // mapped); an unaligned read is used because relocated words need

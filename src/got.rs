@@ -6,6 +6,10 @@
 //! Linux only (ELF, `dl_iterate_phdr`), x86-64 and aarch64 (`Elf64_Rela`
 //! relocations of type `GLOB_DAT` and `JUMP_SLOT`). Elsewhere nothing is
 //! rebound and [`rebind_new`] reports it.
+//!
+//! Used by `observe` (which rebinds) and by `identity::native` (which reads
+//! what the loader stored in a slot: [`original`] gives it the loader's
+//! value, not ours).
 
 /// What to rebind in an object: `(symbol, replacement address)`.
 pub type Table<'a> = &'a [(&'a [u8], *const ())];
@@ -19,7 +23,7 @@ pub type Choose = fn(name: &[u8]) -> Option<Table<'static>>;
 ))]
 mod elf {
     use super::{Choose, Table};
-    use std::collections::BTreeSet;
+    use std::collections::{BTreeMap, BTreeSet};
     use std::ffi::{c_int, c_void, CStr};
     use std::sync::Mutex;
 
@@ -62,6 +66,9 @@ mod elf {
         adds: u64,
         subs: u64,
     }
+
+    /// Rebound slot -> what the loader had stored there.
+    pub static ORIGINAL: Mutex<BTreeMap<usize, usize>> = Mutex::new(BTreeMap::new());
 
     static SEEN: Mutex<Seen> = Mutex::new(Seen {
         bases: BTreeSet::new(),
@@ -260,9 +267,15 @@ mod elf {
             }
         }
         // SAFETY: caller's contract; the page is writable now.
-        unsafe {
+        let old = unsafe {
             (*(slot as *const std::sync::atomic::AtomicUsize))
-                .store(value, std::sync::atomic::Ordering::SeqCst);
+                .swap(value, std::sync::atomic::Ordering::SeqCst)
+        };
+        if old != value {
+            ORIGINAL
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(slot, old);
         }
         if in_relro {
             // SAFETY: as above; back to what RELRO made it (the page is
@@ -289,4 +302,26 @@ pub fn rebind_new(choose: Choose) -> Result<usize, &'static str> {
 )))]
 pub fn rebind_new(_choose: Choose) -> Result<usize, &'static str> {
     Err("native code's file opens are observed on x86-64 and aarch64 Linux only")
+}
+
+/// What the loader stored in `slot` before it was rebound here, or None
+/// when it was not rebound.
+#[cfg(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+))]
+pub fn original(slot: usize) -> Option<usize> {
+    elf::ORIGINAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .get(&slot)
+        .copied()
+}
+
+#[cfg(not(all(
+    target_os = "linux",
+    any(target_arch = "x86_64", target_arch = "aarch64")
+)))]
+pub fn original(_slot: usize) -> Option<usize> {
+    None
 }
