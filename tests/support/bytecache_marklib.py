@@ -1,13 +1,16 @@
 """A pytest plugin (`-p bytecache_marklib`): memoizes every function of the
 library named by $BYTECACHE_MARK_LIB (its test modules excluded) with
 `bytecache.enable(modules=..., min_seconds=0)`, to run the library's own test
-suite under bytecache. Used by tests/test_real_libraries.py."""
+suite under bytecache, and leaves out the tests that use a fixture named in
+$REALLIB_SKIP_FIXTURES (comma-separated; in runs with and without bytecache
+alike). Used by tests/test_real_libraries.py."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import pkgutil
+from typing import Any
 
 
 def pytest_configure(config: object) -> None:
@@ -33,6 +36,17 @@ def pytest_configure(config: object) -> None:
 
 def _warm_up(x: int) -> int:
     return x
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    skip = {f for f in os.environ.get("REALLIB_SKIP_FIXTURES", "").split(",") if f}
+    if not skip:
+        return
+    kept = [i for i in items if not skip & set(getattr(i, "fixturenames", ()))]
+    left = [i for i in items if i not in kept]
+    if left:
+        config.hook.pytest_deselected(items=left)
+        items[:] = kept
 
 
 def pytest_unconfigure(config: object) -> None:
