@@ -41,6 +41,7 @@ __all__ = [
     "observe_install",
     "observe_internal",
     "observe_is_internal",
+    "OBSERVE_NATIVE_GETENV",
     "observe_native_begin",
     "observe_native_end",
     "observe_rng_state",
@@ -325,6 +326,9 @@ def observe_watch(func: object, tag: object, before: bool = False) -> str | None
 def observe_unwatch_all() -> None: ...
 def observe_internal(on: bool) -> None: ...
 def observe_is_internal() -> bool: ...
+OBSERVE_NATIVE_GETENV: int
+"""The flags of a getenv logged by `observe_native_end` (its path is the name)."""
+
 def observe_native_begin() -> int:
     """Begins observing files native code opens; where its log starts."""
 

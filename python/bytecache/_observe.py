@@ -836,7 +836,6 @@ def install() -> None:
 
 _native_warned = False
 _NATIVE_WRITES = os.O_WRONLY | os.O_TRUNC | os.O_APPEND
-_NATIVE_GETENV = -(2**31)  # native_io::GETENV
 _SYSTEM_FILES = ("/proc/", "/sys/", "/dev/")
 _ENTROPY_FILES = frozenset({"/dev/urandom", "/dev/random"})
 
@@ -863,7 +862,7 @@ def _native_opened(r: Recorder, opened: list[tuple[bytes, int, Any]], complete: 
     if not complete:
         r.refuse(Reason(UNOBSERVED, "native code opened more files than it could record"))
     for raw, flags, state in opened:
-        if flags == _NATIVE_GETENV:  # `raw` is the variable's name
+        if flags == _bytecache.OBSERVE_NATIVE_GETENV:  # `raw` is the variable's name
             name = os.fsdecode(raw)
             r.env.setdefault(name, env_value(name))
             continue

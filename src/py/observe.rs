@@ -107,6 +107,8 @@ fn observe_native_end(
 }
 
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    // The `flags` of a logged getenv in `observe_native_end` (its path is the name).
+    m.add("OBSERVE_NATIVE_GETENV", observe::native_io::GETENV)?;
     m.add_function(wrap_pyfunction!(observe_native_begin, m)?)?;
     m.add_function(wrap_pyfunction!(observe_native_end, m)?)?;
     m.add_function(wrap_pyfunction!(observe_install, m)?)?;
