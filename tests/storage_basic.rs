@@ -292,6 +292,35 @@ fn claim_serializes_computation() {
     ));
 }
 
+/// Two opens of one store hold separate descriptors, as two processes do:
+/// a claim taken through one blocks the other until it is dropped, and
+/// claims on other keys (including keys alike in their first bytes) do not.
+#[test]
+fn claims_exclude_across_opens() {
+    let t = tempfile::tempdir().unwrap();
+    let a = Store::open(t.path().join("store"), opts(&t)).unwrap();
+    let b = Store::open(t.path().join("store"), opts(&t)).unwrap();
+    let held = match a.claim(&key(3), Duration::ZERO).unwrap() {
+        Claim::Compute(g) => g,
+        other => panic!("{other:?}"),
+    };
+    assert!(matches!(
+        b.claim(&key(3), Duration::from_millis(20)).unwrap(),
+        Claim::TimedOut
+    ));
+    let mut near = key(3);
+    near[15] ^= 1;
+    assert!(matches!(
+        b.claim(&near, Duration::ZERO).unwrap(),
+        Claim::Compute(_)
+    ));
+    drop(held);
+    assert!(matches!(
+        b.claim(&key(3), Duration::ZERO).unwrap(),
+        Claim::Compute(_)
+    ));
+}
+
 #[test]
 fn full_durability_round_trip() {
     let t = tempfile::tempdir().unwrap();

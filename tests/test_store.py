@@ -289,3 +289,37 @@ def test_claim_with_any_timeout(paths: tuple[str, str], timeout: float) -> None:
     s = bc.Store(paths[0], secret_path=paths[1])
     with s.claim(key(1), timeout) as c:
         assert c.compute
+
+
+def test_claims_across_fork_and_death(paths: tuple[str, str]) -> None:
+    # A forked child shares its parent's descriptors: releasing its copy of
+    # the parent's claim must not free it, and the child's own claim on the
+    # same key must wait. A process that dies holding a claim frees it.
+    out = run_py(
+        """
+        import os, sys
+        from bytecache import _bytecache as bc
+        s = bc.Store(sys.argv[1], secret_path=sys.argv[2])
+        k = bytes(range(16))
+        c = s.claim(k, 0.0)
+        assert c.compute
+        pid = os.fork()
+        if pid == 0:
+            c.release()
+            other = s.claim(k, 0.0)
+            os._exit(0 if other.state == "timeout" else 1)
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        pid = os.fork()
+        if pid == 0:
+            os._exit(0 if s.claim(k, 0.0).state == "timeout" else 1)
+        _, status = os.waitpid(pid, 0)
+        print("still", os.waitstatus_to_exitcode(status))
+        os._exit(0)  # dies holding the claim
+        """,
+        *paths,
+    )
+    assert out.split() == ["child", "0", "still", "0"]
+    s = bc.Store(paths[0], secret_path=paths[1])
+    with s.claim(bytes(range(16)), 0.0) as c:
+        assert c.compute

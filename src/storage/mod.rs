@@ -9,7 +9,8 @@
 //!               without buffers, <= segment_bytes/4 each) and one dedicated
 //!               file per entry with out-of-band buffers (id has bit 31 set),
 //!               buffers page-aligned so they can be mapped MAP_PRIVATE
-//! claims/<key>  per-key compute claims (flock)
+//! claims.lock   per-key compute claims: one byte per key, locked with
+//!               F_OFD_SETLK (see lock.rs), never written
 //! quarantine/   records/files that failed a check, moved aside
 //! ```
 //! Record format: see `format.rs`. A record is immutable once written: it is
@@ -97,7 +98,7 @@
 //! reboot, so a torn or damaged file is always hashed, and missed.
 //!
 //! # Concurrent misses
-//! `claim(key, timeout)` takes a non-blocking `flock` on `claims/<key>`:
+//! `claim(key, timeout)` takes a non-blocking byte lock in `claims.lock`:
 //! the winner computes (`Claim::Compute`, released on drop, after its put);
 //! the others poll (0.1..5 ms backoff) until the entry is published
 //! (`Ready`), the claim frees up (one of them then computes), or `timeout`.
@@ -446,6 +447,7 @@ pub struct Store {
     reset: Option<String>,
     writer: Mutex<WriterState>,
     state: RwLock<ReadState>,
+    claims: lock::Claims,
 }
 
 /// Maps an I/O error on `path` to a `StorageError` (`NoSpace` for a full
@@ -496,7 +498,7 @@ impl Store {
         }
         ensure_dir(&dir)?;
         check_ancestors(&dir)?;
-        for sub in ["data", "claims", "quarantine"] {
+        for sub in ["data", "quarantine"] {
             ensure_dir(&dir.join(sub))?;
         }
         let secret = auth::load(opts.secret_path.as_deref(), &dir)?;
@@ -516,6 +518,7 @@ impl Store {
         let epoch = index.h(H_EPOCH).load(Relaxed);
         let made_with = index.h(H_SECRET).load(Relaxed);
         let mut store = Store {
+            claims: lock::Claims::new(dir.join("claims.lock")),
             dir,
             opts,
             mac: secret.key,
@@ -1041,14 +1044,17 @@ impl Store {
     /// entry appears (`Ready`) or the claim is released without one (then
     /// one of them gets `Compute`).
     pub fn claim(&self, key: &Key, timeout: Duration) -> Result<Claim> {
-        let path = self.dir.join("claims").join(key_hex(key));
         let start = Instant::now();
         let mut nap = Duration::from_micros(100);
         loop {
             if self.contains(key)? {
                 return Ok(Claim::Ready);
             }
-            if let Some(guard) = ClaimLock::try_acquire(&path).map_err(io_at(&path))? {
+            if let Some(guard) = self
+                .claims
+                .try_acquire(key)
+                .map_err(io_at(self.claims.path()))?
+            {
                 // The previous holder may have stored it just before releasing.
                 if self.contains(key)? {
                     return Ok(Claim::Ready);

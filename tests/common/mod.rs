@@ -99,7 +99,7 @@ pub fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 pub fn restore(dir: &Path, files: &BTreeMap<PathBuf, Vec<u8>>) {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     let _ = std::fs::remove_dir_all(dir);
-    for sub in ["", "data", "claims", "quarantine"] {
+    for sub in ["", "data", "quarantine"] {
         std::fs::DirBuilder::new()
             .mode(0o700)
             .create(dir.join(sub))
