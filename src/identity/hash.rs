@@ -46,7 +46,7 @@ mod value;
 
 pub use error::{HResult, HashError, Kind, Step, Unhashable};
 pub use patches::Unit;
-pub use value::{plain_value, try_plain, unseeded};
+pub use value::{plain_value, try_plain, try_plain_tuple, unseeded};
 
 /// How deep a walk may go (values and containers entered), whatever the
 /// stack: past it, a value is [`Kind::TooDeep`].
@@ -118,6 +118,7 @@ fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {
 /// of function and class fingerprints.
 /// One entry of a dependency record, kept with each stored result so that
 /// `explain` can say what changed: a function, a global, an argument.
+#[derive(Clone)]
 pub struct Dep {
     pub kind: &'static str,
     pub name: String,

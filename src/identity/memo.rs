@@ -193,9 +193,9 @@ impl Memo {
         ))
     }
 
-    /// The cached plan while its guards hold, else a new one (with the
-    /// dependency record when asked; a record or a view always means a new
-    /// walk, and a plan built in a view is not kept).
+    /// The cached plan while its guards hold, else a new one, with the
+    /// dependency record when asked (the cached plan's when it has one). A
+    /// view always means a new walk, and a plan built in a view is not kept.
     fn plan(
         &self,
         func: &Bound<'_, PyAny>,
@@ -203,12 +203,13 @@ impl Memo {
         view: Option<View>,
     ) -> Result<(Rc<Cached>, Option<Vec<Dep>>), HashError> {
         let py = func.py();
-        if !record && view.is_none() {
+        if view.is_none() {
             // SAFETY: cloning an `Rc` runs no Python code.
             let cached = unsafe { self.cached.with(py, |c| c.clone()) };
             if let Some(c) = cached {
-                if c.guards.hold(func) {
-                    return Ok((c, None));
+                if (!record || c.record.is_some()) && c.guards.hold(func) {
+                    let deps = if record { c.record.clone() } else { None };
+                    return Ok((c, deps));
                 }
             }
         }

@@ -23,7 +23,8 @@ use pyo3::types::{PyDict, PyString};
 use super::digest::{Digest, Hasher, Tag};
 use super::guard::{self, Guards};
 use super::hash::{
-    patches, try_plain, Dep, HResult, HashError, Member, Step, Unhashable, Unit, Used, Walker,
+    patches, try_plain, try_plain_tuple, Dep, HResult, HashError, Member, Step, Unhashable, Unit,
+    Used, Walker,
 };
 
 /// Bumped whenever the meaning of a digest changes, so old entries miss.
@@ -85,6 +86,9 @@ pub struct Cached {
     pub plan: Result<Rc<Plan>, Unhashable>,
     /// False when something was read that no guard watches.
     pub reusable: bool,
+    /// The dependency record of the walk, when it was asked for: valid with
+    /// the plan (the digests of leaves are filled in by each [`key`]).
+    pub record: Option<Vec<Dep>>,
 }
 
 impl Cached {
@@ -235,13 +239,15 @@ pub fn build(
         Err(HashError::Python(e)) => return Err(e),
     };
     let reusable = !building.guards.uncacheable;
+    let record = w.record.take();
     Ok((
         Cached {
             guards: building.guards.finish(),
             plan,
             reusable,
+            record: record.clone(),
         },
-        w.record.take(),
+        record,
     ))
 }
 
@@ -299,9 +305,12 @@ pub fn key<'py>(
             }
         } else {
             let mut sub = Hasher::new();
-            lazy(&mut walker, py, plan, view)?
-                .value(&value, &mut sub)
-                .map_err(|e| e.at(Step::Argument(name.to_owned())))?;
+            if !try_plain_tuple(&value, &mut sub)? {
+                sub = Hasher::new();
+                lazy(&mut walker, py, plan, view)?
+                    .value(&value, &mut sub)
+                    .map_err(|e| e.at(Step::Argument(name.to_owned())))?;
+            }
             let d = sub.finish();
             h.tag(Tag::Nested);
             h.digest(d);

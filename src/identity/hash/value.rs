@@ -43,6 +43,24 @@ pub fn try_plain(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
     Ok(true)
 }
 
+/// An exact tuple of plain values (see [`try_plain`]), hashed as the walker
+/// hashes it (`Builtin::Tuple`: its tag, its length, then each item), but
+/// without a walker: the common small tuple argument. False for anything
+/// else, after which `h` holds a partial hash (the caller starts afresh).
+pub fn try_plain_tuple(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<bool> {
+    let Ok(t) = obj.cast_exact::<PyTuple>() else {
+        return Ok(false);
+    };
+    h.tag(Tag::Tuple);
+    h.u64(t.len() as u64);
+    for item in t.iter_borrowed() {
+        if !try_plain(&item, h)? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// An int (or the int part of a subclass): 64-bit values as such, larger
 /// ones by their two's-complement bytes, read through `int` itself.
 fn int(obj: &Bound<'_, PyAny>, h: &mut Hasher) -> PyResult<()> {
