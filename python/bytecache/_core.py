@@ -465,10 +465,10 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         warn_once(f"bytecache cannot use {directory} ({e}); calls run uncached",
                   key=f"open:{directory}")
         return False, None
-    _observe.install()
     hit, manifest = _lookup(target, store, key, arguments)
     if hit is not None:
         return True, hit[0]
+    _observe.install()  # a miss is observed; a process that only hits never pays for it
     # Another process may be computing this very call: wait for its result
     # (bounded; a computing process that dies releases its claim) instead of
     # computing it twice.
