@@ -457,3 +457,14 @@ print(slow(21))
     assert all(p.returncode == 0 for p in procs)
     assert sum(o.count("RAN") for o in outs) == 1
     assert all(o.strip().endswith("42") for o in outs)
+
+
+def test_a_process_that_only_hits_installs_no_observer(runner: Runner) -> None:
+    # Observation (audit hook, interposed functions, native rebinding) is
+    # set up by the first miss: a re-run that only hits never pays for it.
+    code = BASIC + """
+from bytecache import _observe
+print(f"observer={_observe._installed}")
+"""
+    assert runner.out(code)[-1] == "observer=True"
+    assert runner.out(code)[-1] == "observer=False"
