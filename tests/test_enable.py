@@ -266,3 +266,25 @@ print(target(1), target(1), target(2))
     data = coverage.CoverageData(basename=str(runner.work / ".cov"))
     data.read()
     assert 7 in (data.lines(str(runner.work / "main.py")) or [])  # y = x * 3
+
+
+def test_stored_plain_results_are_answered_by_the_hook_in_rust(runner: Runner) -> None:
+    # Results another process stored (lists: never kept in this one) are
+    # read in Rust from the second call on, counted, fresh objects each time.
+    script = """
+import bytecache
+from bytecache import _bytecache
+bytecache.enable(min_seconds=0)
+
+def load(n):
+    ran("load")
+    return [n, "value"]
+
+STEPS
+"""
+    runner.run(script.replace("STEPS", "load(1)"))
+    out = runner.out(script.replace("STEPS", """
+a, b, c = load(1), load(1), load(1)
+print(a == b == c == [1, "value"], a is not b, _bytecache.fast_totals()[0])
+"""))
+    assert out == ["True", "True", "2"]

@@ -468,3 +468,66 @@ print(f"observer={_observe._installed}")
 """
     assert runner.out(code)[-1] == "observer=True"
     assert runner.out(code)[-1] == "observer=False"
+
+
+STORED = """
+import os, bytecache
+from bytecache import _bytecache
+
+@bytecache.memoize
+def f(x):
+    ran()
+    return [x, "value"]
+
+STEPS
+"""
+
+
+def test_a_stored_plain_result_is_answered_without_the_python_path(runner: Runner) -> None:
+    # Stored by another process (a list: never kept in this one): from the
+    # second call on (the first names the store) read, unpickled and counted
+    # in Rust, a fresh object each time, like the call.
+    runner.run(STORED.replace("STEPS", "f(1)"))
+    out = runner.out(STORED.replace("STEPS", """
+a, b = f(1), f(1)
+print(a == b == [1, "value"], a is not b, f.cache_info()["hits"], _bytecache.fast_totals()[0])
+"""))
+    assert out == ["True", "True", "2", "1"]
+
+
+def test_stored_results_follow_a_new_cache_dir(runner: Runner) -> None:
+    # Once the wrapper reads a directory's store in Rust, configure() and
+    # the environment still decide where results are: a new directory has
+    # none of them.
+    other = str(runner.root / "other")
+    runner.run(STORED.replace("STEPS", "f(1)"))
+    # f(2) is a miss (it sets the observer up); f(1) then names the store.
+    configured = runner.out(STORED.replace("STEPS", f"""
+f(2); f(1); f(1)
+bytecache.configure(cache_dir={other!r})
+f(1)
+"""))
+    assert configured == ["RAN", "RAN"]  # f(2) here; f(1) again in `other`
+    environ = runner.out(STORED.replace("STEPS", f"""
+f(3); f(1); f(1)
+os.environ["BYTECACHE_DIR"] = {other + "2"!r}
+f(1)
+"""))
+    assert environ == ["RAN", "RAN"]
+
+
+def test_a_damaged_record_read_in_rust_is_recomputed_with_one_warning(runner: Runner) -> None:
+    runner.run(STORED.replace("STEPS", "f(1)"))
+    data = runner.cache / "store" / "data"
+    (segment,) = [p for p in data.iterdir()]
+    raw = bytearray(segment.read_bytes())
+    at = raw.find(b"value")
+    assert at > 0
+    raw[at:at + 5] = b"VALUE"  # the MAC no longer matches
+    segment.write_bytes(bytes(raw))
+    # Two misses first: the first sets the observer up, the second names
+    # the store; f(1) is then read in Rust.
+    proc = runner.run(STORED.replace("STEPS", "f(2); f(3); print(f(1))"))
+    assert proc.stdout.split() == ["RAN", "RAN", "RAN", "[1,", "'value']"]
+    assert proc.stderr.count("BytecacheWarning") == 1 and "damaged" in proc.stderr
+    assert runner.out(STORED.replace("STEPS", "print(f(1))")) == ["[1,", "'value']"]

@@ -99,6 +99,7 @@ def configure(*, cache_dir: str | os.PathLike[str] | None = None,
             _configured["trusted_keys"] = keys
         if url is not None or keys is not None:
             _stores.clear()  # the local stores stay open
+        _bytecache.config_changed()  # memos resolve their store anew
 
 
 def remote_url() -> str:
@@ -176,10 +177,27 @@ def local_store(directory: str) -> _bytecache.Store:
             s = _bytecache.Store(os.path.join(directory, "store"), max_bytes=max_bytes)
             reset = s.reset_reason
             _local[directory] = s
+            _noticed["damage"] = s.quarantined()  # what opening found is told below
     if reset:
         warn_once(f"bytecache {reset} (cache {directory}); starting an empty cache",
                   key="reset")
     return s
+
+
+# Damaged records moved aside that a warning told of (see `notice_damage`).
+_noticed = {"damage": 0}
+
+
+def notice_damage(store: _bytecache.Store) -> None:
+    """Warns (once) when a read found a record damaged, here or by a memo
+    in Rust (`identity::source`): it was moved to quarantine/ and the call
+    recomputes."""
+    damaged = store.quarantined()
+    if damaged != _noticed["damage"]:
+        _noticed["damage"] = damaged
+        warn_once(f"bytecache found damaged cache files in {store.stats()['path']} and moved "
+                  "them to its quarantine/ directory; the affected calls are recomputed",
+                  key="damaged")
 
 
 def _with_remote(directory: str, local: _bytecache.Store, url: str) -> Store:

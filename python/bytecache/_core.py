@@ -439,11 +439,13 @@ def _not_stored(t: Target, store: Any, key: bytes, reasons: list[Reason],
 
 
 def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0,
-          key: bytes | None = None, wait: bool = True) -> tuple[bool, Any]:
+          key: bytes | None = None, wait: bool = True,
+          absent: bool = False) -> tuple[bool, Any]:
     """(True, value) on a hit; (False, Miss) to compute and commit; (False, None)
     when this call is not memoized (disabled, unhashable, cache unavailable);
     (False, BUSY) when `wait` is false and another caller computes it.
-    `key`: already computed by `Memo.quick` (which found nothing kept)."""
+    `key`: already computed by `Memo.quick` (which found nothing kept).
+    `absent`: the memo's store source (see `_source`) found nothing at `key`."""
     if is_disabled():
         return False, None
     if key is None:
@@ -465,7 +467,11 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         warn_once(f"bytecache cannot use {directory} ({e}); calls run uncached",
                   key=f"open:{directory}")
         return False, None
-    hit, manifest = _lookup(target, store, key, arguments)
+    if absent and type(store) is _bytecache.Store:
+        hit, manifest = _lookup(target, store, key, arguments, absent=True)
+    else:
+        _source(target, directory)
+        hit, manifest = _lookup(target, store, key, arguments)
     if hit is not None:
         return True, hit[0]
     _observe.install()  # a miss is observed; a process that only hits never pays for it
@@ -492,11 +498,28 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
     return False, Miss(target, arguments, key, store, min_seconds, claim, manifest)
 
 
-def _lookup(target: Target, store: Any, key: bytes,
-            arguments: dict[str, Any]) -> tuple[tuple[Any] | None, _deps.Manifest | None]:
+def _source(target: Target, directory: str) -> None:
+    """Lets the memo read plain stored results of `target` from the local
+    store of `directory` without this path (`identity::source`), until the
+    configuration or the environment changes."""
+    environ = getattr(os.environ, "_data", None)
+    if isinstance(environ, dict):
+        try:
+            target.memo.set_source(_config.local_store(directory), environ)
+        except Exception:  # noqa: BLE001 - the Python path stays
+            pass
+
+
+def _lookup(target: Target, store: Any, key: bytes, arguments: dict[str, Any], *,
+            absent: bool = False) -> tuple[tuple[Any] | None, _deps.Manifest | None]:
     """The stored result for `key` as things are now, and the manifest at
-    `key` (None when a result, or nothing, is stored there)."""
-    entry = _get(store, key)
+    `key` (None when a result, or nothing, is stored there). `absent`: the
+    store was just found to hold nothing at `key`."""
+    if absent:
+        entry = None
+        _config.notice_damage(store)
+    else:
+        entry = _get(store, key)
     if entry is None:
         items = _deps.state_items(_ambient(target))
         if not items:
@@ -520,22 +543,15 @@ def _lookup(target: Target, store: Any, key: bytes,
 
 
 def _get(store: Any, key: bytes) -> Any:
-    damaged = store.quarantined()
     try:
         entry = _internal(store.get, key)
     except Exception as e:  # noqa: BLE001 - a corrupt entry is a miss
         warn_once(f"bytecache could not read an entry ({e}); recomputing",
                   key=f"get:{type(e).__name__}")
         return None
-    if entry is None and store.quarantined() != damaged:
-        _warn_damaged(store)
+    if entry is None:
+        _config.notice_damage(store)
     return entry
-
-
-def _warn_damaged(store: Any) -> None:
-    warn_once(f"bytecache found damaged cache files in {store.stats()['path']} and moved them to "
-              "its quarantine/ directory; the affected calls are recomputed",
-              key="damaged")
 
 
 def _load(target: Target, key: bytes, entry: Any, items: tuple[Any, ...],

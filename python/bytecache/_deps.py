@@ -30,7 +30,7 @@ if TYPE_CHECKING:
 
     Item = tuple[str, ...]
 
-MAGIC = b"BCMANIF1"
+MAGIC = _bytecache.MANIFEST_MAGIC
 
 
 # --- interpreter-wide state ----------------------------------------------------

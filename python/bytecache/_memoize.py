@@ -43,12 +43,14 @@ _CO_ASYNC_GENERATOR = 0x200
 
 
 def _starter(target: _core.Target, min_seconds: float) -> Any:
-    """The wrapper's full path: `begin(arguments, key)` answers as the hook's
-    `on_call` does: None (run the function), `(value,)` (a hit) or the
-    pending `_core.Miss`."""
+    """The wrapper's full path: `begin(arguments, key, absent)` answers as
+    the hook's `on_call` does: None (run the function), `(value,)` (a hit)
+    or the pending `_core.Miss`. `absent`: the wrapper found nothing at
+    `key` in the local store."""
 
-    def begin(arguments: dict[str, Any], key: bytes | None) -> Any:
-        hit, value = _core.begin(target, arguments, min_seconds=min_seconds, key=key)
+    def begin(arguments: dict[str, Any], key: bytes | None, absent: bool = False) -> Any:
+        hit, value = _core.begin(target, arguments, min_seconds=min_seconds, key=key,
+                                 absent=absent)
         return (value,) if hit else value
 
     return begin

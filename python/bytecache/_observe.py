@@ -738,6 +738,7 @@ def _install_environ() -> None:
         environb = getattr(os, "environb", None)
         if environb is not None and getattr(environb, "_data", None) is data:
             environb._data = new
+        _bytecache.config_changed()  # memos watch the environment's new dict
 
 
 # --- interpreter-wide generators ------------------------------------------------

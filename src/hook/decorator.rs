@@ -1,8 +1,9 @@
 //! The decorator's calls (`@bytecache.memoize`): the vectorcall of its
 //! wrapper (`identity::Wrapper`). It binds the arguments as a frame would
 //! (`bind`), keys them from the memo's cached plan and answers from a result
-//! kept in this process without leaving Rust. Any other call goes to the
-//! wrapper's `begin(arguments, key)` in Python, which answers as the hook's
+//! kept in this process, or a plain one in the store (`identity::source`),
+//! without leaving Rust. Any other call goes to the
+//! wrapper's `begin(arguments, key, absent)` in Python, which answers as the hook's
 //! `on_call` does (`consult::answer`): run the function, a hit, or a miss
 //! whose token is then given the result (`commit`, in a box: see
 //! `consult::report`) or told that the function raised (`abort`).
@@ -15,12 +16,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use pyo3::ffi::{self, PyObject};
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBool, PyBytes, PyDict, PyString};
 
 use super::bind::{bind, parameter_names, Call};
 use super::consult::{answer, report, Action};
 use crate::cpython::function;
-use crate::identity::{self, Wrapper};
+use crate::identity::{self, Loaded, Wrapper};
 
 /// The vectorcall of `Memoized` instances.
 ///
@@ -98,11 +99,20 @@ unsafe fn lookup(py: Python<'_>, w: &Wrapper, call: Call) -> Action {
             })
         };
         let key = w.memo.key_of(func, pairs(), false, None).ok().map(|k| k.0);
-        if let Some(value) = key.and_then(|k| w.memo.recall(py, k)) {
-            return Action::Hit(value.into_ptr());
+        let mut absent = false;
+        if let Some(k) = key {
+            if let Some(value) = w.memo.recall(py, k) {
+                return Action::Hit(value.into_ptr());
+            }
+            match w.memo.load(py, k) {
+                Loaded::Hit(value, _) => return Action::Hit(value.into_ptr()),
+                Loaded::Absent => absent = true,
+                Loaded::Other => {}
+            }
         }
-        // The full path, in Python: the arguments by name, and the key
-        // (None when it failed: `begin` keys again and reports why).
+        // The full path, in Python: the arguments by name, the key (None
+        // when it failed: `begin` keys again and reports why), and whether
+        // the local store was just found to hold nothing at the key.
         let arguments = PyDict::new(py);
         for (name, value) in pairs() {
             if arguments.set_item(name, value).is_err() {
@@ -113,9 +123,10 @@ unsafe fn lookup(py: Python<'_>, w: &Wrapper, call: Call) -> Action {
             Some(k) => PyBytes::new(py, &k.to_le_bytes()).into_any(),
             None => py.None().into_bound(py),
         };
+        let absent = PyBool::new(py, absent);
         let begin = w.begin.as_ptr();
-        let argv = [arguments.as_ptr(), key.as_ptr()];
-        let r = ffi::PyObject_Vectorcall(begin, argv.as_ptr(), 2, std::ptr::null_mut());
+        let argv = [arguments.as_ptr(), key.as_ptr(), absent.as_ptr()];
+        let r = ffi::PyObject_Vectorcall(begin, argv.as_ptr(), 3, std::ptr::null_mut());
         answer(r, begin)
     }
 }

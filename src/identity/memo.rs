@@ -33,6 +33,7 @@ use super::contained;
 use super::digest::Digest;
 use super::hash::{Dep, HashError, Kind};
 use super::plan::{self, Cached, View};
+use super::source::{Hint, Loaded};
 use crate::cpython::code::code_parts;
 use crate::cpython::function::function_parts;
 use crate::cpython::{weakref, GilCell};
@@ -104,6 +105,8 @@ pub struct Memo {
     results: GilCell<Results>,
     /// Recent keys that keyed modules as not loaded, with those modules.
     views: GilCell<Vec<(Digest, View)>>,
+    /// The store its stored results are read from (see `source`).
+    source: GilCell<Option<Hint>>,
 }
 
 /// True for values a fresh unpickled copy could not be told apart from
@@ -168,6 +171,7 @@ impl Memo {
                 ..Results::default()
             }),
             views: GilCell::new(Vec::new()),
+            source: GilCell::new(None),
         })
     }
 
@@ -314,16 +318,58 @@ impl Memo {
                     return None;
                 }
                 let (value, saved_ns) = r.map.get(&key)?;
-                r.counts.hits += 1;
-                r.counts.saved_ns += saved_ns;
                 Some((value.clone_ref(py), *saved_ns))
             })?;
+            self.count_hit(py, saved_ns);
+            Some(value)
+        }
+    }
+
+    /// Counts a hit answered without Python, which saved `saved_ns`.
+    fn count_hit(&self, py: Python<'_>, saved_ns: u64) {
+        // SAFETY: Rust data only.
+        unsafe {
+            self.results.with(py, |r| {
+                r.counts.hits += 1;
+                r.counts.saved_ns += saved_ns;
+            });
             FAST.with(py, |c| {
                 c.hits += 1;
                 c.saved_ns += saved_ns;
             });
-            Some(value)
         }
+    }
+
+    /// Reads this function's stored results from `hint`'s store from now on.
+    pub fn set_source(&self, py: Python<'_>, hint: Hint) {
+        // SAFETY: a swap runs no Python code; the old hint is dropped after.
+        let old = unsafe { self.source.with(py, |s| s.replace(hint)) };
+        drop(old);
+    }
+
+    /// The plain result stored for `key` in the hinted store (while the hint
+    /// holds), counted as a hit and kept like a computed one.
+    pub fn load(&self, py: Python<'_>, key: Digest) -> Loaded {
+        // SAFETY: reads Rust data and clones an `Arc`.
+        let source = unsafe {
+            self.source
+                .with(py, |s| s.as_ref().and_then(|h| h.source(py)))
+        };
+        let Some(source) = source else {
+            return Loaded::Other;
+        };
+        let loaded = source.load(py, key);
+        if let Loaded::Hit(value, seconds) = &loaded {
+            self.count_hit(py, (seconds.max(0.0) * 1e9) as u64);
+            self.remember(key, value.bind(py), *seconds);
+        }
+        loaded
+    }
+
+    /// Whether stored results can be read in Rust (see `set_source`).
+    pub fn has_source(&self, py: Python<'_>) -> bool {
+        // SAFETY: reads Rust data only.
+        unsafe { self.source.with(py, |s| s.is_some()) }
     }
 
     pub fn has_results(&self, py: Python<'_>) -> bool {
@@ -455,7 +501,7 @@ pub fn is_disabled() -> bool {
     DISABLED.with(|d| d.get() > 0)
 }
 
-/// The hook's fast path: the kept result of a call of `func` with its bound
+/// The hook's fast path: the kept (or plain stored) result of a call of `func` with its bound
 /// arguments `args` (frame order), if any, as a new reference. Any failure
 /// means "not here" (the Python path then handles the call and reports
 /// problems).
@@ -473,7 +519,7 @@ pub unsafe fn recall_call(
     // SAFETY: a map lookup and a `Weak` upgrade (no Python code).
     let memo =
         unsafe { REGISTRY.with(py, |r| r.memos.as_ref()?.get(&(func as usize))?.upgrade()) }?;
-    if memo.names.len() != args.len() || !memo.has_results(py) {
+    if memo.names.len() != args.len() || !(memo.has_results(py) || memo.has_source(py)) {
         return None;
     }
     // A registered address can be a new function in a dead one's place.
@@ -487,8 +533,10 @@ pub unsafe fn recall_call(
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };
         (n.bind(py).clone().into_any(), v)
     });
-    match memo.key_of(&own, arguments, false, None) {
-        Ok((key, _)) => memo.recall(py, key).map(Py::into_ptr),
-        Err(_) => None, // the Python path reports it
-    }
+    let key = memo.key_of(&own, arguments, false, None).ok()?.0; // else the Python path reports it
+    let value = memo.recall(py, key).or_else(|| match memo.load(py, key) {
+        Loaded::Hit(value, _) => Some(value),
+        _ => None,
+    });
+    value.map(Py::into_ptr)
 }

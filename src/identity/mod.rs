@@ -12,6 +12,7 @@ mod layout;
 mod memo;
 pub mod native;
 mod plan;
+mod source;
 mod wrapper;
 
 use pyo3::prelude::*;
@@ -25,6 +26,7 @@ use hash::{Kind, Walker};
 pub use memo::{
     fast_totals, forget_all, is_disabled, recall_call, register, set_disabled, unregister_all, Memo,
 };
+pub use source::{config_changed, Hint, Loaded, Source};
 pub use wrapper::Wrapper;
 
 /// Runs `f`, turning a Rust panic into an unhashable outcome: a bug of ours

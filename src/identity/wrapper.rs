@@ -31,7 +31,7 @@ pub struct Wrapper {
     pub memo: Arc<Memo>,
     /// `bytecache._core.Target`.
     pub target: Py<PyAny>,
-    /// `begin(arguments, key)`: the full path of a call no kept result
+    /// `begin(arguments, key, absent)`: the full path of a call no kept result
     /// answered: `None` (run the function), `(value,)` (a hit) or a
     /// `_core.Miss` (run it, then `commit` or `abort`).
     pub begin: Py<PyAny>,

@@ -7,8 +7,9 @@ use pyo3::types::{PyBytes, PyDict, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
+use super::store::PyStore;
 use crate::hook::bind::{bind_tuple, Named};
-use crate::identity::{self, Dep, Digest, HashError};
+use crate::identity::{self, Dep, Digest, HashError, Hint};
 
 /// The one mapping of identity's errors to Python: `UnhashableError` with
 /// its kind, detail and location as attributes.
@@ -226,6 +227,16 @@ impl PyMemo {
         self.inner.forget(py);
     }
 
+    /// Reads this function's stored plain results from `store` (the local
+    /// store `_core.begin` resolved, with the environment dict `environ` it
+    /// resolved it from) without the Python call protocol, until the
+    /// configuration or the environment changes.
+    fn set_source(&self, py: Python<'_>, store: &Bound<'_, PyStore>, environ: &Bound<'_, PyDict>) {
+        if let Some(hint) = Hint::new(store.get().source(), environ) {
+            self.inner.set_source(py, hint);
+        }
+    }
+
     /// Lets the hook answer calls of this function from kept results.
     fn register(&self, py: Python<'_>) {
         identity::register(py, &self.inner);
@@ -286,6 +297,14 @@ fn set_disabled(on: bool) {
     identity::set_disabled(on);
 }
 
+/// The configuration a cache directory's store is resolved from changed:
+/// memos read stored results through Python again until `_core.begin`
+/// names their store anew.
+#[pyfunction]
+fn config_changed() {
+    identity::config_changed();
+}
+
 /// True inside a `bytecache.disabled()` block on this thread.
 #[pyfunction]
 fn is_disabled() -> bool {
@@ -311,5 +330,6 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(fast_totals, m)?)?;
     m.add_function(wrap_pyfunction!(set_disabled, m)?)?;
     m.add_function(wrap_pyfunction!(is_disabled, m)?)?;
+    m.add_function(wrap_pyfunction!(config_changed, m)?)?;
     Ok(())
 }

@@ -27,7 +27,7 @@ extern "C" {
 static VECTORCALL_OFFSET: PyOnceLock<usize> = PyOnceLock::new();
 
 /// The memoized `func` (a Python function): calls key their arguments and
-/// answer from kept results; the rest goes to `begin(arguments, key)` (see
+/// answer from kept results; the rest goes to `begin(arguments, key, absent)` (see
 /// `identity::Wrapper`). `target` is its `_core.Target` (its `memo` is the
 /// plan and the kept results); `off`: every call runs `func`.
 #[pyfunction]

@@ -8,8 +8,11 @@ use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
+use pyo3::sync::PyOnceLock;
+
 use super::buffer::{payload_view, private_view, Borrowed};
 use super::errors::{CorruptCacheError, StorageError as PyStorageError, UnsafeCacheDirError};
+use crate::identity::{Digest, Loaded, Source};
 use crate::storage::{
     key_hex, ArchivedDeps, Claim, ClaimLock, Deps, DirDep, EntryView, FileDep, Key, NewEntry,
     Options, RecordDep, StorageError, Store,
@@ -411,8 +414,60 @@ impl PyClaim {
     }
 }
 
+/// What a stored payload begins with when it is a manifest (`_deps.Manifest`:
+/// the item sets a call's results depend on), not a pickled result.
+pub const MANIFEST_MAGIC: &[u8] = b"BCMANIF1";
+
+/// `pickle.loads`, looked up once.
+static LOADS: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
+/// A store as the source of a memo's stored results (`identity::source`):
+/// a plain result is `(value, None)` pickled in the payload, with no file
+/// dependencies and no out-of-band buffers.
+struct StoreSource(Arc<Store>);
+
+impl Source for StoreSource {
+    fn load(&self, py: Python<'_>, key: Digest) -> Loaded {
+        let view = match self.0.get(&key.to_le_bytes()) {
+            Ok(Some(view)) => view,
+            Ok(None) => return Loaded::Absent,
+            Err(_) => return Loaded::Other, // the Python path reads it again, and warns
+        };
+        let payload = view.payload();
+        if view.has_file_deps() || view.buffer_count() > 0 || payload.starts_with(MANIFEST_MAGIC) {
+            return Loaded::Other;
+        }
+        let seconds = view.meta.compute_ns as f64 / 1e9;
+        let loaded = LOADS
+            .get_or_try_init(py, || {
+                py.import("pickle")?.getattr("loads").map(Bound::unbind)
+            })
+            .and_then(|loads| loads.bind(py).call1((PyBytes::new(py, payload),)));
+        let Ok(pair) = loaded else {
+            return Loaded::Other; // the Python path loads it again, and warns
+        };
+        match pair.cast_exact::<PyTuple>() {
+            Ok(t) if t.len() == 2 && t.get_borrowed_item(1).is_ok_and(|e| e.is_none()) => {
+                match t.get_item(0) {
+                    Ok(value) => Loaded::Hit(value.unbind(), seconds),
+                    Err(_) => Loaded::Other,
+                }
+            }
+            _ => Loaded::Other, // effects to replay
+        }
+    }
+}
+
+impl PyStore {
+    /// This store as a memo's source of stored results.
+    pub fn source(&self) -> Arc<dyn Source + Send + Sync> {
+        Arc::new(StoreSource(self.inner.clone()))
+    }
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<PyStore>()?;
     m.add_class::<PyClaim>()?;
+    m.add("MANIFEST_MAGIC", PyBytes::new(m.py(), MANIFEST_MAGIC))?;
     Ok(())
 }
