@@ -70,19 +70,22 @@ def own_file(cache: Path) -> Path:
 def test_full_filesystem_runs_normally_and_keeps_entries(runner: Runner, tmpfs) -> None:
     mnt = tmpfs("2m")
     env = {"BYTECACHE_DIR": str(mnt / "cache")}
-    assert ran_args(runner.run(SMALL.format(n=10), **env)) == list(range(10))
+    # Results of 20 KB past the first ten: more than the space a segment
+    # has allocated ahead of its end (64 KiB) when the disk fills up.
+    script = SMALL.replace('return [x, "value"]', 'return [x, "value" * (4000 if x >= 10 else 1)]')
+    assert ran_args(runner.run(script.format(n=10), **env)) == list(range(10))
     filler = fill(mnt)
     # New keys probe index pages no one touched yet, and every put needs
     # space: a store that maps unallocated pages dies of SIGBUS here.
-    proc = runner.run(SMALL.format(n=60), **env)
+    proc = runner.run(script.format(n=60), **env)
     assert "SUM 1770" in proc.stdout
     assert not set(ran_args(proc)) & set(range(10)), "stored entries still hit"
     assert proc.stderr.count("BytecacheWarning") == 1, proc.stderr
     assert "no space left" in proc.stderr
     filler.unlink()
-    proc = runner.run(SMALL.format(n=60), **env)
+    proc = runner.run(script.format(n=60), **env)
     assert min(ran_args(proc), default=10) >= 10 and "Warning" not in proc.stderr
-    proc = runner.run(SMALL.format(n=60), **env)
+    proc = runner.run(script.format(n=60), **env)
     assert ran_args(proc) == [] and "SUM 1770" in proc.stdout
 
 

@@ -144,6 +144,9 @@ use perms::{check_ancestors, check_owner_mode, ensure_dir};
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 /// A 128-bit key computed by the caller (hash of function identity + args).
+/// How far past a small segment's end its space is allocated at a time.
+const RESERVE_AHEAD: u64 = 64 << 10;
+
 pub type Key = [u8; 16];
 
 const BIG_BIT: u32 = 1 << 31;
@@ -432,6 +435,9 @@ impl ReadState {
 struct WriterState {
     /// Cached write handle of the active small segment.
     active: Option<(u32, File)>,
+    /// A segment and the end of what is allocated of it past what it holds
+    /// (`space::reserve_ahead`): appends below it allocate nothing.
+    reserved: (u32, u64),
     /// The writer lock file and the process that opened it. `flock` locks
     /// belong to the open file description, which a forked child shares:
     /// after a fork the child opens its own (see `Store::writer`).
@@ -525,6 +531,7 @@ impl Store {
             reset: damaged.then(|| "found a damaged index and moved it to quarantine/".into()),
             writer: Mutex::new(WriterState {
                 active: None,
+                reserved: (0, 0),
                 lock_file,
                 pid: std::process::id(),
             }),
@@ -1320,6 +1327,7 @@ impl Writer<'_> {
             None => None,
         };
         let len = rec.len() as u64;
+        let reserved = self.ws.reserved;
         let at = end
             .map(|e| format::align_up(e, REC_ALIGN))
             .filter(|&at| at.saturating_add(len) <= self.store.opts.segment_bytes);
@@ -1334,10 +1342,30 @@ impl Writer<'_> {
             }
         };
         let path = self.store.data_path(seg);
-        space::reserve_new(f, off, len).map_err(io_at(&path))?;
+        let end = off + len;
+        let mut now_reserved = None;
+        if reserved.0 != seg || reserved.1 < end {
+            // Allocated ahead, a chunk at a time: most appends need no
+            // allocation call. A chunk the disk cannot hold, or a file
+            // system that cannot, falls back to allocating this record.
+            let ahead = end
+                .max(off.saturating_add(RESERVE_AHEAD))
+                .min(self.store.opts.segment_bytes.max(end));
+            match space::reserve_ahead(f, off, ahead - off) {
+                Ok(true) => now_reserved = Some((seg, ahead)),
+                Ok(false) => space::reserve_new(f, off, len).map_err(io_at(&path))?,
+                Err(e) if space::is_no_space(&e) => {
+                    space::reserve_new(f, off, len).map_err(io_at(&path))?
+                }
+                Err(e) => return Err(io_at(&path)(e)),
+            }
+        }
         f.write_all_at(rec, off).map_err(io_at(&path))?;
         if self.store.opts.durability == Durability::Full {
             f.sync_data().map_err(io_at(&path))?;
+        }
+        if let Some(r) = now_reserved {
+            self.ws.reserved = r;
         }
         Ok((seg, off))
     }

@@ -25,6 +25,23 @@ pub fn reserve_new(file: &File, offset: u64, len: u64) -> io::Result<()> {
     }
 }
 
+/// Allocates `[offset, offset + len)` of `file` past its end without
+/// changing its size (`FALLOC_FL_KEEP_SIZE`), so that appends into the range
+/// need no allocation of their own. `Ok(false)` where the file system cannot
+/// (the caller then reserves each write with [`reserve_new`]).
+pub fn reserve_ahead(file: &File, offset: u64, len: u64) -> io::Result<bool> {
+    if len == 0 {
+        return Ok(true);
+    }
+    loop {
+        match rustix::fs::fallocate(file, FallocateFlags::KEEP_SIZE, offset, len) {
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) if unsupported(&io::Error::from(e)) => return Ok(false),
+            r => return r.map(|()| true).map_err(io::Error::from),
+        }
+    }
+}
+
 /// Allocates the holes of the first `len` bytes of a file other processes
 /// may be using (an index an older version created sparse). Where the file
 /// system has no `fallocate` nothing is done: writing zeros could undo
