@@ -5,7 +5,8 @@
 //! it is first touched (on tmpfs even by a read). On a full file system that
 //! allocation fails, and the kernel answers the faulting access with
 //! `SIGBUS`, which kills the process. So the store allocates every byte
-//! range before it maps it (the index, whole) or writes it (a record), with
+//! range before it maps it (the index, whole) or writes it (a record; a
+//! small segment is allocated a chunk ahead of its end, past its size), with
 //! `fallocate`: a full disk or quota then fails the operation up front with
 //! `ENOSPC`/`EDQUOT`, before any byte is written, and never as a signal.
 use std::fs::File;
