@@ -288,3 +288,30 @@ a, b, c = load(1), load(1), load(1)
 print(a == b == c == [1, "value"], a is not b, _bytecache.fast_totals()[0])
 """))
     assert out == ["True", "True", "2"]
+
+
+def test_marked_calls_that_cannot_be_stored_back_off(runner: Runner) -> None:
+    # A marked method that mutates its instance (never stored): after three
+    # refusals in a row the hook runs its calls as they are, 2, 4, 8 ... of
+    # them between tries, so a loop of them costs little more than unmarked
+    # calls; every call runs.
+    out = runner.out("""
+import bytecache
+from bytecache import _auto
+bytecache.enable(min_seconds=0)
+
+class Graph:
+    def __init__(self):
+        self.edges = []
+
+    def add(self, a, b):
+        ran("add")
+        self.edges.append((a, b))
+
+g = Graph()
+for i in range(20):
+    g.add(i, i + 1)
+print(len(g.edges), _auto.target_for(Graph.add).counters.uncacheable)
+""")
+    assert out.count("RAN") == 20
+    assert out[-2:] == ["20", "6"]

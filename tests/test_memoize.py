@@ -531,3 +531,50 @@ def test_a_damaged_record_read_in_rust_is_recomputed_with_one_warning(runner: Ru
     assert proc.stdout.split() == ["RAN", "RAN", "RAN", "[1,", "'value']"]
     assert proc.stderr.count("BytecacheWarning") == 1 and "damaged" in proc.stderr
     assert runner.out(STORED.replace("STEPS", "print(f(1))")) == ["[1,", "'value']"]
+
+
+BACKOFF = """
+import bytecache
+
+@bytecache.memoize
+def grow(items, x):
+    print("ran", x)
+    if isinstance(items, list):
+        items.append(x)  # mutates its argument: never stored
+    return len(items)
+
+STEPS
+"""
+
+
+def test_calls_that_cannot_be_stored_back_off(runner: Runner) -> None:
+    # Three refusals in a row, then 2, 4, 8 ... calls run as they are
+    # (neither keyed nor observed), each followed by one try: of 20 calls,
+    # those tried are 1, 2, 3, 6, 11 and 20. Every call runs and returns its
+    # own result; explain says why the next ones are not memoized.
+    out = runner.run(BACKOFF.replace("STEPS", """
+items = []
+print([grow(items, i) for i in range(20)] == list(range(1, 21)))
+print("tried", grow.cache_info()["uncacheable"])
+print(bytecache.explain(grow, [], 0))
+""")).stdout.splitlines()
+    assert [line for line in out if line.startswith("ran")] == [f"ran {i}" for i in range(20)]
+    assert "True" in out and "tried 6" in out
+    assert out[-1].startswith("not memoized for now: its last 6 calls could not be stored "
+                              "(the latest: mutated its arguments")
+    assert out[-1].endswith("the next 16 calls run as they are, then one is tried again")
+
+
+def test_a_stored_result_ends_the_back_off(runner: Runner) -> None:
+    # After the back-off the tried call is storable (a tuple is not
+    # mutated): it is stored, and from then on every call is memoized.
+    out = runner.run(BACKOFF.replace("STEPS", """
+items = []
+for i in range(5):
+    grow(items, i)      # tried: 0, 1, 2; then 3 and 4 run as they are
+grow((1, 2), 5)         # tried and stored
+grow((1, 2), 5)         # a hit
+grow([], 6); grow([], 7)  # tried (refused), not yet three in a row
+print(grow.cache_info()["uncacheable"], grow.cache_info()["stored"], grow.cache_info()["hits"])
+""")).stdout.split()
+    assert out[-3:] == ["5", "1", "1"]

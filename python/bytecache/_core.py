@@ -312,6 +312,7 @@ class Miss:
             _not_stored(t, self.store, self.key, [Reason(TOO_LARGE, str(size))], None, record)
             return
         t.refused.pop(self.key, None)
+        t.memo.reused()
         if not (keyed or files or dirs or effects):
             t.memo.remember(self.key, result, elapsed)
         with _stats_lock:
@@ -413,7 +414,14 @@ def _shared(box: list[Any], arguments: dict[str, Any]) -> Reason | None:
 def _remember_refusal(t: Target, key: bytes, reasons: list[Reason]) -> None:
     if len(t.refused) > 256:
         t.refused.clear()
+    t.refused.pop(key, None)  # the latest last (see `latest_refusal`)
     t.refused[key] = reasons
+    t.memo.refused()  # a few in a row: its calls run unmemoized for a while
+
+
+def latest_refusal(t: Target) -> list[Reason] | None:
+    """Why the latest call of `t` that ran was not stored, if it was not."""
+    return next(reversed(t.refused.values()), None)
 
 
 def _not_stored(t: Target, store: Any, key: bytes, reasons: list[Reason],
@@ -455,6 +463,7 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
             with _stats_lock:
                 target.counters.uncacheable += 1
                 TOTAL.uncacheable += 1
+            target.memo.refused()
             warn_once(f"not memoized: {e}")
             return False, None
         kept = target.memo.recall(key)
@@ -572,6 +581,7 @@ def _load(target: Target, key: bytes, entry: Any, items: tuple[Any, ...],
         return None
     _observe.inherit(files, dirs, items)
     _effects.replay(effects, arguments)
+    target.memo.reused()
     if keep and not (files or dirs or effects):
         target.memo.remember(key, value, seconds)
     with _stats_lock:

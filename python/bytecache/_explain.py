@@ -169,6 +169,12 @@ def explain(func: Any, *args: Any, **kwargs: Any) -> str:
     if target is None:
         return (f"not memoized: `{name}` is neither decorated with @bytecache.memoize nor "
                 "defined in a module marked by bytecache.enable()")
+    refusals, left = target.memo.backoff
+    if left:
+        latest = _core.latest_refusal(target)
+        said = f" (the latest: {'; '.join(r.text() for r in latest)})" if latest else ""
+        return (f"not memoized for now: its last {refusals} calls could not be stored{said}; "
+                f"the next {left} calls run as they are, then one is tried again")
     bound = inspect.signature(target.func).bind(*args, **kwargs)
     bound.apply_defaults()
     try:

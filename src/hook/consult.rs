@@ -18,6 +18,7 @@ use pyo3::Python;
 use super::mark::{self, Decision};
 use super::{stack, EXTRA_INDEX, GENERATION, ON_CALL, ON_RETURN, SHOULD_MARK};
 use crate::cpython::code;
+use crate::identity::Recalled;
 
 /// Per-thread state, one thread-local so the fast path does one TLS lookup.
 pub struct PerThread {
@@ -206,11 +207,14 @@ pub unsafe fn consult(func: *mut PyObject, args: &[*mut PyObject]) -> Action {
     if args.iter().any(|v| v.is_null()) {
         return Action::Run;
     }
-    // A result kept in this process answers without leaving Rust.
+    // A result kept in this process (or a plain stored one) answers
+    // without leaving Rust; a function whose calls are not stored for now
+    // runs as is.
     // SAFETY: GIL held (so `assume_attached` is sound); forwarded.
-    let kept = unsafe { crate::identity::recall_call(Python::assume_attached(), func, args) };
-    if let Some(value) = kept {
-        return Action::Hit(value);
+    match unsafe { crate::identity::recall_call(Python::assume_attached(), func, args) } {
+        Recalled::Hit(value) => return Action::Hit(value),
+        Recalled::Run => return Action::Run,
+        Recalled::Ask => {}
     }
     let Some(cb) = take_ref(&ON_CALL) else {
         return Action::Run;

@@ -72,7 +72,7 @@ pub unsafe extern "C" fn vectorcall(
 /// GIL held; the call's arguments are live.
 #[inline(never)]
 unsafe fn lookup(py: Python<'_>, w: &Wrapper, call: Call) -> Action {
-    if w.off || identity::is_disabled() {
+    if w.off || identity::is_disabled() || w.memo.skipping(py) {
         return Action::Run;
     }
     let func = w.func.bind(py);

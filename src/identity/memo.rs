@@ -45,6 +45,11 @@ const MAX_RESULT_BYTES: usize = 64 * 1024;
 /// Keys remembered with the modules they keyed as not loaded (for the key
 /// after a call that imports them), most recent first.
 const MAX_VIEWS: usize = 64;
+/// Calls in a row that ran and could not be stored before a function's
+/// calls run unmemoized for a while (see [`Memo::skipping`]).
+const REFUSALS_BEFORE_BACKOFF: u32 = 3;
+/// The most calls run unmemoized between two tries.
+const MAX_SKIP: u32 = 1024;
 
 thread_local! {
     /// `with bytecache.disabled():` depth on this thread.
@@ -107,6 +112,15 @@ pub struct Memo {
     views: GilCell<Vec<(Digest, View)>>,
     /// The store its stored results are read from (see `source`).
     source: GilCell<Option<Hint>>,
+    backoff: GilCell<Backoff>,
+}
+
+/// Calls in a row that could not be stored, and how many calls still run
+/// unmemoized before the next try.
+#[derive(Clone, Copy, Default)]
+struct Backoff {
+    refused: u32,
+    skip: u32,
 }
 
 /// True for values a fresh unpickled copy could not be told apart from
@@ -172,6 +186,7 @@ impl Memo {
             }),
             views: GilCell::new(Vec::new()),
             source: GilCell::new(None),
+            backoff: GilCell::new(Backoff::default()),
         })
     }
 
@@ -325,10 +340,56 @@ impl Memo {
         }
     }
 
+    /// True when this call runs without memoizing: the function's last
+    /// calls could not be stored (see [`Memo::refused`]), so for a while its
+    /// calls are neither keyed nor observed (running a call is always
+    /// correct); after 2, 4, 8 ... (at most 1024) such calls one is tried
+    /// again, and a result stored or reused ends it.
+    pub fn skipping(&self, py: Python<'_>) -> bool {
+        // SAFETY: Rust data only.
+        unsafe {
+            self.backoff.with(py, |b| {
+                let skip = b.skip > 0;
+                b.skip = b.skip.saturating_sub(1);
+                skip
+            })
+        }
+    }
+
+    /// A call ran and its result was not stored.
+    pub fn refused(&self, py: Python<'_>) {
+        // SAFETY: Rust data only.
+        unsafe {
+            self.backoff.with(py, |b| {
+                b.refused = b.refused.saturating_add(1);
+                if b.refused >= REFUSALS_BEFORE_BACKOFF {
+                    let doublings = (b.refused - REFUSALS_BEFORE_BACKOFF + 1).min(10);
+                    b.skip = (1u32 << doublings).min(MAX_SKIP);
+                }
+            });
+        }
+    }
+
+    /// A result of the function was stored or reused: its calls are
+    /// memoized again.
+    pub fn reused(&self, py: Python<'_>) {
+        // SAFETY: Rust data only.
+        unsafe { self.backoff.with(py, |b| *b = Backoff::default()) };
+    }
+
+    /// Calls in a row that could not be stored, and the calls that still
+    /// run unmemoized before the next try.
+    pub fn backoff(&self, py: Python<'_>) -> (u32, u32) {
+        // SAFETY: Rust data only.
+        let b = unsafe { self.backoff.with(py, |b| *b) };
+        (b.refused, b.skip)
+    }
+
     /// Counts a hit answered without Python, which saved `saved_ns`.
     fn count_hit(&self, py: Python<'_>, saved_ns: u64) {
         // SAFETY: Rust data only.
         unsafe {
+            self.backoff.with(py, |b| *b = Backoff::default());
             self.results.with(py, |r| {
                 r.counts.hits += 1;
                 r.counts.saved_ns += saved_ns;
@@ -501,10 +562,18 @@ pub fn is_disabled() -> bool {
     DISABLED.with(|d| d.get() > 0)
 }
 
-/// The hook's fast path: the kept (or plain stored) result of a call of `func` with its bound
-/// arguments `args` (frame order), if any, as a new reference. Any failure
-/// means "not here" (the Python path then handles the call and reports
-/// problems).
+/// What the hook's fast path found for a call.
+pub enum Recalled {
+    /// The kept (or plain stored) result, a new reference.
+    Hit(*mut ffi::PyObject),
+    /// Run the function unmemoized (see [`Memo::skipping`]).
+    Run,
+    /// Ask the Python path (which also reports any failure).
+    Ask,
+}
+
+/// The hook's fast path for a call of `func` with its bound arguments
+/// `args` (frame order).
 ///
 /// # Safety
 /// GIL held; `func` and every pointer in `args` are live (borrowed).
@@ -512,18 +581,46 @@ pub unsafe fn recall_call(
     py: Python<'_>,
     func: *mut ffi::PyObject,
     args: &[*mut ffi::PyObject],
-) -> Option<*mut ffi::PyObject> {
+) -> Recalled {
+    // SAFETY: the caller's guarantees, forwarded (GIL held, `func` live).
+    let Some(memo) = (unsafe { recall_memo(py, func) }) else {
+        return Recalled::Ask;
+    };
+    if memo.skipping(py) {
+        return Recalled::Run;
+    }
+    // SAFETY: the caller's guarantees, forwarded (GIL held, all live).
+    let found = unsafe { recall_with(py, &memo, func, args) };
+    found.map_or(Recalled::Ask, Recalled::Hit)
+}
+
+/// The registered memo of `func` (see [`register`]).
+///
+/// # Safety
+/// GIL held; `func` is live (borrowed).
+unsafe fn recall_memo(py: Python<'_>, func: *mut ffi::PyObject) -> Option<Arc<Memo>> {
     if is_disabled() {
         return None;
     }
     // SAFETY: a map lookup and a `Weak` upgrade (no Python code).
     let memo =
         unsafe { REGISTRY.with(py, |r| r.memos.as_ref()?.get(&(func as usize))?.upgrade()) }?;
-    if memo.names.len() != args.len() || !(memo.has_results(py) || memo.has_source(py)) {
-        return None;
-    }
     // A registered address can be a new function in a dead one's place.
-    if !memo.is_for(py, func) {
+    memo.is_for(py, func).then_some(memo)
+}
+
+/// The kept (or plain stored) result of `memo`'s function `func` with
+/// `args`, as a new reference.
+///
+/// # Safety
+/// As [`recall_call`].
+unsafe fn recall_with(
+    py: Python<'_>,
+    memo: &Memo,
+    func: *mut ffi::PyObject,
+    args: &[*mut ffi::PyObject],
+) -> Option<*mut ffi::PyObject> {
+    if memo.names.len() != args.len() || !(memo.has_results(py) || memo.has_source(py)) {
         return None;
     }
     // SAFETY: `func` is live (caller).

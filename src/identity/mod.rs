@@ -24,7 +24,8 @@ use hash::ctypes_function;
 pub use hash::{forget_classifications, Dep, HashError, Unhashable};
 use hash::{Kind, Walker};
 pub use memo::{
-    fast_totals, forget_all, is_disabled, recall_call, register, set_disabled, unregister_all, Memo,
+    fast_totals, forget_all, is_disabled, recall_call, register, set_disabled, unregister_all,
+    Memo, Recalled,
 };
 pub use source::{config_changed, Hint, Loaded, Source};
 pub use wrapper::Wrapper;

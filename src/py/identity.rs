@@ -237,6 +237,25 @@ impl PyMemo {
         }
     }
 
+    /// A call ran and its result was not stored: after a few in a row, the
+    /// function's calls run unmemoized for a while (see `identity::Memo`).
+    fn refused(&self, py: Python<'_>) {
+        self.inner.refused(py);
+    }
+
+    /// A result of the function was stored or reused: its calls are
+    /// memoized again.
+    fn reused(&self, py: Python<'_>) {
+        self.inner.reused(py);
+    }
+
+    /// `(calls in a row not stored, calls still run unmemoized before the
+    /// next try)`.
+    #[getter]
+    fn backoff(&self, py: Python<'_>) -> (u32, u32) {
+        self.inner.backoff(py)
+    }
+
     /// Lets the hook answer calls of this function from kept results.
     fn register(&self, py: Python<'_>) {
         identity::register(py, &self.inner);
