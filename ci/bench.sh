@@ -50,4 +50,15 @@ if command -v valgrind >/dev/null 2>&1; then
 fi
 echo "== python benches/python/bench.py --out $OUT $*"
 python benches/python/bench.py --out "$OUT" "$@"
+# The figures of the standalone benches, appended as they printed them.
+for part in "py_store.json:The store from Python, beside diskcache (benches/py_store.py)" \
+            "py_store_scale.json:A get among 1 k and 1 M entries (benches/py_store.py --scale)" \
+            "first_hit.txt:First hit of a 100 MiB result in a new process (benches/first_hit.py)" \
+            "hit_instructions.md:Instructions per call, callgrind (benches/hit_instructions.py)" \
+            "remote_hit.txt:The remote tier over loopback Redis (benches/remote_hit.py)"; do
+    file=${part%%:*}
+    if [ -s "$OUT/$file" ]; then
+        printf '\n## %s\n\n```\n%s\n```\n' "${part#*:}" "$(cat "$OUT/$file")" >>"$OUT/report.md"
+    fi
+done
 echo "report: $OUT/report.md  chart: $OUT/chart.png"
