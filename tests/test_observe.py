@@ -652,3 +652,25 @@ def boom(*a, **k):
     assert proc.stdout.split() == ["RAN", "printing", "5"]
     assert "could not observe" in proc.stderr and proc.stderr.count("BytecacheWarning") == 1
     assert runner.run(script).stdout.count("RAN") == 1
+
+
+def test_a_miss_of_a_pure_function_makes_no_watched_call(runner: Runner) -> None:
+    # bytecache's own clock reads around a miss stay outside the observed
+    # window: a function that reads nothing costs no watched-call callback.
+    out = runner.out("""
+import bytecache
+from bytecache import _observe
+
+calls = []
+original = _observe._watched
+_observe._watched = lambda *a: calls.append(a[2]) or original(*a)
+
+@bytecache.memoize
+def f(x):
+    ran()
+    return [x, x * 2.0]
+
+f(1); f(2)
+print("watched", len(calls), f.cache_info()["stored"])
+""")
+    assert out[-3:] == ["watched", "0", "2"]
