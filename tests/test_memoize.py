@@ -578,3 +578,45 @@ grow([], 6); grow([], 7)  # tried (refused), not yet three in a row
 print(grow.cache_info()["uncacheable"], grow.cache_info()["stored"], grow.cache_info()["hits"])
 """)).stdout.split()
     assert out[-3:] == ["5", "1", "1"]
+
+
+def test_ctrl_c_while_a_stored_result_is_read_in_rust_reaches_the_program(
+        runner: Runner) -> None:
+    # Unpickling a stored result raises KeyboardInterrupt (once): the call
+    # raises it, as from the Python path, rather than reading it again. The
+    # trigger (the collector's switch) is state no key covers.
+    runner.write("boom.py", """
+        import gc
+
+        class Boom:
+            def __setstate__(self, state):
+                if not gc.isenabled():
+                    gc.enable()
+                    raise KeyboardInterrupt
+                self.x = state["x"]
+    """)
+    script = """
+import gc, bytecache, boom
+from bytecache import _bytecache
+
+@bytecache.memoize
+def f(x):
+    b = boom.Boom()
+    b.x = x
+    return b
+
+STEPS
+"""
+    runner.run(script.replace("STEPS", "f(1)"))
+    out = runner.out(script.replace("STEPS", """
+f(2); f(3)  # misses: the observer is set up, then the store is named
+gc.disable()
+try:
+    f(1)
+    print("no-interrupt")
+except KeyboardInterrupt:
+    print("interrupted")
+x = f(1).x
+print(x, _bytecache.fast_totals()[0])  # read in Rust
+"""))
+    assert out[-3:] == ["interrupted", "1", "1"]

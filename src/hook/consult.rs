@@ -214,6 +214,7 @@ pub unsafe fn consult(func: *mut PyObject, args: &[*mut PyObject]) -> Action {
     match unsafe { crate::identity::recall_call(Python::assume_attached(), func, args) } {
         Recalled::Hit(value) => return Action::Hit(value),
         Recalled::Run => return Action::Run,
+        Recalled::Interrupted => return Action::Interrupt,
         Recalled::Ask => {}
     }
     let Some(cb) = take_ref(&ON_CALL) else {

@@ -108,6 +108,7 @@ unsafe fn lookup(py: Python<'_>, w: &Wrapper, call: Call) -> Action {
                 Loaded::Hit(value, _) => return Action::Hit(value.into_ptr()),
                 Loaded::Absent => absent = true,
                 Loaded::Other => {}
+                Loaded::Interrupted => return Action::Interrupt,
             }
         }
         // The full path, in Python: the arguments by name, the key (None

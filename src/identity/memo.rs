@@ -570,6 +570,8 @@ pub enum Recalled {
     Run,
     /// Ask the Python path (which also reports any failure).
     Ask,
+    /// Reading the stored result was interrupted; the exception is set.
+    Interrupted,
 }
 
 /// The hook's fast path for a call of `func` with its bound arguments
@@ -590,8 +592,7 @@ pub unsafe fn recall_call(
         return Recalled::Run;
     }
     // SAFETY: the caller's guarantees, forwarded (GIL held, all live).
-    let found = unsafe { recall_with(py, &memo, func, args) };
-    found.map_or(Recalled::Ask, Recalled::Hit)
+    unsafe { recall_with(py, &memo, func, args) }
 }
 
 /// The registered memo of `func` (see [`register`]).
@@ -609,8 +610,7 @@ unsafe fn recall_memo(py: Python<'_>, func: *mut ffi::PyObject) -> Option<Arc<Me
     memo.is_for(py, func).then_some(memo)
 }
 
-/// The kept (or plain stored) result of `memo`'s function `func` with
-/// `args`, as a new reference.
+/// [`recall_call`] for `memo`, the registered memo of `func`.
 ///
 /// # Safety
 /// As [`recall_call`].
@@ -619,9 +619,9 @@ unsafe fn recall_with(
     memo: &Memo,
     func: *mut ffi::PyObject,
     args: &[*mut ffi::PyObject],
-) -> Option<*mut ffi::PyObject> {
+) -> Recalled {
     if memo.names.len() != args.len() || !(memo.has_results(py) || memo.has_source(py)) {
-        return None;
+        return Recalled::Ask;
     }
     // SAFETY: `func` is live (caller).
     let own = unsafe { Bound::from_borrowed_ptr(py, func) };
@@ -630,10 +630,15 @@ unsafe fn recall_with(
         let v = unsafe { Bound::from_borrowed_ptr(py, v) };
         (n.bind(py).clone().into_any(), v)
     });
-    let key = memo.key_of(&own, arguments, false, None).ok()?.0; // else the Python path reports it
-    let value = memo.recall(py, key).or_else(|| match memo.load(py, key) {
-        Loaded::Hit(value, _) => Some(value),
-        _ => None,
-    });
-    value.map(Py::into_ptr)
+    let Ok((key, _)) = memo.key_of(&own, arguments, false, None) else {
+        return Recalled::Ask; // the Python path reports it
+    };
+    if let Some(value) = memo.recall(py, key) {
+        return Recalled::Hit(value.into_ptr());
+    }
+    match memo.load(py, key) {
+        Loaded::Hit(value, _) => Recalled::Hit(value.into_ptr()),
+        Loaded::Interrupted => Recalled::Interrupted,
+        Loaded::Absent | Loaded::Other => Recalled::Ask,
+    }
 }

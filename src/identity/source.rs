@@ -34,6 +34,9 @@ pub enum Loaded {
     Absent,
     /// Something only the Python path handles (or a failure it reports).
     Other,
+    /// Unpickling raised what is not an `Exception` (`KeyboardInterrupt`,
+    /// `SystemExit`): it is set again, for the call to raise it.
+    Interrupted,
 }
 
 /// Bumped when the configuration the store of a cache directory is resolved

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyTuple};
 
@@ -443,8 +443,13 @@ impl Source for StoreSource {
                 py.import("pickle")?.getattr("loads").map(Bound::unbind)
             })
             .and_then(|loads| loads.bind(py).call1((PyBytes::new(py, payload),)));
-        let Ok(pair) = loaded else {
-            return Loaded::Other; // the Python path loads it again, and warns
+        let pair = match loaded {
+            Ok(pair) => pair,
+            Err(e) if !e.is_instance_of::<PyException>(py) => {
+                e.restore(py); // Ctrl-C reaches the program, as from the Python path
+                return Loaded::Interrupted;
+            }
+            Err(_) => return Loaded::Other, // the Python path loads it again, and warns
         };
         match pair.cast_exact::<PyTuple>() {
             Ok(t) if t.len() == 2 && t.get_borrowed_item(1).is_ok_and(|e| e.is_none()) => {
