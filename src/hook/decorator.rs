@@ -101,10 +101,7 @@ unsafe fn lookup(py: Python<'_>, w: &Wrapper, call: Call) -> Action {
         let key = w.memo.key_of(func, pairs(), false, None).ok().map(|k| k.0);
         let mut absent = false;
         if let Some(k) = key {
-            if let Some(value) = w.memo.recall(py, k) {
-                return Action::Hit(value.into_ptr());
-            }
-            match w.memo.load(py, k) {
+            match w.memo.answer(py, k) {
                 Loaded::Hit(value, _) => return Action::Hit(value.into_ptr()),
                 Loaded::Absent => absent = true,
                 Loaded::Other => {}

@@ -388,8 +388,9 @@ impl Memo {
     /// Counts a hit answered without Python, which saved `saved_ns`.
     fn count_hit(&self, py: Python<'_>, saved_ns: u64) {
         // SAFETY: Rust data only.
+        self.reused(py);
+        // SAFETY: Rust data only.
         unsafe {
-            self.backoff.with(py, |b| *b = Backoff::default());
             self.results.with(py, |r| {
                 r.counts.hits += 1;
                 r.counts.saved_ns += saved_ns;
@@ -425,6 +426,16 @@ impl Memo {
             self.remember(key, value.bind(py), *seconds);
         }
         loaded
+    }
+
+    /// The result kept for `key` in this process, else the plain one stored
+    /// for it in the hinted store (see [`Memo::load`]); both are counted
+    /// (a kept result's `Hit` carries no seconds).
+    pub fn answer(&self, py: Python<'_>, key: Digest) -> Loaded {
+        match self.recall(py, key) {
+            Some(value) => Loaded::Hit(value, 0.0),
+            None => self.load(py, key),
+        }
     }
 
     /// Whether stored results can be read in Rust (see `set_source`).
@@ -633,10 +644,7 @@ unsafe fn recall_with(
     let Ok((key, _)) = memo.key_of(&own, arguments, false, None) else {
         return Recalled::Ask; // the Python path reports it
     };
-    if let Some(value) = memo.recall(py, key) {
-        return Recalled::Hit(value.into_ptr());
-    }
-    match memo.load(py, key) {
+    match memo.answer(py, key) {
         Loaded::Hit(value, _) => Recalled::Hit(value.into_ptr()),
         Loaded::Interrupted => Recalled::Interrupted,
         Loaded::Absent | Loaded::Other => Recalled::Ask,
