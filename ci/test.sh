@@ -11,6 +11,9 @@ ROOT=$PWD
 . ci/lib.sh
 VERSIONS=${BYTECACHE_TEST_PYTHONS:-3.11 3.12 3.13}
 SECONDS=0
+# The disk is shared: say what was free, so that a run that runs out of space
+# says so at the top (the suite needs about 8 GB at its peak).
+df -h . /tmp | sed 's/^/   /'
 install_test_servers
 echo "== wheels ($VERSIONS)"
 # shellcheck disable=SC2086
@@ -51,5 +54,6 @@ for v in $VERSIONS; do
     [ "$v" = "${VERSIONS%% *}" ] && real=1
     BYTECACHE_TEST_WHEEL=1 BYTECACHE_REAL_LIBRARIES=$real python -m pytest -q -p no:cacheprovider tests
     deactivate
+    rm -rf "$venv"
 done
 echo "== done in ${SECONDS}s"
