@@ -92,6 +92,13 @@ struct DictGuard {
 }
 
 impl DictGuard {
+    /// True when the dict is as it was when its entries last held.
+    fn unchanged(&self, py: Python<'_>) -> bool {
+        self.stamp
+            .as_ref()
+            .is_some_and(|s| s.now(self.dict.bind(py)) == self.version.load(Ordering::Relaxed))
+    }
+
     fn holds(&self, py: Python<'_>, root: usize) -> bool {
         let d = self.dict.bind(py);
         let Some(stamp) = &self.stamp else {
@@ -205,6 +212,17 @@ impl Guards {
             && self.functions.iter().all(|f| f.holds(0))
             && self.types.iter().all(|t| t.holds(py, 0))
             && self.dicts.iter().all(|d| d.holds(py, 0))
+    }
+
+    /// [`Guards::hold_unrooted`] without looking anything up: true only
+    /// when no watched dict changed at all since the entries last held. It
+    /// runs no Python code (no dict lookup, so no key's `__eq__`), so it may
+    /// be asked inside a `GilCell`; false means "ask `hold_unrooted`".
+    pub fn unchanged_unrooted(&self, py: Python<'_>) -> bool {
+        self.root == 0
+            && self.functions.iter().all(|f| f.holds(0))
+            && self.types.iter().all(|t| t.holds(py, 0))
+            && self.dicts.iter().all(|d| d.unchanged(py))
     }
 
     /// Every reference held, for the garbage collector.

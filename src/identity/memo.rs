@@ -30,7 +30,7 @@ use pyo3::types::{
 
 use super::code::{parameter_count, varnames};
 use super::contained;
-use super::digest::Digest;
+use super::digest::{Digest, DigestMap};
 use super::hash::{Dep, HashError, Kind};
 use super::plan::{self, Cached, View};
 use super::source::{Hint, Loaded};
@@ -87,7 +87,7 @@ struct Counts {
 struct Results {
     epoch: u64,
     /// Values are `shareable`: dropping one never runs Python code.
-    map: AHashMap<Digest, (Py<PyAny>, u64)>,
+    map: DigestMap<(Py<PyAny>, u64)>,
     counts: Counts,
 }
 
@@ -285,11 +285,15 @@ impl Memo {
             };
             plan::key(py, plan, arguments, &self.ignore, deps, view.as_ref())
         })?;
-        if view.is_none() && !keyed.unloaded.is_empty() {
-            let names: View = Rc::new(keyed.unloaded.into_iter().collect());
+        if let Some(names) = keyed.unloaded.filter(|_| view.is_none()) {
             // SAFETY: Rust data only; the dropped entry holds no Python object.
             unsafe {
                 self.views.with(py, |v| {
+                    if v.first()
+                        .is_some_and(|(d, n)| *d == keyed.digest && Rc::ptr_eq(n, &names))
+                    {
+                        return; // the same key again (a repeated call)
+                    }
                     v.retain(|(d, _)| *d != keyed.digest);
                     v.truncate(MAX_VIEWS - 1);
                     v.insert(0, (keyed.digest, names));

@@ -53,8 +53,9 @@ pub struct Plan {
     pub(super) dynamic: bool,
     /// Top-level packages of the libraries the fingerprint reached.
     pub libraries: Vec<String>,
-    /// Modules keyed as not loaded (imported in a body, not loaded yet).
-    unloaded: Vec<String>,
+    /// Modules keyed as not loaded (imported in a body, not loaded yet);
+    /// `None` for none.
+    unloaded: Option<View>,
     /// Library units reached (sorted), whose patches are folded into every key.
     pub(super) units: Vec<Arc<Unit>>,
 }
@@ -72,8 +73,8 @@ pub struct Keyed {
     /// The dependency record, when asked for.
     pub record: Option<Vec<Dep>>,
     /// Modules keyed as not loaded: a call that imports them does not
-    /// mutate what it read (see `Memo.key`'s `before`).
-    pub unloaded: Vec<String>,
+    /// mutate what it read (see `Memo.key`'s `before`). `None` for none.
+    pub unloaded: Option<View>,
 }
 
 /// Modules keyed as not loaded whatever `sys.modules` says now.
@@ -224,7 +225,7 @@ pub fn build(
                     used: std::mem::take(&mut w.used),
                     dynamic: w.dynamic,
                     libraries: std::mem::take(&mut w.libraries),
-                    unloaded: std::mem::take(&mut w.unloaded),
+                    unloaded: view_of(std::mem::take(&mut w.unloaded)),
                     units: {
                         let mut units = std::mem::take(&mut w.units);
                         units.sort_unstable_by(|a, b| a.name.cmp(&b.name));
@@ -348,17 +349,23 @@ pub fn key<'py>(
             dep.digest = d;
         }
     }
+    // The plan's own set unless this call's walk met others.
     let mut unloaded = plan.unloaded.clone();
-    for name in walker.iter().flat_map(|w| &w.unloaded) {
-        if !unloaded.contains(name) {
-            unloaded.push(name.clone());
-        }
+    if let Some(w) = walker.as_mut().filter(|w| !w.unloaded.is_empty()) {
+        let mut names = std::mem::take(&mut w.unloaded);
+        names.extend(plan.unloaded.iter().flat_map(|v| v.iter().cloned()));
+        unloaded = view_of(names);
     }
     Ok(Keyed {
         digest: h.finish(),
         record,
         unloaded,
     })
+}
+
+/// The set of `names`, `None` when there are none.
+fn view_of(names: Vec<String>) -> Option<View> {
+    (!names.is_empty()).then(|| Rc::new(names.into_iter().collect()))
 }
 
 /// The walker in `slot`, created (extending `plan`) on first use.

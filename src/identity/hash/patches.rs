@@ -31,6 +31,7 @@ use std::sync::OnceLock;
 
 use super::known_libraries;
 use super::*;
+use crate::cpython::GilCell;
 use crate::identity::guard::{self, Guards};
 
 /// Modules that are no library unit's.
@@ -41,7 +42,9 @@ pub struct Unit {
     pub name: String,
     /// One of its modules, to find the others by.
     module: String,
-    scan: Mutex<Option<Arc<Scan>>>,
+    /// Read on every call of a plan that reaches the unit: a `GilCell`,
+    /// not a lock (two atomic operations were a fifth of a warm hit).
+    scan: GilCell<Option<Arc<Scan>>>,
 }
 
 /// The values of the user's making in a unit's modules.
@@ -113,7 +116,7 @@ pub(super) fn unit_of(py: Python<'_>, module: &str, lib: &str) -> Option<Arc<Uni
         Arc::new(Unit {
             name,
             module: module.to_owned(),
-            scan: Mutex::new(None),
+            scan: GilCell::new(None),
         })
     });
     Some(unit.clone())
@@ -121,12 +124,18 @@ pub(super) fn unit_of(py: Python<'_>, module: &str, lib: &str) -> Option<Arc<Uni
 
 /// Whether every unit in `units` has a current scan that found nothing of
 /// the user's: the common case, answered without a walker.
+/// False also when a module dict of a unit changed since its scan: the
+/// walker's `fold_units` then checks the scan's entries (or scans again).
 pub fn clean(py: Python<'_>, units: &[Arc<Unit>]) -> bool {
     units.iter().all(|u| {
-        u.scan.lock().ok().is_some_and(|s| {
-            s.as_ref()
-                .is_some_and(|s| s.foreign.is_empty() && s.guards.hold_unrooted(py))
-        })
+        // SAFETY: reads Rust data and compares stamps and pointers
+        // (`unchanged_unrooted` runs no Python code).
+        unsafe {
+            u.scan.with(py, |s| {
+                s.as_ref()
+                    .is_some_and(|s| s.foreign.is_empty() && s.guards.unchanged_unrooted(py))
+            })
+        }
     })
 }
 
@@ -356,7 +365,8 @@ impl<'py> Walker<'py> {
     /// The current scan of `unit`: the latest, while its guards hold.
     fn scan(&mut self, unit: &Unit) -> HResult<Arc<Scan>> {
         let py = self.py;
-        let latest = unit.scan.lock().ok().and_then(|s| s.clone());
+        // SAFETY: cloning an `Arc` runs no Python code.
+        let latest = unsafe { unit.scan.with(py, |s| s.clone()) };
         if let Some(s) = latest {
             if s.guards.hold_unrooted(py) {
                 return Ok(s);
@@ -403,13 +413,10 @@ impl<'py> Walker<'py> {
             guards: builder.finish(),
             foreign,
         });
-        // The replaced scan is dropped after the lock is released (its
-        // references' deallocation can run Python code).
-        let old = unit
-            .scan
-            .lock()
-            .ok()
-            .and_then(|mut slot| slot.replace(s.clone()));
+        // The replaced scan is dropped outside the cell (its references'
+        // deallocation can run Python code).
+        // SAFETY: a swap runs no Python code.
+        let old = unsafe { unit.scan.with(py, |slot| slot.replace(s.clone())) };
         drop(old);
         Ok(s)
     }
