@@ -9,7 +9,8 @@ read and compiled, never executed. Nor is `importlib.metadata` imported (it
 costs ~25 ms in a new process): distributions are found by their `.dist-info`
 directories and keyed by the digest of their `RECORD` (every installed file's
 hash), so a re-install with edited code and the same version is a different
-library."""
+library. The cache directory keeps those identities for later processes
+(`_distcache`)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import os
 import sys
 import sysconfig
 
-from bytecache import _bytecache
+from bytecache import _bytecache, _distcache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -283,6 +284,11 @@ def _installed(site: str, rel: str) -> str:
 
 
 def _identify(site: str, top: str) -> str:
+    kept = _distcache.recall(site, top)
+    if kept is not None:
+        identity, tops = kept
+        _unit_tops[identity] = tops
+        return identity
     info, record = _find(site, top)
     if info is None:
         return f"{top}@{_files_digest(site, top)}"
@@ -290,7 +296,8 @@ def _identify(site: str, top: str) -> str:
     if record is None:
         return f"{name}=={version}@{_files_digest(site, top)}"
     identity = f"{name}=={version}#{_code_digest(record, info)}"
-    _unit_tops[identity] = _record_tops(record) | {top.partition("/")[0]}
+    tops = _unit_tops[identity] = _record_tops(record) | {top.partition("/")[0]}
+    _distcache.keep(site, top, info, identity, tops)
     return identity
 
 
