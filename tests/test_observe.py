@@ -294,6 +294,52 @@ print(total())
     assert runner.out(script.format(d="b")) == ["RAN", "30"]
 
 
+CWD_SCRIPT = """
+import os
+os.chdir("{d}")
+import bytecache
+
+@bytecache.memoize
+def where():
+    ran()
+{body}
+
+print(where())
+"""
+
+
+def test_the_working_directory_read_is_keyed(runner: Runner) -> None:
+    for d in ("a", "b"):
+        (runner.work / d).mkdir()
+    body = "    return os.path.basename(os.getcwd())"
+    assert runner.out(CWD_SCRIPT.format(d="a", body=body)) == ["RAN", "a"]
+    assert runner.out(CWD_SCRIPT.format(d="a", body=body)) == ["a"]
+    assert runner.out(CWD_SCRIPT.format(d="b", body=body)) == ["RAN", "b"]
+
+
+def test_a_call_that_moves_to_another_directory_is_not_stored(runner: Runner) -> None:
+    (runner.work / "a" / "sub").mkdir(parents=True)
+    body = """    os.chdir("sub")
+    return 1"""
+    assert runner.out(CWD_SCRIPT.format(d="a", body=body)) == ["RAN", "1"]
+    assert runner.out(CWD_SCRIPT.format(d="a", body=body)) == ["RAN", "1"]
+
+
+def test_a_call_that_comes_back_is_keyed_by_where_it_started(runner: Runner) -> None:
+    # It reads the working directory after moving: the key holds the one it
+    # started in, and it left things as they were, so it is stored.
+    for d in ("a", "b"):
+        (runner.work / d / "sub").mkdir(parents=True)
+    body = """    os.chdir("sub")
+    inside = os.path.basename(os.getcwd())
+    os.chdir("..")
+    return inside"""
+    assert runner.out(CWD_SCRIPT.format(d="a", body=body)) == ["RAN", "sub"]
+    assert runner.out(CWD_SCRIPT.format(d="a", body=body)) == ["sub"]
+    assert runner.out(CWD_SCRIPT.format(d="b", body=body)) == ["RAN", "sub"]
+    assert runner.out(CWD_SCRIPT.format(d="b", body=body)) == ["sub"]
+
+
 # --- the file system beyond open() -----------------------------------------------------
 
 PROBES = {

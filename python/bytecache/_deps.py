@@ -177,7 +177,7 @@ def observed(recorder: _observe.Recorder, ambient: tuple[str, ...]) -> tuple[
             pairs[("probe", path, "exists")] = False
     for name in recorder.state:
         if name in STATE:
-            pairs[("state", name)] = recorder.cwd if name == "cwd" else STATE[name]()
+            pairs[("state", name)] = (recorder.cwd or "") if name == "cwd" else STATE[name]()
     for item in recorder.inherited:
         if item not in pairs:
             pairs[item] = value_now(item)

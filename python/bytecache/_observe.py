@@ -41,7 +41,7 @@ from bytecache._reasons import (
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 #: The recorders of the misses running in this context (innermost last).
@@ -78,7 +78,9 @@ class Recorder:
         # generator name -> raw state at start
         self.rng: dict[str, bytes] = {}
         self.closed = False
-        self.cwd = ""
+        # the working directory at the start, read when the call first reads
+        # it or changes it ("" when it cannot be read; None: not yet)
+        self.cwd: str | None = None
         self.chdir = False
         # items a nested hit depended on (see `_deps`): item -> None
         self.inherited: dict[Any, None] = {}
@@ -367,8 +369,7 @@ def _watched(frame: Any, recorders: tuple[Recorder, ...], tag: tuple[str, str], 
             return None  # relative to a directory descriptor: a walk the call listed
         _probe(recs, path, _aspect(frame), result, error, label)
     elif kind == CWD:
-        for r in recs:
-            r.state.setdefault("cwd", None)
+        _read_cwd(recs)
     elif kind == LOCALE:
         if label.endswith("setlocale") and (len(args) > 1 and args[1] is not None or
                                             (kwargs or {}).get("locale") is not None):
@@ -458,8 +459,7 @@ def _resolve(recs: list[Recorder], path: Any) -> str | None:
             _real_paths[path] = known
     named, real, linked = known
     if relative:
-        for r in recs:
-            r.state.setdefault("cwd", None)
+        _read_cwd(recs)
     if linked and not _library_path(real):
         for r in recs:
             r.probes.setdefault((named, "resolves"), real)
@@ -595,7 +595,32 @@ def _on_write(recs: list[Recorder], args: tuple[Any, ...]) -> None:
     _refuse_all(recs, Reason(WROTE, _shown(real or str(target)), _where()))
 
 
+def _cwd_at_start(recs: Sequence[Recorder]) -> None:
+    """Notes the working directory as it was when each recording started:
+    called at a recording's first read or change of it, before which it is
+    the same as at the start."""
+    if all(r.cwd is not None for r in recs):
+        return
+    _bytecache.observe_internal(True)
+    try:
+        cwd = os.getcwd()
+    except OSError:
+        cwd = ""
+    finally:
+        _bytecache.observe_internal(False)
+    for r in recs:
+        if r.cwd is None:
+            r.cwd = cwd
+
+
+def _read_cwd(recs: Sequence[Recorder]) -> None:
+    _cwd_at_start(recs)
+    for r in recs:
+        r.state.setdefault("cwd", None)
+
+
 def _on_chdir(recs: list[Recorder], args: tuple[Any, ...]) -> None:
+    _cwd_at_start(recs)  # the audit event comes before the change
     for r in recs:
         r.chdir = True
 
@@ -900,13 +925,6 @@ class Observation:
         _real_dirs.clear()
         _real_paths.clear()
         r = self.recorder
-        _bytecache.observe_internal(True)
-        try:
-            r.cwd = os.getcwd()
-        except OSError:
-            r.cwd = ""
-        finally:
-            _bytecache.observe_internal(False)
         for name in RNG_NAMES:
             raw = rng_raw(name)
             if raw is not None:
