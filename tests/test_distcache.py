@@ -1,7 +1,8 @@
-"""Identities of installed distributions are kept in the cache directory for
-later processes (`_distcache`), and reused only while the site directory and
-the distribution's RECORD are as they were. Each check runs a fresh
-interpreter on a site directory of its own."""
+"""What classification learns about the installation is kept in the cache
+directory for later processes (`_distcache`): distributions' identities,
+reused only while the site directory and the distribution's RECORD are as
+they were, and the interpreter's library directories. Each check runs a
+fresh interpreter, on a site directory of its own."""
 
 from __future__ import annotations
 
@@ -42,6 +43,13 @@ def dist(site: Path, info: str, files: dict[str, str], top_level: str | None) ->
     (d / "RECORD").write_text("\n".join(record) + "\n")
 
 
+def kept(cache: Path, kind: str) -> list[str]:
+    path = cache / "libraries"
+    if not path.exists():
+        return []
+    return [line for line in path.read_text().splitlines() if line.startswith(kind + "\t")]
+
+
 def settled() -> None:
     """Stamps newer than two seconds are not kept (coarse timestamps)."""
     time.sleep(2.1)
@@ -68,7 +76,8 @@ def test_a_kept_identity_answers_a_new_process(site: Path, cache: Path) -> None:
     first = identify(site, cache)
     assert first.returncode == 0, first.stderr
     assert first.stdout.startswith("fakepkg==1.0#")
-    assert (cache / "libraries").read_text().startswith("bytecache-libraries 1\n")
+    assert (cache / "libraries").read_text().startswith("bytecache-libraries 2\n")
+    assert len(kept(cache, "L")) == 1
     again = identify(site, cache, "kept-only")
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
@@ -102,7 +111,7 @@ def test_a_distribution_installed_beside_it_is_seen(tmp_path: Path, cache: Path)
 
 def test_a_fresh_install_is_not_kept(site: Path, cache: Path) -> None:
     assert identify(site, cache).returncode == 0
-    assert not (cache / "libraries").exists()
+    assert kept(cache, "L") == []
 
 
 def test_nothing_is_kept_in_a_directory_others_can_write(site: Path, cache: Path) -> None:
@@ -126,3 +135,37 @@ def test_a_foreign_or_damaged_file_is_ignored(site: Path, cache: Path, content: 
     again = identify(site, cache, "kept-only")
     assert again.returncode == 0, again.stderr
     assert again.stdout == first.stdout
+
+
+# Prints the library directories classification uses; with argv[1] ==
+# "kept-only", importing sysconfig fails (so only kept ones answer).
+PATHS = """
+import sys
+if sys.argv[1] == "kept-only":
+    sys.modules["sysconfig"] = None
+from bytecache import _modkind
+print(_modkind._STDLIB, _modkind._SITE, _modkind._LIBRARY_PREFIXES)
+"""
+
+
+def paths(cache: Path, mode: str, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-c", PATHS, mode], capture_output=True, text=True,
+                          env={**os.environ, "BYTECACHE_DIR": str(cache), **env}, timeout=60)
+
+
+def test_the_library_directories_are_kept(cache: Path) -> None:
+    assert paths(cache, "kept-only").returncode != 0  # nothing kept yet
+    first = paths(cache, "any")
+    assert first.returncode == 0, first.stderr
+    assert len(kept(cache, "P")) == 1
+    again = paths(cache, "kept-only")
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == first.stdout
+
+
+def test_the_library_directories_follow_what_sysconfig_reads(cache: Path) -> None:
+    assert paths(cache, "any").returncode == 0
+    other = paths(cache, "kept-only", PYTHONUSERBASE=str(cache / "elsewhere"))
+    assert other.returncode != 0  # another environment: computed again
+    assert paths(cache, "any", PYTHONUSERBASE=str(cache / "elsewhere")).returncode == 0
+    assert len(kept(cache, "P")) == 2

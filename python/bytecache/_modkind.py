@@ -17,7 +17,6 @@ from __future__ import annotations
 import _imp
 import os
 import sys
-import sysconfig
 
 from bytecache import _bytecache, _distcache
 
@@ -34,8 +33,11 @@ _kinds: dict[str, str | None] = {}
 _NAMES = ("stdlib", "platstdlib", "purelib", "platlib")
 
 
+_PATHS = _distcache.paths(_NAMES)  # sysconfig.get_paths(), kept across processes
+
+
 def _dirs(*names: str, resolve: bool = True) -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
+    paths = _PATHS
     spell = os.path.realpath if resolve else os.path.normpath
     return tuple(spell(paths[n]) + os.sep for n in names if n in paths)
 
