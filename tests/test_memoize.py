@@ -461,13 +461,18 @@ print(slow(21))
 
 def test_a_process_that_only_hits_installs_no_observer(runner: Runner) -> None:
     # Observation (audit hook, interposed functions, native rebinding) is
-    # set up by the first miss: a re-run that only hits never pays for it.
+    # set up by the first miss: a re-run that only hits never pays for it,
+    # nor for loading it (nor `explain`, `once`, `stats`: loaded when used).
     code = BASIC + """
+import sys
+names = ("_observe", "_effects", "_miss", "_explain", "_once", "_stats")
+print("loaded:" + ",".join(n for n in names if "bytecache." + n in sys.modules))
 from bytecache import _observe
 print(f"observer={_observe._installed}")
 """
-    assert runner.out(code)[-1] == "observer=True"
-    assert runner.out(code)[-1] == "observer=False"
+    first = runner.out(code)
+    assert first[-2:] == ["loaded:_observe,_effects,_miss", "observer=True"]
+    assert runner.out(code)[-2:] == ["loaded:", "observer=False"]
 
 
 STORED = """

@@ -24,16 +24,36 @@ from bytecache._bytecache import (
 )
 from bytecache._config import BytecacheWarning, configure
 from bytecache._core import disabled
-from bytecache._explain import explain
 from bytecache._memoize import clear, memoize
-from bytecache._once import once
-from bytecache._stats import stats
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from IPython.core.interactiveshell import InteractiveShell
+
+    from bytecache._explain import explain
+    from bytecache._once import once
+    from bytecache._stats import stats
+
+# Loaded on first use (PEP 562): a process that only memoizes never imports
+# them (part of what `import bytecache` costs a new process).
+_LAZY = {"explain": "_explain", "once": "_once", "stats": "_stats"}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bytecache' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"bytecache.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 __version__: str = _bytecache.__version__
 

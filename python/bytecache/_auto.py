@@ -13,7 +13,7 @@ and for every call of a marked function passes the bound arguments to
 * ``(value,)``: a hit, the frame is skipped and ``value`` returned;
 * any other object (a token): run the frame, then ``_on_return(token, box)``
   if it returned normally, ``box`` a one-element list holding the hook's only
-  reference to the result (see ``_core.Miss.commit``). A call that raised just
+  reference to the result (see ``_miss.Miss.commit``). A call that raised just
   drops the token; ``_Token`` aborts the pending miss when it is collected.
 
 Cost-aware: a function whose first :data:`_PROBE_CALLS` calls all took less

@@ -20,12 +20,13 @@ from __future__ import annotations
 import os
 import sys
 
-from bytecache import _bytecache, _observe
+from bytecache import _bytecache
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any
 
+    from bytecache import _observe
     from bytecache._reasons import Reason
 
     Item = tuple[str, ...]
@@ -136,6 +137,10 @@ def aspect_value(state: Any, aspect: str) -> Any:
 
 
 def value_now(item: Item) -> Any:
+    # A hit's items are read with observation's own readers, loaded here
+    # (a process that only hits plain results never loads them).
+    from bytecache import _observe
+
     kind = item[0]
     if kind == "env":
         if item[1] == "*":

@@ -45,7 +45,7 @@ _CO_ASYNC_GENERATOR = 0x200
 def _starter(target: _core.Target, min_seconds: float) -> Any:
     """The wrapper's full path: `begin(arguments, key, absent)` answers as
     the hook's `on_call` does: None (run the function), `(value,)` (a hit)
-    or the pending `_core.Miss`. `absent`: the wrapper found nothing at
+    or the pending `_miss.Miss`. `absent`: the wrapper found nothing at
     `key` in the local store."""
 
     def begin(arguments: dict[str, Any], key: bytes | None, absent: bool = False) -> Any:
