@@ -169,3 +169,20 @@ def test_the_library_directories_follow_what_sysconfig_reads(cache: Path) -> Non
     assert other.returncode != 0  # another environment: computed again
     assert paths(cache, "any", PYTHONUSERBASE=str(cache / "elsewhere")).returncode == 0
     assert len(kept(cache, "P")) == 2
+
+
+def test_kept_in_a_memoized_functions_directory_without_a_default_one(tmp_path: Path) -> None:
+    home, own = tmp_path / "home", tmp_path / "own"
+    home.mkdir()
+    own.mkdir(mode=0o700)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BYTECACHE", "XDG_"))}
+    script = f"""
+import bytecache
+f = bytecache.memoize(cache_dir={str(own)!r})(lambda x: x)
+print(f(1))
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                       env={**env, "HOME": str(home)}, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert len(kept(own, "P")) == 1
+    assert not (home / ".cache").exists()
