@@ -359,6 +359,36 @@ slow(1)
     assert out.count("RAN") == 2
 
 
+def test_disabled_is_per_thread(runner: Runner) -> None:
+    # One thread inside `disabled()` does not disable the others; leaving
+    # it memoizes again (nested blocks count).
+    out = runner.out(BASIC.replace("print(slow(21))", """
+import threading
+inside, done = threading.Event(), threading.Event()
+
+def other():
+    with bytecache.disabled():
+        with bytecache.disabled():
+            slow(2)
+        slow(2)
+        inside.set()
+        done.wait()
+    slow(2)  # memoized again: computed and stored
+    slow(2)
+
+t = threading.Thread(target=other)
+t.start()
+inside.wait()
+slow(1)
+slow(1)
+done.set()
+t.join()
+print("end")
+"""))
+    # slow(2) twice disabled, slow(1) once, slow(2) once after the block.
+    assert out == ["RAN", "RAN", "RAN", "RAN", "end"]
+
+
 def test_read_only_cache_dir_runs_normally_with_one_warning(runner: Runner) -> None:
     if os.geteuid() == 0:
         pytest.skip("root ignores directory permissions")

@@ -2,6 +2,8 @@
 //!
 //! Everything persisted is keyed by these digests: they are stable across
 //! processes, `PYTHONHASHSEED` values and machines of the same byte order.
+use std::mem::MaybeUninit;
+
 use xxhash_rust::xxh3::Xxh3;
 
 pub type Digest = u128;
@@ -125,11 +127,18 @@ impl Run {
 /// Small writes go to an inline buffer; the result of a short input is one
 /// one-shot xxh3-128 call (no streaming state is even created), and long
 /// inputs stream. Both give xxh3-128 of the concatenated writes.
+///
+/// `repr(C)` with the buffer last: otherwise the compiler may merge the
+/// zeroing of `len` and `state` with the (uninitialized) buffer into one
+/// `memset` of all of it.
+#[repr(C)]
 pub struct Hasher {
-    buf: [u8; BUF],
     len: usize,
     /// Streaming state, boxed: it is large, and most hashers never spill.
     state: Option<Box<Xxh3>>,
+    /// The first `len` bytes are written; the rest is never read (not
+    /// zeroed: a key is built on every call, often by several hashers).
+    buf: [MaybeUninit<u8>; BUF],
 }
 
 const BUF: usize = 256;
@@ -149,17 +158,40 @@ impl Default for Hasher {
 impl Hasher {
     pub fn new() -> Self {
         Hasher {
-            buf: [0; BUF],
+            buf: [MaybeUninit::uninit(); BUF],
             len: 0,
             state: None,
         }
     }
 
+    /// The bytes written to the buffer.
+    #[inline(always)]
+    fn filled(&self) -> &[u8] {
+        let filled = &self.buf[..self.len];
+        // SAFETY: `put` is the only writer of the buffer and grows `len`
+        // only over the bytes it has just written (`spill` sets it to 0
+        // before reusing the buffer), so these `len` bytes are initialized;
+        // `MaybeUninit<u8>` has the layout of `u8`.
+        unsafe { std::slice::from_raw_parts(filled.as_ptr().cast::<u8>(), filled.len()) }
+    }
+
+    /// Writes `b` at `at` in the buffer and makes `len` its end.
+    #[inline(always)]
+    fn put(&mut self, at: usize, b: &[u8]) {
+        // Bounds checked (never past the buffer: callers check `BUF`).
+        let dst = &mut self.buf[at..at + b.len()];
+        // SAFETY: `dst` is `b.len()` bytes of our buffer and cannot overlap
+        // `b`, a shared borrow alive while `self` is borrowed mutably.
+        unsafe {
+            std::ptr::copy_nonoverlapping(b.as_ptr(), dst.as_mut_ptr().cast::<u8>(), b.len());
+        }
+        self.len = at + b.len();
+    }
+
     #[inline(always)]
     fn write(&mut self, b: &[u8]) {
         if self.len + b.len() <= BUF {
-            self.buf[self.len..self.len + b.len()].copy_from_slice(b);
-            self.len += b.len();
+            self.put(self.len, b);
         } else {
             self.spill(b);
         }
@@ -167,14 +199,14 @@ impl Hasher {
 
     #[cold]
     fn spill(&mut self, b: &[u8]) {
-        let state = self.state.get_or_insert_with(|| Box::new(Xxh3::new()));
-        state.update(&self.buf[..self.len]);
+        let mut state = self.state.take().unwrap_or_else(|| Box::new(Xxh3::new()));
+        state.update(self.filled());
         self.len = 0;
+        let state = self.state.insert(state);
         if b.len() > BUF {
             state.update(b);
         } else {
-            self.buf[..b.len()].copy_from_slice(b);
-            self.len = b.len();
+            self.put(0, b);
         }
     }
 
@@ -274,10 +306,10 @@ impl Hasher {
 
     pub fn finish(&self) -> Digest {
         match &self.state {
-            None => xxhash_rust::xxh3::xxh3_128(&self.buf[..self.len]),
+            None => xxhash_rust::xxh3::xxh3_128(self.filled()),
             Some(state) => {
                 let mut state = state.clone();
-                state.update(&self.buf[..self.len]);
+                state.update(self.filled());
                 state.digest128()
             }
         }

@@ -59,15 +59,6 @@ impl Slot {
         }
     }
 
-    /// The address it stands for.
-    fn address(&self, root: usize) -> usize {
-        match self {
-            Slot::Null => 0,
-            Slot::Root => root,
-            Slot::Held(o) => o.as_ptr() as usize,
-        }
-    }
-
     fn held(&self) -> Option<&Py<PyAny>> {
         match self {
             Slot::Held(o) => Some(o),
@@ -130,6 +121,10 @@ struct FunctionGuard {
     func: Slot,
     slots: [Slot; 5],
     cells: Vec<Slot>,
+    /// The addresses `func` and `slots` stand for, compared on every call
+    /// (a guard is checked with the root it was built with: see
+    /// [`Guards::hold`]).
+    addresses: [usize; 6],
 }
 
 impl FunctionGuard {
@@ -141,29 +136,40 @@ impl FunctionGuard {
             function::cell_contents(f.as_ptr(), |p| cells.push(Slot::new(py, p, root)));
             function::slots(f.as_ptr())
         };
+        let mut addresses = [f.as_ptr() as usize; 6];
+        for (a, p) in addresses[1..].iter_mut().zip(slots) {
+            *a = p as usize;
+        }
         FunctionGuard {
             func: Slot::new(py, f.as_ptr(), root),
             slots: slots.map(|p| Slot::new(py, p, root)),
             cells,
+            addresses,
         }
     }
 
     fn holds(&self, root: usize) -> bool {
-        let func = self.func.address(root) as *mut ffi::PyObject;
-        let mut i = 0;
-        let mut same_cells = true;
+        let func = self.addresses[0] as *mut ffi::PyObject;
         // SAFETY: `func` is a live function: one we hold, or the root, which
         // the caller of `Guards::hold` holds (GIL held).
-        let (slots, n) = unsafe {
-            let n = function::cell_contents(func, |p| {
+        let slots = unsafe { function::slots(func) };
+        if slots
+            .iter()
+            .zip(&self.addresses[1..])
+            .any(|(&p, &a)| p as usize != a)
+        {
+            return false;
+        }
+        let mut i = 0;
+        let mut same_cells = true;
+        // SAFETY: as above.
+        let n = unsafe {
+            function::cell_contents(func, |p| {
                 same_cells &= self.cells.get(i).is_some_and(|s| s.same(p, root));
                 i += 1;
-            });
-            (function::slots(func), n)
+            })
         };
-        same_cells
-            && n == self.cells.len()
-            && self.slots.iter().zip(slots).all(|(s, p)| s.same(p, root))
+        same_cells && n == self.cells.len()
     }
 }
 

@@ -560,21 +560,30 @@ pub fn fast_totals(py: Python<'_>) -> (u64, f64) {
     (c.hits, c.saved_ns as f64 / 1e9)
 }
 
+/// `disabled()` blocks open on all threads: while none is, no call needs
+/// to read its thread's depth (a thread-local read is a call in a shared
+/// library, on every call).
+static DISABLED_ANYWHERE: AtomicU64 = AtomicU64::new(0);
+
 /// Enters (`true`) or leaves (`false`) a `bytecache.disabled()` block on
 /// this thread.
 pub fn set_disabled(on: bool) {
     DISABLED.with(|d| {
-        d.set(if on {
-            d.get() + 1
-        } else {
-            d.get().saturating_sub(1)
-        })
+        let depth = d.get();
+        if on {
+            d.set(depth + 1);
+            DISABLED_ANYWHERE.fetch_add(1, Ordering::AcqRel);
+        } else if depth > 0 {
+            d.set(depth - 1);
+            DISABLED_ANYWHERE.fetch_sub(1, Ordering::AcqRel);
+        }
     });
 }
 
 /// True inside a `bytecache.disabled()` block on this thread.
+#[inline]
 pub fn is_disabled() -> bool {
-    DISABLED.with(|d| d.get() > 0)
+    DISABLED_ANYWHERE.load(Ordering::Acquire) > 0 && DISABLED.with(|d| d.get() > 0)
 }
 
 /// What the hook's fast path found for a call.
