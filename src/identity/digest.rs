@@ -304,11 +304,13 @@ impl Hasher {
         self.write(&d.to_le_bytes());
     }
 
-    pub fn finish(&self) -> Digest {
-        match &self.state {
+    /// The digest of everything written: the hasher's last use (a spilled
+    /// one's streaming state is consumed, not copied). By reference: moving
+    /// a hasher copies its buffer.
+    pub fn finish(&mut self) -> Digest {
+        match self.state.take() {
             None => xxhash_rust::xxh3::xxh3_128(self.filled()),
-            Some(state) => {
-                let mut state = state.clone();
+            Some(mut state) => {
                 state.update(self.filled());
                 state.digest128()
             }
