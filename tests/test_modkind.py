@@ -123,3 +123,21 @@ def test_distributions_are_found_without_importlib_metadata() -> None:
 
     assert out[0].startswith(f"numpy=={numpy.__version__}#")
     assert out[1] == "False"
+
+
+def test_module_paths_resolve_as_realpath_does(tmp_path: Path) -> None:
+    # `_realpath` resolves directories once per process; every kind of link
+    # must still resolve exactly as `os.path.realpath` does.
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    (tmp_path / "a" / "b" / "f.py").write_text("")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    (tmp_path / "a" / "lf.py").symlink_to(tmp_path / "a" / "b" / "f.py")
+    (tmp_path / "a" / "rel").symlink_to(Path("..") / "a" / "b")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    cases = ["link/b/f.py", "a/lf.py", "a/rel/f.py", "link/rel/f.py", "missing/x.py",
+             "a/../link/b/f.py", "loop/x.py"]
+    for case in cases:
+        path = str(tmp_path / case)
+        assert _modkind._realpath(path) == os.path.realpath(path), case
+    assert _modkind._realpath("relative/x.py") == os.path.realpath("relative/x.py")
+    assert _modkind._realpath("/") == "/"

@@ -137,11 +137,14 @@ def aspect_value(state: Any, aspect: str) -> Any:
 
 
 def value_now(item: Item) -> Any:
-    # A hit's items are read with observation's own readers, loaded here
-    # (a process that only hits plain results never loads them).
+    kind = item[0]
+    if kind == "state":
+        read = STATE.get(item[1])
+        return read() if read is not None else None
+    # The other items are read with observation's own readers, loaded here
+    # (a process that only hits never loads observation otherwise).
     from bytecache import _observe
 
-    kind = item[0]
     if kind == "env":
         if item[1] == "*":
             return _environment()
@@ -150,9 +153,6 @@ def value_now(item: Item) -> Any:
         if item[2] == "resolves":
             return _observe.resolved_now(item[1])
         return aspect_value(_observe.path_state(item[1]), item[2])
-    if kind == "state":
-        read = STATE.get(item[1])
-        return read() if read is not None else None
     if kind == "rng":
         raw = _observe.rng_raw(item[1])
         return _bytecache.hash_value(raw) if raw is not None else None

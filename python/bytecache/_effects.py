@@ -245,7 +245,8 @@ def _portable_warning(msg: Any) -> tuple[Any, ...]:
 def _module_for(filename: str) -> tuple[str, dict[Any, Any]]:
     """The module name and warning registry of the code at `filename` (our
     own registry when no loaded module has that file)."""
-    for name, module in list(sys.modules.items()):
+    for name in list(sys.modules):  # names: no tracked pairs (see `_modkind`)
+        module = sys.modules.get(name)
         if getattr(module, "__file__", None) == filename:
             g = vars(module)
             return name, g.setdefault("__warningregistry__", {})

@@ -122,13 +122,34 @@ def _classify(name: str) -> str | None:
         return None
     if os.path.isabs(path) and not (path.startswith(_LIBRARY_PREFIXES) or _SITE_PART in path):
         return None
-    real = os.path.realpath(path)
+    real = _realpath(path)
     site = _site_of(real)
     if site is not None:
         return _installed(site, real[len(site):])
     if real.startswith(_STDLIB):
         return _PY
     return None
+
+
+# directory -> where it resolves to, for this process (the library
+# directories, resolved at import, are the roots)
+_real_dirs: dict[str, str] = {d.rstrip(os.sep): d.rstrip(os.sep) for d in _STDLIB + _SITE}
+
+
+def _realpath(path: str) -> str:
+    """`os.path.realpath(path)` for a module's file, resolving each directory
+    once per process: a file in a directory seen before costs one `lstat`
+    (is it a link?) instead of one per component of its path."""
+    if not os.path.isabs(path) or os.path.normpath(path) != path:
+        return os.path.realpath(path)
+    head, tail = os.path.split(path)
+    if not tail:
+        return path  # the root
+    real_head = _real_dirs.get(head)
+    if real_head is None:
+        real_head = _real_dirs[head] = _realpath(head)
+    real = os.path.join(real_head, tail)
+    return os.path.realpath(real) if os.path.islink(real) else real
 
 
 def _own_version() -> str:
@@ -361,9 +382,14 @@ def unit_modules(name: str) -> list[str]:
         if path and classify(t) == kind:
             homes[t] = os.path.dirname(path) + os.sep
     out = []
-    for n, m in list(sys.modules.items()):
+    # Names only (strings are not tracked by the garbage collector: a
+    # thousand (name, module) pairs could set off a collection).
+    for n in list(sys.modules):
         home = homes.get(n.partition(".")[0])
-        if home is None or n in _INTERPRETER or not isinstance(m, _ModuleType):
+        if home is None or n in _INTERPRETER:
+            continue
+        m = sys.modules.get(n)
+        if not isinstance(m, _ModuleType):
             continue
         path = vars(m).get("__file__")
         if not isinstance(path, str) or path.startswith(home) or classify(n) == kind:

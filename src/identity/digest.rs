@@ -304,16 +304,49 @@ impl Hasher {
         self.write(&d.to_le_bytes());
     }
 
-    /// The digest of everything written: the hasher's last use (a spilled
-    /// one's streaming state is consumed, not copied). By reference: moving
-    /// a hasher copies its buffer.
+    /// The digest of everything written so far. A spilled hasher's
+    /// streaming state absorbs the buffer (no copy of it is made), so
+    /// writing on and finishing again stays consistent. By reference:
+    /// moving a hasher copies its buffer.
     pub fn finish(&mut self) -> Digest {
-        match self.state.take() {
-            None => xxhash_rust::xxh3::xxh3_128(self.filled()),
-            Some(mut state) => {
-                state.update(self.filled());
-                state.digest128()
+        let Some(mut state) = self.state.take() else {
+            return xxhash_rust::xxh3::xxh3_128(self.filled());
+        };
+        state.update(self.filled());
+        self.len = 0;
+        self.state.insert(state).digest128()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn oneshot(parts: &[&[u8]]) -> Digest {
+        xxhash_rust::xxh3::xxh3_128(&parts.concat())
+    }
+
+    #[test]
+    fn short_and_spilled_writes_hash_their_concatenation() {
+        let long = vec![7u8; 3 * BUF + 5];
+        for parts in [&[&b"abc"[..], b"de"][..], &[b"x", &long, b"tail"], &[&long[..BUF], b"y"]] {
+            let mut h = Hasher::new();
+            for p in parts {
+                h.write(p);
             }
+            assert_eq!(h.finish(), oneshot(parts));
         }
+    }
+
+    #[test]
+    fn finishing_again_or_writing_on_stays_consistent() {
+        let long = vec![1u8; 2 * BUF];
+        let mut h = Hasher::new();
+        h.write(&long);
+        h.write(b"more");
+        let first = h.finish();
+        assert_eq!(h.finish(), first);
+        h.write(b"after");
+        assert_eq!(h.finish(), oneshot(&[&long, b"more", b"after"]));
     }
 }
