@@ -329,7 +329,11 @@ mod tests {
     #[test]
     fn short_and_spilled_writes_hash_their_concatenation() {
         let long = vec![7u8; 3 * BUF + 5];
-        for parts in [&[&b"abc"[..], b"de"][..], &[b"x", &long, b"tail"], &[&long[..BUF], b"y"]] {
+        for parts in [
+            &[&b"abc"[..], b"de"][..],
+            &[b"x", &long, b"tail"],
+            &[&long[..BUF], b"y"],
+        ] {
             let mut h = Hasher::new();
             for p in parts {
                 h.write(p);
