@@ -42,6 +42,8 @@ for v in $VERSIONS; do
         python -m mypy.stubtest bytecache._bytecache
         echo "== cargo test"
         cargo test -q --release 2>&1 | tail -n 30
+        # The unit tests of the extension's own modules (digest, marking).
+        cargo test -q --release --features python --lib 2>&1 | tail -n 5
     fi
     if [ "$v" != "${VERSIONS%% *}" ]; then
         # src/cpython/ compiles other code for each version: lint that too.
