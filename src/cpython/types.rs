@@ -12,6 +12,15 @@ pub fn bases(t: &Bound<'_, PyType>) -> *mut PyObject {
     unsafe { (*t.as_type_ptr()).tp_bases }
 }
 
+/// Whether `t` is a static type (not allocated on the heap): a builtin or
+/// an extension's type, alive as long as the process and never changed
+/// (its `__module__` cannot be assigned).
+pub fn is_static(t: &Bound<'_, PyType>) -> bool {
+    // SAFETY: as in `bases`.
+    let flags = unsafe { (*t.as_type_ptr()).tp_flags };
+    flags & pyo3::ffi::Py_TPFLAGS_HEAPTYPE == 0
+}
+
 /// `tp_dict` (borrowed; NULL or a dict).
 pub fn dict(t: &Bound<'_, PyType>) -> *mut PyObject {
     // SAFETY: as in `bases`.

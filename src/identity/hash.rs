@@ -33,6 +33,7 @@ use super::layout;
 use super::native;
 use super::plan::{Building, Plan};
 use crate::cpython::function::{function_parts, FunctionParts};
+use crate::cpython::{types as cpython_types, GilCell};
 
 mod array;
 mod error;
@@ -98,10 +99,36 @@ fn loaded_modules(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// `PyType::module` looks in the type's dict, which on 3.13 finds the
 /// instances' `__module__` descriptor for some extension types.
 fn type_module(t: &Bound<'_, PyType>) -> String {
-    t.getattr(intern!(t.py(), "__module__"))
-        .and_then(|m| m.extract::<String>())
-        .unwrap_or_default()
+    let read = || {
+        t.getattr(intern!(t.py(), "__module__"))
+            .and_then(|m| m.extract::<String>())
+            .unwrap_or_default()
+    };
+    if !cpython_types::is_static(t) {
+        return read(); // a class: its dict's `__module__`, which can change
+    }
+    // A static type's `__module__` is made from its C name on every read
+    // (a new interned string): read once per process (they are immortal).
+    let key = t.as_ptr() as usize;
+    // SAFETY: a map lookup and a `String` clone run no Python code.
+    let known = unsafe {
+        STATIC_TYPE_MODULES.with(t.py(), |m| m.as_ref().and_then(|m| m.get(&key).cloned()))
+    };
+    known.unwrap_or_else(|| {
+        let module = read();
+        // SAFETY: a map insert runs no Python code.
+        unsafe {
+            STATIC_TYPE_MODULES.with(t.py(), |m| {
+                m.get_or_insert_with(AHashMap::new)
+                    .insert(key, module.clone())
+            });
+        }
+        module
+    })
 }
+
+/// Static type address -> its `__module__` (see [`type_module`]).
+static STATIC_TYPE_MODULES: GilCell<Option<AHashMap<usize, String>>> = GilCell::new(None);
 
 /// Notes that the modules `names` are library `lib` (as classified).
 fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {

@@ -455,11 +455,7 @@ impl<'py> Walker<'py> {
             return Ok(false); // native code, modules: no user's patch
         }
         if let Ok(t) = v.cast::<PyType>() {
-            let here = t.getattr(intern!(py, "__module__")).ok().is_some_and(|m| {
-                m.cast::<PyString>()
-                    .is_ok_and(|m| m.to_str().ok() == Some(module))
-            });
-            if here {
+            if type_module(t) == module {
                 return Ok(false); // defined in this library module
             }
             return self.user_type(t);
