@@ -69,7 +69,7 @@ fn type_name(obj: &Bound<'_, PyAny>) -> String {
     let t = obj.get_type();
     let module = type_module(&t);
     let name = t.qualname().map(|m| m.to_string()).unwrap_or_default();
-    if module == "builtins" {
+    if &*module == "builtins" {
         name
     } else {
         format!("{module}.{name}")
@@ -98,11 +98,12 @@ fn loaded_modules(py: Python<'_>) -> PyResult<Bound<'_, PyDict>> {
 /// `t.__module__` ("" if it is not a string). Read as an attribute:
 /// `PyType::module` looks in the type's dict, which on 3.13 finds the
 /// instances' `__module__` descriptor for some extension types.
-fn type_module(t: &Bound<'_, PyType>) -> String {
-    let read = || {
+fn type_module(t: &Bound<'_, PyType>) -> Rc<str> {
+    let read = || -> Rc<str> {
         t.getattr(intern!(t.py(), "__module__"))
             .and_then(|m| m.extract::<String>())
             .unwrap_or_default()
+            .into()
     };
     if !cpython_types::is_static(t) {
         return read(); // a class: its dict's `__module__`, which can change
@@ -110,7 +111,7 @@ fn type_module(t: &Bound<'_, PyType>) -> String {
     // A static type's `__module__` is made from its C name on every read
     // (a new interned string): read once per process (they are immortal).
     let key = t.as_ptr() as usize;
-    // SAFETY: a map lookup and a `String` clone run no Python code.
+    // SAFETY: a map lookup and an `Rc` clone run no Python code.
     let known = unsafe {
         STATIC_TYPE_MODULES.with(t.py(), |m| m.as_ref().and_then(|m| m.get(&key).cloned()))
     };
@@ -128,7 +129,7 @@ fn type_module(t: &Bound<'_, PyType>) -> String {
 }
 
 /// Static type address -> its `__module__` (see [`type_module`]).
-static STATIC_TYPE_MODULES: GilCell<Option<AHashMap<usize, String>>> = GilCell::new(None);
+static STATIC_TYPE_MODULES: GilCell<Option<AHashMap<usize, Rc<str>>>> = GilCell::new(None);
 
 /// Notes that the modules `names` are library `lib` (as classified).
 fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {

@@ -562,7 +562,7 @@ impl<'py> Walker<'py> {
     pub fn class(&mut self, t: &Bound<'py, PyType>, h: &mut Hasher) -> HResult<()> {
         let module = type_module(t);
         let qualname = t.qualname().map(|m| m.to_string()).unwrap_or_default();
-        if module == "builtins" {
+        if &*module == "builtins" {
             h.tag(Tag::Builtin);
             h.str(&qualname);
             return Ok(());

@@ -145,7 +145,7 @@ pub fn clean(py: Python<'_>, units: &[Arc<Unit>]) -> bool {
 fn refuse_mock(v: &Bound<'_, PyAny>, what: impl FnOnce() -> String) -> HResult<()> {
     let mock = v.get_type().mro().iter().any(|t| {
         t.cast::<PyType>()
-            .is_ok_and(|t| type_module(t) == "unittest.mock")
+            .is_ok_and(|t| &*type_module(t) == "unittest.mock")
     });
     if mock {
         return Err(HashError::new(Kind::Mock(type_name(v))).at(Step::Attribute(what())));
@@ -455,7 +455,7 @@ impl<'py> Walker<'py> {
             return Ok(false); // native code, modules: no user's patch
         }
         if let Ok(t) = v.cast::<PyType>() {
-            if type_module(t) == module {
+            if &*type_module(t) == module {
                 return Ok(false); // defined in this library module
             }
             return self.user_type(t);
@@ -485,7 +485,7 @@ impl<'py> Walker<'py> {
                 v.getattr_opt(intern!(py, "__wrapped__"))?
                     .into_iter()
                     .collect()
-            } else if type_module(&t) == module {
+            } else if &*type_module(&t) == module {
                 // Made where its class is defined (`unittest.mock.ANY`, an
                 // enum member): the library's own.
                 return Ok(false);
@@ -508,7 +508,7 @@ impl<'py> Walker<'py> {
         let py = self.py;
         self.cached(t.as_any(), |w| {
             let module = type_module(t);
-            if module == "unittest.mock" {
+            if &*module == "unittest.mock" {
                 return Ok(true);
             }
             if module.starts_with("_cython_") {
@@ -517,7 +517,7 @@ impl<'py> Walker<'py> {
             if w.library(&module)?.is_some() {
                 return Ok(false);
             }
-            Ok(loaded_modules(py)?.contains(module.as_str())?)
+            Ok(loaded_modules(py)?.contains(&*module)?)
         })
     }
 

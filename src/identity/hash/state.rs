@@ -66,7 +66,7 @@ impl<'py> Walker<'py> {
             }
         }
         let module = type_module(t);
-        let library = module == "builtins" || self.library(&module)?.is_some();
+        let library = &*module == "builtins" || self.library(&module)?.is_some();
         let own = !library || layout::instances_callable(t);
         let l = Rc::new(Layout {
             _class: t.clone().unbind(),
