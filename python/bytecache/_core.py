@@ -253,10 +253,6 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
         hit, manifest = _lookup(target, store, key, arguments)
     if hit is not None:
         return True, hit[0]
-    # A miss is observed: a process that only hits never loads observation.
-    from bytecache import _miss, _observe
-
-    _observe.install()
     # Another process may be computing this very call: wait for its result
     # (bounded; a computing process that dies releases its claim) instead of
     # computing it twice.
@@ -277,7 +273,16 @@ def begin(target: Target, arguments: dict[str, Any], *, min_seconds: float = 0.0
     with _stats_lock:
         target.counters.misses += 1
         TOTAL.misses += 1
-    return False, _miss.Miss(target, arguments, key, store, min_seconds, claim, manifest)
+    return False, _misses().Miss(target, arguments, key, store, min_seconds, claim, manifest)
+
+
+def _misses() -> Any:
+    """`_miss`, imported at the process's first miss: a process that only
+    hits never loads observation."""
+    module = sys.modules.get("bytecache._miss")
+    if module is None:
+        from bytecache import _miss as module
+    return module
 
 
 def _source(target: Target, directory: str) -> None:

@@ -62,6 +62,7 @@ class Miss:
         self.store = store
         self.min_seconds = min_seconds
         self.manifest = manifest
+        _observe.install()  # once per process: a flag after the first miss
         self.rng_arguments = _effects.rng_arguments(arguments)
         self.observation = _observe.Observation()
         # Our own clock reads stay outside the observed window (each one in
