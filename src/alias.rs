@@ -22,8 +22,10 @@ use std::ffi::{c_int, c_void};
 
 use ahash::AHashMap;
 use pyo3::ffi::{self, PyObject};
+use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyList, PyTuple};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyList, PyModule, PyTuple};
 
 /// Objects walked at most (a bigger result is not checked in full: the
 /// caller treats that as "cannot tell").
@@ -133,6 +135,10 @@ impl Walk {
     }
 }
 
+/// The `sys` module (importing it on every check cost a few thousand
+/// instructions per miss); `sys.modules` is read from it each time.
+static SYS: PyOnceLock<Py<PyModule>> = PyOnceLock::new();
+
 /// The object of `obj` in `shared` whose references are not all from inside
 /// `boxed[0]`'s graph, if any (see the module docs). `opaque`: types checked
 /// but not walked into; `immutable`: types whose sharing cannot be observed.
@@ -153,9 +159,10 @@ pub fn shared<'py>(
     let root = boxed.get_item(0)?;
     // SAFETY: GIL held; `root` live (the box holds it).
     unsafe { w.edge(root.as_ptr()) };
-    let ndarray = py
-        .import("sys")?
-        .getattr("modules")?
+    let ndarray = SYS
+        .get_or_try_init(py, || py.import("sys").map(Bound::unbind))?
+        .bind(py)
+        .getattr(intern!(py, "modules"))?
         .get_item("numpy")
         .ok()
         .and_then(|np| np.getattr("ndarray").ok());

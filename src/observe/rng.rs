@@ -11,15 +11,25 @@
 use pyo3::exceptions::PyTypeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
 use pyo3::types::PyCapsule;
 
 /// Bytes of an MT19937 state: 624 words plus one int.
 const STATE_BYTES: usize = 624 * 4 + 4;
 
+/// `_random.Random` and `numpy.random.MT19937`, looked up once (numpy's
+/// again if it was reloaded; a miss
+/// reads both generators' states twice).
+static RANDOM: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+static MT19937: PyOnceLock<Py<PyAny>> = PyOnceLock::new();
+
 /// The raw state of a `_random.Random` instance.
 pub fn random_state(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let base_type = obj.py().import("_random")?.getattr("Random")?;
-    if !obj.is_instance(&base_type)? {
+    let py = obj.py();
+    let base_type = RANDOM.get_or_try_init(py, || {
+        py.import("_random")?.getattr("Random").map(Bound::unbind)
+    })?;
+    if !obj.is_instance(base_type.bind(py))? {
         return Err(PyTypeError::new_err("not a _random.Random instance"));
     }
     // SAFETY: GIL held (the `Bound`); `obj` is a live `_random.Random`
@@ -34,11 +44,13 @@ struct BitGen {
 
 /// The raw state of an MT19937 bit generator (through its capsule).
 pub fn mt19937_state(bit_generator: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    let mt = bit_generator
-        .py()
-        .import("numpy.random")?
-        .getattr("MT19937")?;
-    if !bit_generator.is_exact_instance(&mt) {
+    let py = bit_generator.py();
+    let current = || py.import("numpy.random")?.getattr("MT19937");
+    let known = MT19937.get_or_try_init(py, || current().map(Bound::unbind))?;
+    // The class looked up first, else (numpy reloaded) the current one.
+    if !bit_generator.is_exact_instance(known.bind(py))
+        && !bit_generator.is_exact_instance(&current()?)
+    {
         return Err(PyTypeError::new_err("not a numpy.random.MT19937"));
     }
     let capsule = bit_generator.getattr("capsule")?;

@@ -101,6 +101,9 @@ pub fn align_up(x: u64, a: u64) -> u64 {
 /// the very bytes it writes ([`copy_buffer`]).
 pub struct Layout {
     meta: Meta,
+    /// The dry run's archive of `meta`: final when there are no buffers
+    /// (their checksums are only known once they are written).
+    archived: rkyv::util::AlignedVec,
     meta_len: u64,
     body_len: u64,
     /// The whole record's length, buffers included.
@@ -129,7 +132,8 @@ pub fn layout(key: &Key, e: &NewEntry<'_>, created_ns: u64) -> Layout {
     // Offsets and checksums are fixed-size integers: filling them in does
     // not change the archive's size, so this dry run fixes meta_len and with
     // it every buffer offset.
-    let meta_len = archive(&meta).len() as u64;
+    let archived = archive(&meta);
+    let meta_len = archived.len() as u64;
     let body_len = align_up(meta_len, 16) + meta.payload_len;
     let mut end = PREFIX as u64 + body_len;
     for b in &mut meta.buffers {
@@ -138,6 +142,7 @@ pub fn layout(key: &Key, e: &NewEntry<'_>, created_ns: u64) -> Layout {
     }
     Layout {
         meta,
+        archived,
         meta_len,
         body_len,
         total_len: end,
@@ -153,10 +158,14 @@ impl Layout {
     /// The record up to its buffers (prefix with MAC, meta, payload), with
     /// `sums[i]` the XXH3-128 of buffer `i`.
     pub fn head(mut self, payload: &[u8], sums: &[u128], mac: &MacKey) -> Vec<u8> {
-        for (b, sum) in self.meta.buffers.iter_mut().zip(sums) {
-            b.xxh3 = *sum;
-        }
-        let archived = archive(&self.meta);
+        let archived = if self.meta.buffers.is_empty() {
+            self.archived
+        } else {
+            for (b, sum) in self.meta.buffers.iter_mut().zip(sums) {
+                b.xxh3 = *sum;
+            }
+            archive(&self.meta)
+        };
         debug_assert_eq!(archived.len() as u64, self.meta_len);
         let mut head = Vec::with_capacity(PREFIX + self.body_len as usize);
         head.extend_from_slice(&MAGIC);
@@ -203,8 +212,18 @@ pub fn tag(rec: &[u8]) -> [u8; 32] {
 }
 
 fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
+    // Sized up front: growing from empty took a dozen reallocations a record.
+    let d = &meta.deps;
+    let strings: usize = d.files.iter().map(|f| 40 + f.path.len()).sum::<usize>()
+        + d.dirs.iter().map(|f| 32 + f.path.len()).sum::<usize>()
+        + d.record
+            .iter()
+            .map(|r| 56 + r.kind.len() + r.name.len() + r.display.as_ref().map_or(0, String::len))
+            .sum::<usize>();
+    let buffer = rkyv::util::AlignedVec::with_capacity(256 + 48 * meta.buffers.len() + strings);
     // Serializing integers, strings and Vecs into memory cannot fail.
-    rkyv::to_bytes::<rancor::Panic>(meta).unwrap_or_else(|never| match never {})
+    rkyv::api::high::to_bytes_in::<_, rancor::Panic>(meta, buffer)
+        .unwrap_or_else(|never| match never {})
 }
 
 /// Fixed-size facts about a verified record; ranges are relative to the
