@@ -648,7 +648,6 @@ impl Store {
     /// the mapping ends before `end`; `Ok(None)` if it does not exist;
     /// `Corrupt` if it is not a regular file of ours (see `open_data_file`).
     fn data_file(&self, seg: u32, end: u64) -> Result<Option<Arc<DataFile>>> {
-        let path = self.data_path(seg);
         let cached = self
             .state
             .read()
@@ -656,8 +655,14 @@ impl Store {
             .files
             .get(&seg)
             .cloned();
+        if let Some(df) = cached
+            .as_ref()
+            .filter(|df| df.map.bytes().len() as u64 >= end)
+        {
+            return Ok(Some(df.clone())); // the common case: no path is built
+        }
+        let path = self.data_path(seg);
         let df = match cached {
-            Some(df) if df.map.bytes().len() as u64 >= end => return Ok(Some(df)),
             // The same file (so records verified through the old mapping
             // stay verified), mapped at its current length.
             Some(df) => DataFile::map(df.file.clone()).map_err(io_at(&path))?,
