@@ -14,7 +14,7 @@ when the installation does:
   imports `sysconfig` and the build's configuration). Kept under a digest
   of everything they are computed from: the interpreter's prefixes,
   version, ABI and platform, the environment variables `sysconfig` reads,
-  and the stamps of the executable, `sysconfig.py` and the configuration
+  and the stamps of the executable, `sysconfig` (a package from 3.13) and the configuration
   module.
 
 A stamp written less than two seconds after its file last changed is not
@@ -184,8 +184,11 @@ def _interpreter() -> str | None:
     stdlib = os.path.dirname(os.__file__)
     multiarch = getattr(sys.implementation, "_multiarch", "")
     config = f"_sysconfigdata_{getattr(sys, 'abiflags', '')}_{sys.platform}_{multiarch}.py"
-    files = (os.path.realpath(sys.executable), os.path.join(stdlib, "sysconfig.py"),
-             os.path.join(stdlib, config))
+    # sysconfig is a package from 3.13 on.
+    module = next((m for m in (os.path.join(stdlib, "sysconfig.py"),
+                               os.path.join(stdlib, "sysconfig", "__init__.py"))
+                   if os.path.exists(m)), "sysconfig")
+    files = (os.path.realpath(sys.executable), module, os.path.join(stdlib, config))
     stats = [_stat(f) for f in files]
     if any(st is None for st in stats) or not _settled(*stats):  # type: ignore[arg-type]
         return None
