@@ -12,7 +12,8 @@ ROOT=$PWD
 VERSIONS=${BYTECACHE_TEST_PYTHONS:-3.11 3.12 3.13}
 SECONDS=0
 # The disk is shared: say what was free, so that a run that runs out of space
-# says so at the top (the suite needs about 8 GB at its peak).
+# says so at the top (the build outputs, one virtualenv and the tests' files:
+# about 5 GB at the peak).
 df -h . /tmp | sed 's/^/   /'
 install_test_servers
 echo "== wheels ($VERSIONS)"

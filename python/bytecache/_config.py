@@ -137,12 +137,17 @@ def cache_dir(explicit: str | os.PathLike[str] | None = None) -> str:
     return os.path.join(base, "bytecache")
 
 
+def trusted(st: os.stat_result) -> bool:
+    """Whether a cache directory with this `stat` is ours alone: owned by
+    us and writable by no one else (another user could swap the store for
+    one that runs code when unpickled)."""
+    return st.st_uid == os.geteuid() and not st.st_mode & 0o022
+
+
 def _check_dir(directory: str) -> None:
-    """Create the cache directory 0700; refuse one another user could write
-    (they could swap the store for one that runs code when unpickled)."""
+    """Create the cache directory 0700; refuse one that is not `trusted`."""
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    st = os.stat(directory)
-    if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+    if not trusted(os.stat(directory)):
         raise _bytecache.UnsafeCacheDirError(
             f"{directory} is writable by other users or not owned by you; "
             "fix with: chmod 700 " + directory

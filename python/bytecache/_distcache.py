@@ -20,7 +20,7 @@ when the installation does:
 A stamp written less than two seconds after its file last changed is not
 kept (a file system with coarse timestamps could show the same stamp after
 a later change). Nothing is kept or read in a cache directory another user
-could write (the rule of `_config._check_dir`). The file, `libraries` in the
+could write (`_config.trusted`, the store's rule). The file, `libraries` in the
 cache directory, is one tab-separated line per entry under a magic line; a
 line that does not parse is ignored, and a file that is not ours is never
 read past its first line.
@@ -65,7 +65,7 @@ def _path() -> str | None:
             st = os.stat(directory)
         except OSError:
             continue
-        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        if not _config.trusted(st):
             return None
         return os.path.join(directory, _NAME)
     return None
