@@ -14,7 +14,7 @@ use super::buffer::{payload_view, private_view, Borrowed};
 use super::errors::{CorruptCacheError, StorageError as PyStorageError, UnsafeCacheDirError};
 use crate::identity::{Digest, Loaded, Source};
 use crate::storage::{
-    key_hex, ArchivedDeps, Claim, ClaimLock, Deps, DirDep, EntryView, FileDep, Key, NewEntry,
+    key_hex, ArchivedMeta, Claim, ClaimLock, Deps, DirDep, EntryView, FileDep, Key, NewEntry,
     Options, RecordDep, StorageError, Store,
 };
 
@@ -67,7 +67,7 @@ type GetResult<'py> = (
 /// Files: `(path, size, mtime_ns, digest)`; directories: `(path, digest)`.
 fn file_deps<'py>(
     py: Python<'py>,
-    deps: Option<&ArchivedDeps>,
+    deps: Option<&ArchivedMeta>,
 ) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyList>)> {
     let Some(d) = deps else {
         return Ok((PyList::empty(py), PyList::empty(py)));
@@ -179,7 +179,7 @@ impl PyStore {
         let view = Arc::new(view);
         let bufs = buffers(py, &view)?;
         let (files, dirs) = if view.has_file_deps() {
-            file_deps(py, view.deps())?
+            file_deps(py, view.archived_meta())?
         } else {
             (PyList::empty(py), PyList::empty(py))
         };
@@ -199,9 +199,9 @@ impl PyStore {
         };
         let view = Arc::new(view);
         let bufs = buffers(py, &view)?;
-        let (files, dirs) = file_deps(py, view.deps())?;
+        let (files, dirs) = file_deps(py, view.archived_meta())?;
         let record = PyList::empty(py);
-        for r in view.deps().map(|d| d.record.iter()).into_iter().flatten() {
+        for r in view.record().map(|d| d.iter()).into_iter().flatten() {
             let display = r.display.as_ref().map(|d| d.as_str());
             let digest = PyBytes::new(py, &r.digest);
             record.append((r.kind.as_str(), r.name.as_str(), display, digest))?;
@@ -225,12 +225,12 @@ impl PyStore {
         let Some(view) = self.inner.peek(&key).map_err(to_py)? else {
             return Ok(None);
         };
-        let Some(deps) = view.deps() else {
+        let Some(record) = view.record() else {
             return Ok(None);
         };
         let hex = |d: &[u8; 16]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
         Ok(Some(
-            deps.record
+            record
                 .iter()
                 .map(|r| {
                     (

@@ -6,30 +6,38 @@
 //! 8       2     format VERSION (u16 LE)
 //! 10      2     ABI tag (u16 LE: endianness, pointer width)
 //! 12      4     meta_len (u32 LE): exact length of the rkyv archive
-//! 16      8     body_len (u64 LE) = align16(meta_len) + payload_len
+//! 16      8     body_len (u64 LE) = align16(meta_len) + align16(record_len)
+//!                                  + payload_len
 //! 24      8     total_len (u64 LE) = whole record incl. buffers
 //! 32      32    MAC = keyed BLAKE3(bytes[0..32] ++ body)
-//! 64      ...   body: rkyv-archived `Meta` (meta_len bytes), payload
+//! 64      ...   body: rkyv-archived `Meta` (meta_len bytes, zero-padded to a
+//!               multiple of 16), the rkyv-archived dependency record
+//!               (`Vec<RecordDep>`, `Meta::record_len` bytes, zero-padded to
+//!               a multiple of 16), payload
 //! ...           buffers, each at a 4096-aligned offset from the record start
 //! ```
 //!
 //! The MAC authenticates the header, `Meta` (key, group, sizes, timings, the
-//! dependency record and the XXH3-128 of every buffer) and the payload (a pickle stream, which can
-//! run code when loaded). Buffers are raw bytes: they are covered through the
+//! files and directories read, and the XXH3-128 of every buffer), the
+//! dependency record and the payload (a pickle stream, which can run code
+//! when loaded). Buffers are raw bytes: they are covered through the
 //! authenticated per-buffer checksum, verified by [`Decoded::check_buffers`].
-//! `Meta` is only ever read through `rkyv::access` (bytecheck-validated),
-//! after the MAC matched.
+//! Both archives are only ever read through `rkyv::access`
+//! (bytecheck-validated), after the MAC matched. The dependency record is an
+//! archive of its own because only `explain` and listings read it: a hit
+//! validates `Meta` alone, not the record's strings (most of a small
+//! record's bytes).
 use std::ops::Range;
 
 use rkyv::rancor;
-use rkyv::{Archive, Serialize};
+use rkyv::{Archive, Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_128;
 
 use super::auth::MacKey;
 use super::{Key, NewEntry};
 
 pub const MAGIC: [u8; 8] = *b"BYTCREC1";
-pub const VERSION: u16 = 2;
+pub const VERSION: u16 = 3;
 /// bit 0: little endian; bits 8..: pointer width in bytes.
 pub const ABI: u16 = (cfg!(target_endian = "little") as u16) | ((usize::BITS as u16 / 8) << 8);
 pub const PREFIX: usize = 64;
@@ -42,15 +50,17 @@ pub struct Meta {
     pub compute_ns: u64,
     pub created_ns: u64,
     pub payload_len: u64,
-    pub deps: Deps,
+    /// Length of the archived dependency record that follows this archive.
+    pub record_len: u64,
+    pub files: Vec<FileDep>,
+    pub dirs: Vec<DirDep>,
     pub buffers: Vec<BufMeta>,
 }
 
 /// What a stored result depends on beyond its key: the data files and
 /// directories the call read (checked on every hit) and the functions,
 /// globals and arguments its key covered (what `explain` compares).
-#[derive(Archive, Serialize, Clone, Debug, Default, PartialEq)]
-#[rkyv(compare(PartialEq), derive(Debug))]
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct Deps {
     pub files: Vec<FileDep>,
     pub dirs: Vec<DirDep>,
@@ -58,7 +68,7 @@ pub struct Deps {
 }
 
 /// A file read: its size, modification time and content digest.
-#[derive(Archive, Serialize, Clone, Debug, PartialEq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[rkyv(compare(PartialEq), derive(Debug))]
 pub struct FileDep {
     pub path: String,
@@ -68,7 +78,7 @@ pub struct FileDep {
 }
 
 /// A directory listed: the digest of its sorted names.
-#[derive(Archive, Serialize, Clone, Debug, PartialEq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[rkyv(compare(PartialEq), derive(Debug))]
 pub struct DirDep {
     pub path: String,
@@ -76,7 +86,7 @@ pub struct DirDep {
 }
 
 /// One function, global or argument the key covered.
-#[derive(Archive, Serialize, Clone, Debug, PartialEq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[rkyv(compare(PartialEq), derive(Debug))]
 pub struct RecordDep {
     pub kind: String,
@@ -104,6 +114,8 @@ pub struct Layout {
     /// The dry run's archive of `meta`: final when there are no buffers
     /// (their checksums are only known once they are written).
     archived: rkyv::util::AlignedVec,
+    /// The archived dependency record.
+    record: rkyv::util::AlignedVec,
     meta_len: u64,
     body_len: u64,
     /// The whole record's length, buffers included.
@@ -112,13 +124,16 @@ pub struct Layout {
 
 /// Lays out the record of `e` under `key`.
 pub fn layout(key: &Key, e: &NewEntry<'_>, created_ns: u64) -> Layout {
+    let record = archive_record(&e.deps.record);
     let mut meta = Meta {
         key: *key,
         group: e.group,
         compute_ns: e.compute_ns,
         created_ns,
         payload_len: e.payload.len() as u64,
-        deps: e.deps.clone(),
+        record_len: record.len() as u64,
+        files: e.deps.files.clone(),
+        dirs: e.deps.dirs.clone(),
         buffers: e
             .buffers
             .iter()
@@ -134,7 +149,7 @@ pub fn layout(key: &Key, e: &NewEntry<'_>, created_ns: u64) -> Layout {
     // it every buffer offset.
     let archived = archive(&meta);
     let meta_len = archived.len() as u64;
-    let body_len = align_up(meta_len, 16) + meta.payload_len;
+    let body_len = align_up(meta_len, 16) + align_up(meta.record_len, 16) + meta.payload_len;
     let mut end = PREFIX as u64 + body_len;
     for b in &mut meta.buffers {
         b.offset = align_up(end, BUF_ALIGN);
@@ -143,6 +158,7 @@ pub fn layout(key: &Key, e: &NewEntry<'_>, created_ns: u64) -> Layout {
     Layout {
         meta,
         archived,
+        record,
         meta_len,
         body_len,
         total_len: end,
@@ -155,8 +171,8 @@ impl Layout {
         self.meta.buffers.iter().map(|b| b.offset)
     }
 
-    /// The record up to its buffers (prefix with MAC, meta, payload), with
-    /// `sums[i]` the XXH3-128 of buffer `i`.
+    /// The record up to its buffers (prefix with MAC, meta, dependency
+    /// record, payload), with `sums[i]` the XXH3-128 of buffer `i`.
     pub fn head(mut self, payload: &[u8], sums: &[u128], mac: &MacKey) -> Vec<u8> {
         let archived = if self.meta.buffers.is_empty() {
             self.archived
@@ -177,6 +193,11 @@ impl Layout {
         head.extend_from_slice(&[0u8; 32]);
         head.extend_from_slice(&archived);
         head.resize(PREFIX + align_up(self.meta_len, 16) as usize, 0);
+        head.extend_from_slice(&self.record);
+        head.resize(
+            PREFIX + (align_up(self.meta_len, 16) + align_up(self.meta.record_len, 16)) as usize,
+            0,
+        );
         head.extend_from_slice(payload);
         let tag = mac.mac(&[&head[..32], &head[PREFIX..]]);
         head[32..64].copy_from_slice(tag.as_bytes());
@@ -213,16 +234,22 @@ pub fn tag(rec: &[u8]) -> [u8; 32] {
 
 fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
     // Sized up front: growing from empty took a dozen reallocations a record.
-    let d = &meta.deps;
-    let strings: usize = d.files.iter().map(|f| 40 + f.path.len()).sum::<usize>()
-        + d.dirs.iter().map(|f| 32 + f.path.len()).sum::<usize>()
-        + d.record
-            .iter()
-            .map(|r| 56 + r.kind.len() + r.name.len() + r.display.as_ref().map_or(0, String::len))
-            .sum::<usize>();
+    let strings: usize = meta.files.iter().map(|f| 40 + f.path.len()).sum::<usize>()
+        + meta.dirs.iter().map(|f| 32 + f.path.len()).sum::<usize>();
     let buffer = rkyv::util::AlignedVec::with_capacity(256 + 48 * meta.buffers.len() + strings);
     // Serializing integers, strings and Vecs into memory cannot fail.
     rkyv::api::high::to_bytes_in::<_, rancor::Panic>(meta, buffer)
+        .unwrap_or_else(|never| match never {})
+}
+
+fn archive_record(record: &Vec<RecordDep>) -> rkyv::util::AlignedVec {
+    let strings: usize = record
+        .iter()
+        .map(|r| 56 + r.kind.len() + r.name.len() + r.display.as_ref().map_or(0, String::len))
+        .sum();
+    let buffer = rkyv::util::AlignedVec::with_capacity(16 + strings);
+    // As in `archive`: cannot fail.
+    rkyv::api::high::to_bytes_in::<_, rancor::Panic>(record, buffer)
         .unwrap_or_else(|never| match never {})
 }
 
@@ -237,8 +264,10 @@ pub struct Decoded {
     pub compute_ns: u64,
     pub created_ns: u64,
     pub payload: Range<usize>,
-    /// The archived `Meta` (see [`deps`]).
+    /// The archived `Meta` (see [`meta`]).
     pub meta: Range<usize>,
+    /// The archived dependency record (see [`record`]).
+    pub record: Range<usize>,
     /// Whether the entry depends on files or directories (checked on a hit).
     pub has_file_deps: bool,
     pub buffers: Vec<(Range<usize>, u128)>,
@@ -321,10 +350,16 @@ pub fn decode(rec: &[u8], key: &Key, mac: Option<&MacKey>) -> Result<Decoded, &'
         return Err("record belongs to another key");
     }
     let payload_len = meta.payload_len.to_native();
-    if meta_pad.checked_add(payload_len) != Some(body_len) {
+    let record_len = meta.record_len.to_native();
+    let record_pad = record_len.checked_next_multiple_of(16);
+    let parts = record_pad
+        .and_then(|r| r.checked_add(meta_pad))
+        .and_then(|h| h.checked_add(payload_len));
+    if parts != Some(body_len) {
         return Err("body length mismatch");
     }
-    let p0 = PREFIX + meta_pad as usize;
+    let r0 = PREFIX + meta_pad as usize;
+    let p0 = r0 + record_pad.unwrap_or_default() as usize;
     let p1 = p0 + payload_len as usize;
     let mut buffers = Vec::with_capacity(meta.buffers.len());
     let mut prev_end = body_end as u64;
@@ -345,15 +380,37 @@ pub fn decode(rec: &[u8], key: &Key, mac: Option<&MacKey>) -> Result<Decoded, &'
         created_ns: meta.created_ns.to_native(),
         payload: p0..p1,
         meta: PREFIX..PREFIX + meta_len as usize,
-        has_file_deps: !(meta.deps.files.is_empty() && meta.deps.dirs.is_empty()),
+        record: r0..r0 + record_len as usize,
+        has_file_deps: !(meta.files.is_empty() && meta.dirs.is_empty()),
         buffers,
     })
 }
 
-/// The dependency record of a record `decode` accepted (checked access
-/// again: `Decoded` keeps ranges, not references).
-pub fn deps<'r>(rec: &'r [u8], dec: &Decoded) -> Result<&'r ArchivedDeps, &'static str> {
-    let meta = rkyv::access::<ArchivedMeta, rancor::Failure>(&rec[dec.meta.clone()])
-        .map_err(|_| "archived meta failed validation")?;
-    Ok(&meta.deps)
+/// The archived `Meta` of a record `decode` accepted (checked access again:
+/// `Decoded` keeps ranges, not references).
+pub fn meta<'r>(rec: &'r [u8], dec: &Decoded) -> Result<&'r ArchivedMeta, &'static str> {
+    rkyv::access::<ArchivedMeta, rancor::Failure>(&rec[dec.meta.clone()])
+        .map_err(|_| "archived meta failed validation")
 }
+
+/// The dependency record of a record `decode` accepted (validated here, on
+/// first use: a hit never reads it).
+pub fn record<'r>(rec: &'r [u8], dec: &Decoded) -> Result<&'r ArchivedRecord, &'static str> {
+    rkyv::access::<ArchivedRecord, rancor::Failure>(&rec[dec.record.clone()])
+        .map_err(|_| "archived dependency record failed validation")
+}
+
+/// Everything a record `decode` accepted depends on, as owned values.
+pub fn deps(rec: &[u8], dec: &Decoded) -> Result<Deps, &'static str> {
+    let m = meta(rec, dec)?;
+    let r = record(rec, dec)?;
+    let bad = |_| "archived dependencies failed to deserialize";
+    Ok(Deps {
+        files: rkyv::deserialize::<_, rancor::Failure>(&m.files).map_err(bad)?,
+        dirs: rkyv::deserialize::<_, rancor::Failure>(&m.dirs).map_err(bad)?,
+        record: rkyv::deserialize::<_, rancor::Failure>(r).map_err(bad)?,
+    })
+}
+
+/// The archived form of a dependency record.
+pub type ArchivedRecord = rkyv::Archived<Vec<RecordDep>>;

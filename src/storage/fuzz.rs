@@ -15,7 +15,7 @@ use proptest::sample::Index as Pick;
 use super::auth::MacKey;
 use super::format::{self, decode};
 use super::index::{Index, Slot, LIVE, MIN_CAP};
-use super::{Deps, FileDep, Key, NewEntry};
+use super::{Deps, FileDep, Key, NewEntry, RecordDep};
 
 const KEY: Key = *b"fuzz-key-0123456";
 
@@ -36,6 +36,12 @@ fn record(payload_len: usize, bufs: usize) -> Vec<u8> {
             size: 3,
             mtime_ns: -1,
             digest: [9; 16],
+        }],
+        record: vec![RecordDep {
+            kind: "function".into(),
+            name: "m.f".into(),
+            display: Some("'x'".into()),
+            digest: [3; 16],
         }],
         ..Deps::default()
     };
@@ -87,6 +93,9 @@ fn check_decode(rec: &[u8], intact: Option<&[u8]>) -> Result<(), TestCaseError> 
             prop_assert!(r.start <= r.end && r.end <= rec.len());
         }
         let _ = d.check_buffers(rec);
+        prop_assert!(d.record.end <= rec.len());
+        let _ = format::meta(rec, &d);
+        let _ = format::record(rec, &d);
         let _ = format::deps(rec, &d);
     }
     Ok(())

@@ -115,7 +115,10 @@ pub struct Index {
 
 pub enum OpenError {
     Io(std::io::Error),
-    /// Not a valid index of this version/ABI.
+    /// A valid index header of another store format version or ABI (made
+    /// by another version of bytecache, or on another platform).
+    OtherVersion,
+    /// Not a valid index.
     Invalid(&'static str),
 }
 
@@ -137,6 +140,7 @@ impl Index {
         Self::from_map(file, map).map_err(|e| match e {
             OpenError::Io(e) => e,
             OpenError::Invalid(r) => std::io::Error::other(r),
+            OpenError::OtherVersion => std::io::Error::other("another format version"),
         })
     }
 
@@ -161,13 +165,11 @@ impl Index {
         if fixed[0] != MAGIC {
             return Err(OpenError::Invalid("bad index magic"));
         }
-        if fixed[1] != version_word() {
-            return Err(OpenError::Invalid(
-                "index from another format version or ABI",
-            ));
-        }
         if w[H_CHECK].load(Relaxed) != header_check(fixed) {
             return Err(OpenError::Invalid("index header checksum mismatch"));
+        }
+        if fixed[1] != version_word() {
+            return Err(OpenError::OtherVersion);
         }
         let cap = fixed[2];
         if !cap.is_power_of_two()
@@ -351,5 +353,31 @@ impl Index {
         let seq = w[0].load(Relaxed);
         w[3].store(TOMB, Relaxed);
         w[0].store((seq | 1) + 1, Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An intact header of another format version is told apart from a
+    /// damaged one (the user is told which).
+    #[test]
+    fn another_version_is_not_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(dir.path().join("index"))
+            .unwrap();
+        let ix = Index::init(&f, MIN_CAP).unwrap();
+        let w = ix.map.words();
+        let fixed = [MAGIC, version_word() + 1, MIN_CAP];
+        w[H_VERSION].store(fixed[1], Relaxed);
+        assert!(matches!(Index::open(&f), Err(OpenError::Invalid(_))));
+        w[H_CHECK].store(header_check(fixed), Relaxed);
+        assert!(matches!(Index::open(&f), Err(OpenError::OtherVersion)));
     }
 }

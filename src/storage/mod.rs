@@ -80,7 +80,8 @@
 //!
 //! Every get re-checks the header, bounds, key and (bytecheck-validated)
 //! rkyv meta; the MAC itself is computed once per record per process (and
-//! mapping): records are immutable, and the fingerprint of a verified record
+//! mapping), and not at all for a record this process wrote (it made the
+//! MAC of those very bytes): records are immutable, and the fingerprint of a verified record
 //! includes its header and MAC tag, so rewritten bytes are verified afresh.
 //! Anyone able to rewrite our files could equally change them under a
 //! zero-copy view after any check, so hashing again on every get would add
@@ -132,7 +133,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use auth::default_secret_paths;
-pub use format::{ArchivedDeps, Deps, DirDep, FileDep, RecordDep};
+pub use format::{ArchivedMeta, ArchivedRecord, Deps, DirDep, FileDep, RecordDep};
 pub use lock::ClaimLock;
 pub use memmap2::MmapMut;
 pub use userfile::{load_key, read_private, write_private};
@@ -305,10 +306,23 @@ impl EntryView {
     pub fn payload(&self) -> &[u8] {
         &self.rec()[self.dec.payload.clone()]
     }
-    /// The dependency record (validated archive). `None` only if it cannot
-    /// be read, which `decode` already ruled out.
-    pub fn deps(&self) -> Option<&ArchivedDeps> {
+    /// The archived `Meta`, with the files and directories the entry
+    /// depends on. `None` only if it cannot be read, which `decode` already
+    /// ruled out.
+    pub fn archived_meta(&self) -> Option<&ArchivedMeta> {
+        format::meta(self.rec(), &self.dec).ok()
+    }
+
+    /// Everything the entry depends on, copied out (`None` as for
+    /// [`EntryView::record`]).
+    pub fn deps(&self) -> Option<Deps> {
         format::deps(self.rec(), &self.dec).ok()
+    }
+
+    /// The dependency record (validated on this first use); `None` if it
+    /// fails validation.
+    pub fn record(&self) -> Option<&ArchivedRecord> {
+        format::record(self.rec(), &self.dec).ok()
     }
 
     /// Whether the entry depends on files or directories.
@@ -417,6 +431,20 @@ impl Verified {
 
     fn clear(&mut self) {
         self.slots.fill(0);
+    }
+
+    /// Follows a rebuild of the index into one of `index_cap` slots, which
+    /// moved the record at position `i` to `j` for every `(i, j)` of `moves`.
+    fn moved(&mut self, moves: &[(usize, usize)], index_cap: usize) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let want = index_cap.next_power_of_two().clamp(64, MAX_VERIFIED);
+        let mut slots = vec![0; want];
+        for &(i, j) in moves {
+            slots[j & (want - 1)] = self.at(i);
+        }
+        self.slots = slots;
     }
 }
 
@@ -528,7 +556,7 @@ impl Store {
             dir,
             opts,
             mac: secret.key,
-            reset: damaged.then(|| "found a damaged index and moved it to quarantine/".into()),
+            reset: damaged.map(String::from),
             writer: Mutex::new(WriterState {
                 active: None,
                 reserved: (0, 0),
@@ -892,8 +920,12 @@ impl Store {
         let len = layout.total_len;
         let mut w = self.writer()?;
         let res = (|| {
+            let mut written = None;
             let (seg, offset) = if small {
-                w.append_small(&layout.head(entry.payload, &[], &self.mac))?
+                let head = layout.head(entry.payload, &[], &self.mac);
+                let (seg, offset) = w.append_small(&head)?;
+                written = Some(format::fingerprint(seg, offset, &head));
+                (seg, offset)
             } else {
                 w.write_big(layout, entry)?
             };
@@ -905,11 +937,25 @@ impl Store {
                 offset,
                 len,
             };
-            if let Err(e) = w.publish(&slot) {
-                if !small {
-                    let _ = fs::remove_file(self.data_path(seg)); // never published
+            let i = match w.publish(&slot) {
+                Ok(i) => i,
+                Err(e) => {
+                    if !small {
+                        let _ = fs::remove_file(self.data_path(seg)); // never published
+                    }
+                    return Err(e);
                 }
-                return Err(e);
+            };
+            if let Some(fp) = written {
+                // This process made the MAC of exactly these bytes and
+                // records are never rewritten in place, so its reads of the
+                // record skip the MAC as after a verification (not the
+                // checks on every read).
+                let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
+                if Arc::ptr_eq(&st.index, &w.ix) {
+                    let cap = st.index.cap();
+                    st.verified.insert(i, fp, cap);
+                }
             }
             if w.ix.h(H_BYTES).load(Relaxed) > self.opts.max_bytes {
                 // The counter may be wrong (see "Header counters").
@@ -1166,7 +1212,9 @@ pub fn quarantined() -> u64 {
 
 /// Opens `dir/index`, creating it (or replacing an invalid one, whose data
 /// is quarantined: then `true`) as needed. Caller holds the writer lock.
-fn open_index_locked(dir: &Path) -> Result<(Index, bool)> {
+/// The index in `dir`, made afresh if there is none or it cannot be used
+/// (then with why, the old one having been moved to `quarantine/`).
+fn open_index_locked(dir: &Path) -> Result<(Index, Option<&'static str>)> {
     let path = dir.join("index");
     let opened = match open_data_file(&path, true) {
         Ok(Some(f)) => Some(Index::open(&f)),
@@ -1175,10 +1223,10 @@ fn open_index_locked(dir: &Path) -> Result<(Index, bool)> {
         Err(StorageError::Corrupt { .. }) => Some(Err(OpenError::Invalid("not ours"))),
         Err(e) => return Err(e),
     };
-    let damaged = match opened {
-        Some(Ok(ix)) => return Ok((ix, false)),
+    let reset = match opened {
+        Some(Ok(ix)) => return Ok((ix, None)),
         Some(Err(OpenError::Io(e))) => return Err(io_at(&path)(e)),
-        Some(Err(OpenError::Invalid(_))) => {
+        Some(Err(why @ (OpenError::Invalid(_) | OpenError::OtherVersion))) => {
             QUARANTINED.fetch_add(1, Relaxed);
             let q = dir.join("quarantine").join(format!("store.{}", now_ns()));
             ensure_dir(&q)?;
@@ -1186,16 +1234,22 @@ fn open_index_locked(dir: &Path) -> Result<(Index, bool)> {
             let data = dir.join("data");
             fs::rename(&data, q.join("data")).map_err(io_at(&data))?;
             ensure_dir(&data)?;
-            true
+            Some(match why {
+                OpenError::OtherVersion => {
+                    "found a cache written by another version of bytecache (another store \
+                     format) and moved it to quarantine/"
+                }
+                _ => "found a damaged index and moved it to quarantine/",
+            })
         }
-        None => false,
+        None => None,
     };
     let tmp = dir.join("index.tmp");
     let f = open_rw(&tmp, true).map_err(io_at(&tmp))?;
     let ix = Index::init(&f, index::MIN_CAP).map_err(io_at(&tmp))?;
     f.sync_all().map_err(io_at(&tmp))?;
     fs::rename(&tmp, &path).map_err(io_at(&path))?;
-    Ok((ix, damaged))
+    Ok((ix, reset))
 }
 
 /// If the previous writer died mid-update: repair torn slots, recount.
@@ -1406,7 +1460,8 @@ impl Writer<'_> {
         Ok((id, 0))
     }
 
-    fn publish(&mut self, slot: &Slot) -> Result<()> {
+    /// Publishes `slot`; its position in the index.
+    fn publish(&mut self, slot: &Slot) -> Result<usize> {
         let (live, tombs) = (
             self.ix.h(H_LIVE).load(Relaxed),
             self.ix.h(H_TOMBS).load(Relaxed),
@@ -1451,7 +1506,7 @@ impl Writer<'_> {
                 }
             }
         }
-        Ok(())
+        Ok(i)
     }
 
     fn unlink_if_big(&self, slot: &Slot) -> Result<()> {
@@ -1493,6 +1548,7 @@ impl Writer<'_> {
         }
         new.h(H_TOMBS).store(0, Relaxed);
         new.h(H_DIRTY).store(1, Relaxed);
+        let mut moves = Vec::with_capacity(live as usize);
         for i in 0..old.cap() {
             let Some((s, _)) = old.read(i) else { continue };
             if s.state != LIVE {
@@ -1501,6 +1557,7 @@ impl Writer<'_> {
             if let Some((j, _)) = new.find_insert(&s.key) {
                 new.write(j, &s, 0, 0.0);
                 new.copy_usage(j, &old, i);
+                moves.push((i, j));
             }
         }
         f.sync_all().map_err(io_at(&tmp))?;
@@ -1509,6 +1566,9 @@ impl Writer<'_> {
         old.h(H_SUPERSEDED).store(1, Release);
         let new = Arc::new(new);
         let mut st = self.store.state.write().unwrap_or_else(|p| p.into_inner());
+        if Arc::ptr_eq(&st.index, &old) {
+            st.verified.moved(&moves, cap as usize);
+        }
         st.index = new.clone();
         self.ix = new;
         Ok(())

@@ -65,7 +65,7 @@ pub fn check_value(s: &Store, i: u64) -> Option<bool> {
     let v = s.get(&key(i)).expect("get")?;
     let (payload, bufs) = value(i);
     let got: Vec<Vec<u8>> = v.buffers().iter().map(|b| b.to_vec()).collect();
-    Some(v.payload() == payload && got == bufs && v.deps().is_some_and(|d| *d == deps(i)))
+    Some(v.payload() == payload && got == bufs && v.deps().is_some_and(|d| d == deps(i)))
 }
 
 pub fn opts(secret: &Path) -> Options {
