@@ -24,7 +24,8 @@ pub struct Identity {
 impl Identity {
     /// This user's signing key (made on first use), never inside `cache_dir`.
     pub fn load(cache_dir: Option<&Path>) -> Result<Identity, StorageError> {
-        let (path, seed) = load_key("signing-key", None, cache_dir)?;
+        let cache_dir = cache_dir.map(|c| std::fs::canonicalize(c).unwrap_or_else(|_| c.into()));
+        let (path, seed) = load_key("signing-key", None, cache_dir.as_deref())?;
         Ok(Identity {
             key: SigningKey::from_bytes(&seed),
             path,

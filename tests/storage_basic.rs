@@ -184,6 +184,36 @@ fn refuses_unsafe_permissions() {
     );
 }
 
+/// A directory above the store that every user can write (no sticky bit)
+/// is refused however the path reaches it: plainly, through a symbolic
+/// link, or with `.` and `..` on the way; a link to a safe place is fine.
+#[test]
+fn ancestors_are_checked_through_links() {
+    use std::os::unix::fs::symlink;
+    let t = tempfile::tempdir().unwrap();
+    let open = t.path().join("open");
+    std::fs::create_dir_all(open.join("s")).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    symlink(open.join("s"), t.path().join("link")).unwrap();
+    let refused = |p: std::path::PathBuf| {
+        let err = Store::open(&p, opts(&t)).err();
+        assert!(
+            matches!(err, Some(StorageError::UnsafePermissions { .. })),
+            "{} opened: {err:?}",
+            p.display()
+        );
+    };
+    refused(open.join("s/store"));
+    refused(t.path().join("link/store"));
+    refused(open.join("s/../s/./store"));
+    let safe = t.path().join("safe");
+    std::fs::create_dir(&safe).unwrap();
+    symlink(&safe, t.path().join("safe-link")).unwrap();
+    Store::open(t.path().join("safe-link/store"), opts(&t)).unwrap();
+    Store::open(safe.join("./store"), opts(&t)).unwrap();
+    assert!(safe.join("store/index").exists());
+}
+
 #[test]
 fn corrupt_record_is_a_miss_and_quarantined() {
     let t = tempfile::tempdir().unwrap();

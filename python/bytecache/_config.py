@@ -146,8 +146,12 @@ def trusted(st: os.stat_result) -> bool:
 
 def _check_dir(directory: str) -> None:
     """Create the cache directory 0700; refuse one that is not `trusted`."""
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    if not trusted(os.stat(directory)):
+    try:
+        st = os.stat(directory)  # it exists but the first time: no `mkdir` then
+    except FileNotFoundError:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        st = os.stat(directory)
+    if not trusted(st):
         raise _bytecache.UnsafeCacheDirError(
             f"{directory} is writable by other users or not owned by you; "
             "fix with: chmod 700 " + directory

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use super::userfile::{self, KEY_LEN};
-use super::{io_at, StorageError};
+use super::StorageError;
 
 /// The secret a store is opened with.
 pub struct Secret {
@@ -24,13 +24,9 @@ pub fn default_secret_paths() -> Vec<PathBuf> {
 }
 
 /// The secret at `explicit`, or at the default location for the store in
-/// `store_dir` (an existing directory).
+/// `store_dir` (an existing directory, canonical).
 pub fn load(explicit: Option<&Path>, store_dir: &Path) -> Result<Secret, StorageError> {
-    let cache_dir = std::fs::canonicalize(store_dir)
-        .map_err(io_at(store_dir))?
-        .parent()
-        .map(Path::to_path_buf);
-    let (path, secret) = userfile::load_key("secret", explicit, cache_dir.as_deref())?;
+    let (path, secret) = userfile::load_key("secret", explicit, store_dir.parent())?;
     let derived = blake3::derive_key("bytecache 2026-11 secret id v1", &secret);
     let mut id = [0u8; 8];
     id.copy_from_slice(&derived[..8]);

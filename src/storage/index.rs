@@ -126,9 +126,11 @@ impl Index {
     /// Writes a fresh, empty index of `cap` slots into `file` (truncated),
     /// its space allocated before it is mapped.
     pub fn init(file: &File, cap: u64) -> std::io::Result<Index> {
+        use std::os::unix::fs::MetadataExt;
         file.set_len(0)?;
-        space::reserve_new(file, 0, HEADER_BYTES + cap * (SLOT_WORDS as u64) * 8)?;
-        let map = SharedWords::map(file)?;
+        let len = HEADER_BYTES + cap * (SLOT_WORDS as u64) * 8;
+        space::reserve_new(file, 0, len)?;
+        let map = SharedWords::map(file, len)?;
         let w = map.words();
         let fixed = [MAGIC, version_word(), cap];
         for (i, x) in fixed.iter().enumerate() {
@@ -137,7 +139,7 @@ impl Index {
         w[H_CHECK].store(header_check(fixed), Release);
         w[H_NEXT_SEG].store(1, Relaxed);
         w[H_CLOCK].store(0f64.to_bits(), Relaxed);
-        Self::from_map(file, map).map_err(|e| match e {
+        Self::from_map(map, file.metadata()?.ino()).map_err(|e| match e {
             OpenError::Io(e) => e,
             OpenError::Invalid(r) => std::io::Error::other(r),
             OpenError::OtherVersion => std::io::Error::other("another format version"),
@@ -145,17 +147,18 @@ impl Index {
     }
 
     pub fn open(file: &File) -> Result<Index, OpenError> {
-        let len = file.metadata().map_err(OpenError::Io)?.len();
+        use std::os::unix::fs::MetadataExt;
+        let meta = file.metadata().map_err(OpenError::Io)?;
+        let len = meta.len();
         if len < HEADER_BYTES || len % 8 != 0 {
             return Err(OpenError::Invalid("index truncated"));
         }
         space::reserve_existing(file, len).map_err(OpenError::Io)?;
-        let map = SharedWords::map(file).map_err(OpenError::Io)?;
-        Self::from_map(file, map)
+        let map = SharedWords::map(file, len).map_err(OpenError::Io)?;
+        Self::from_map(map, meta.ino())
     }
 
-    fn from_map(file: &File, map: SharedWords) -> Result<Index, OpenError> {
-        use std::os::unix::fs::MetadataExt;
+    fn from_map(map: SharedWords, ino: u64) -> Result<Index, OpenError> {
         let w = map.words();
         let fixed = [
             w[H_MAGIC].load(Acquire),
@@ -178,7 +181,6 @@ impl Index {
         {
             return Err(OpenError::Invalid("index capacity does not match its size"));
         }
-        let ino = file.metadata().map_err(OpenError::Io)?.ino();
         Ok(Index {
             map,
             cap: cap as usize,

@@ -24,10 +24,11 @@ pub struct SharedWords {
 }
 
 impl SharedWords {
-    /// Maps the whole of `file` (opened read-write). Its length must be a
-    /// non-zero multiple of 8.
-    pub fn map(file: &File) -> io::Result<SharedWords> {
-        let raw = MmapOptions::new().map_raw(file)?;
+    /// Maps the whole of `file` (opened read-write), `len` bytes long (as
+    /// the caller just found): a non-zero multiple of 8.
+    pub fn map(file: &File, len: u64) -> io::Result<SharedWords> {
+        let len = usize::try_from(len).map_err(|_| io::Error::other("index too large"))?;
+        let raw = MmapOptions::new().len(len).map_raw(file)?;
         if raw.len() == 0 || raw.len() % 8 != 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -58,16 +59,18 @@ pub struct ReadMap(Option<Mmap>);
 
 impl ReadMap {
     pub fn map(file: &File) -> io::Result<ReadMap> {
-        if file.metadata()?.len() == 0 {
+        let len = file.metadata()?.len();
+        if len == 0 {
             return Ok(ReadMap(None));
         }
+        let len = usize::try_from(len).map_err(|_| io::Error::other("data file too large"))?;
         // SAFETY: data files are owned by the current user in a 0700
         // directory. Bytes of a published record are never modified and the
         // file is never truncated (only unlinked), so the slices handed out
         // stay valid and unchanged for the mapping's lifetime. Bytes past the
         // published end may still be appended to by a writer; callers only
         // read ranges named by a published index slot and re-check them.
-        let m = unsafe { MmapOptions::new().map(file)? };
+        let m = unsafe { MmapOptions::new().len(len).map(file)? };
         Ok(ReadMap(Some(m)))
     }
 

@@ -531,11 +531,11 @@ impl Store {
             ));
         }
         ensure_dir(&dir)?;
-        check_ancestors(&dir)?;
+        let real = check_ancestors(&dir)?;
         for sub in ["data", "quarantine"] {
             ensure_dir(&dir.join(sub))?;
         }
-        let secret = auth::load(opts.secret_path.as_deref(), &dir)?;
+        let secret = auth::load(opts.secret_path.as_deref(), &real)?;
         let lock_path = dir.join("lock");
         let lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
         check_owner_mode(

@@ -9,7 +9,7 @@
 //! its place.
 use std::fs::{self, DirBuilder};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{io_at, lock, Result, StorageError};
 
@@ -36,12 +36,20 @@ pub fn check_owner_mode(path: &Path, meta: &fs::Metadata, forbidden: u32) -> Res
 /// Creates `path` (mode 0700) if needed; it must be a directory of ours
 /// that group and others cannot write.
 pub fn ensure_dir(path: &Path) -> Result<()> {
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(path)
-        .map_err(io_at(path))?;
-    let meta = fs::symlink_metadata(path).map_err(io_at(path))?;
+    // Looked at first: it exists in every opening but the first (a `mkdir`
+    // that fails with EEXIST is a system call more).
+    let meta = match fs::symlink_metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io_at(path))?;
+            fs::symlink_metadata(path).map_err(io_at(path))?
+        }
+        Err(e) => return Err(io_at(path)(e)),
+    };
     if !meta.is_dir() {
         return Err(StorageError::UnsafePermissions {
             path: path.into(),
@@ -52,11 +60,23 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
 }
 
 /// Refuses `path` (which exists) if a directory above it is writable by
-/// every user without the sticky bit.
-pub fn check_ancestors(path: &Path) -> Result<()> {
+/// every user without the sticky bit; returns its canonical form.
+pub fn check_ancestors(path: &Path) -> Result<PathBuf> {
+    if let Some(modes) = plain_modes(path) {
+        check_modes(path, modes.iter().map(|(d, m)| (*d, *m)))?;
+        return Ok(path.to_path_buf());
+    }
     let real = fs::canonicalize(path).map_err(io_at(path))?;
+    let mut modes = Vec::new();
     for dir in real.ancestors().skip(1) {
-        let mode = fs::metadata(dir).map_err(io_at(dir))?.mode();
+        modes.push((dir, fs::metadata(dir).map_err(io_at(dir))?.mode()));
+    }
+    check_modes(path, modes.into_iter())?;
+    Ok(real)
+}
+
+fn check_modes<'a>(path: &Path, modes: impl Iterator<Item = (&'a Path, u32)>) -> Result<()> {
+    for (dir, mode) in modes {
         if mode & 0o002 != 0 && mode & 0o1000 == 0 {
             return Err(StorageError::UnsafePermissions {
                 path: path.to_path_buf(),
@@ -69,4 +89,31 @@ pub fn check_ancestors(path: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// For a path that is already canonical (absolute, only plain components,
+/// no symbolic link on the way, which `lstat` of each tells), the modes of
+/// the directories above it: one `lstat` each, where canonicalizing and
+/// then looking at each took two system calls. None otherwise.
+fn plain_modes(path: &Path) -> Option<Vec<(&Path, u32)>> {
+    use std::path::Component;
+    // `components` drops `.`, repeated and trailing separators: a path it
+    // gives back unchanged has none of them.
+    let plain = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+        && path.components().collect::<PathBuf>().as_os_str() == path.as_os_str();
+    if !plain || fs::symlink_metadata(path).ok()?.file_type().is_symlink() {
+        return None;
+    }
+    let mut modes = Vec::new();
+    for dir in path.ancestors().skip(1) {
+        let m = fs::symlink_metadata(dir).ok()?;
+        if m.file_type().is_symlink() {
+            return None;
+        }
+        modes.push((dir, m.mode()));
+    }
+    Some(modes)
 }

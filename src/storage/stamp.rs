@@ -62,8 +62,15 @@ const SPAN: u64 = 400_000_000;
 fn boot() -> Option<u64> {
     static BOOT: OnceLock<Option<u64>> = OnceLock::new();
     *BOOT.get_or_init(|| {
-        let id = std::fs::read("/proc/sys/kernel/random/boot_id").ok()?;
-        let id = id.trim_ascii();
+        // One read into a buffer (a UUID and a newline): `fs::read` also
+        // asked for the size and read until it saw the end.
+        let mut buf = [0u8; 64];
+        let n = std::io::Read::read(
+            &mut std::fs::File::open("/proc/sys/kernel/random/boot_id").ok()?,
+            &mut buf,
+        )
+        .ok()?;
+        let id = buf[..n].trim_ascii();
         (!id.is_empty()).then(|| xxh3_64(id).max(1))
     })
 }

@@ -45,8 +45,8 @@ pub fn default_paths(name: &str) -> Vec<PathBuf> {
 }
 
 /// The key file `name` and its 32 bytes: at `explicit`, else at the first
-/// default location outside `cache_dir` where it exists, else at the first
-/// where it can be created (with fresh random bytes).
+/// default location outside `cache_dir` (canonical) where it exists, else at
+/// the first where it can be created (with fresh random bytes).
 pub fn load_key(
     name: &str,
     explicit: Option<&Path>,
@@ -55,13 +55,12 @@ pub fn load_key(
     if let Some(p) = explicit {
         return Ok((p.to_path_buf(), read_key(p)?));
     }
-    let cache_dir = cache_dir.map(|c| fs::canonicalize(c).unwrap_or_else(|_| c.to_path_buf()));
     let candidates: Vec<PathBuf> = default_paths(name)
         .into_iter()
-        .filter(|p| cache_dir.as_ref().is_none_or(|c| !p.starts_with(c)))
+        .filter(|p| cache_dir.is_none_or(|c| !p.starts_with(c)))
         .collect();
     if let Some(p) = candidates.iter().find(|p| fs::symlink_metadata(p).is_ok()) {
-        return Ok((p.clone(), read_key(p)?));
+        return Ok((p.clone(), read_existing_key(p)?));
     }
     let mut last = None;
     for p in &candidates {
@@ -82,6 +81,17 @@ fn read_key(path: &Path) -> Result<[u8; KEY_LEN], StorageError> {
     if fs::symlink_metadata(path).is_err() {
         create(path, &parent)?;
     }
+    read_key_file(path)
+}
+
+/// Reads the key file at `path`, which was just found to exist (its
+/// directory checked as in `read_key`).
+fn read_existing_key(path: &Path) -> Result<[u8; KEY_LEN], StorageError> {
+    private_dir(path)?;
+    read_key_file(path)
+}
+
+fn read_key_file(path: &Path) -> Result<[u8; KEY_LEN], StorageError> {
     let corrupt = |reason: &str| StorageError::Corrupt {
         path: path.to_path_buf(),
         reason: reason.into(),
@@ -97,16 +107,19 @@ fn read_key(path: &Path) -> Result<[u8; KEY_LEN], StorageError> {
 /// else could write it (or a directory above it).
 fn private_dir(path: &Path) -> Result<PathBuf, StorageError> {
     let parent = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(&parent)
-        .map_err(io_at(&parent))?;
-    check_owner_mode(
-        &parent,
-        &fs::metadata(&parent).map_err(io_at(&parent))?,
-        0o022,
-    )?;
+    // Looked at first: it exists but the first time (see `ensure_dir`).
+    let meta = match fs::metadata(&parent) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&parent)
+                .map_err(io_at(&parent))?;
+            fs::metadata(&parent)
+        }
+        r => r,
+    };
+    check_owner_mode(&parent, &meta.map_err(io_at(&parent))?, 0o022)?;
     check_ancestors(&parent)?;
     Ok(parent)
 }
