@@ -376,8 +376,12 @@ def unit_modules(name: str) -> list[str]:
     top = name.partition(".")[0]
     tops = {top} if kind == _PY else _unit_tops.get(kind, {top})
     # A module inside its top-level package's directory is the package's.
+    # (A top-level name that is not loaded has no loaded submodules: not
+    # looked for.)
     homes = {}
     for t in tops:
+        if t not in sys.modules:
+            continue
         path = _module_path(t)[1]
         if path and classify(t) == kind:
             homes[t] = os.path.dirname(path) + os.sep

@@ -6,7 +6,7 @@ use pyo3::exceptions::PyAttributeError;
 use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyDict, PyType};
+use pyo3::types::{PyDict, PyTuple, PyType};
 
 /// `tp_dealloc` of classes made by `class` statements (`subtype_dealloc`),
 /// read once from a class made for the purpose.
@@ -36,8 +36,11 @@ pub fn instances_callable(t: &Bound<'_, PyType>) -> bool {
 pub fn class_statement(t: &Bound<'_, PyType>) -> PyResult<bool> {
     let py = t.py();
     let reference = CLASS_STATEMENT_DEALLOC.get_or_try_init(py, || -> PyResult<usize> {
+        // `type(name, bases, dict)` called, not compiled (an `eval`
+        // compiled source: a sixth of a first call's keying).
         let probe = py
-            .eval(c"type('probe', (), {})", None, None)?
+            .get_type::<PyType>()
+            .call1(("probe", PyTuple::empty(py), PyDict::new(py)))?
             .cast_into::<PyType>()?;
         Ok(dealloc(&probe))
     })?;

@@ -33,6 +33,7 @@ use super::known_libraries;
 use super::*;
 use crate::cpython::GilCell;
 use crate::identity::guard::{self, Guards};
+use crate::identity::layout;
 
 /// Modules that are no library unit's.
 const INTERPRETER: &[&str] = &["sys", "builtins"];
@@ -451,14 +452,10 @@ impl<'py> Walker<'py> {
                 })
             });
         }
-        if v.is_instance_of::<PyCFunction>() || v.is_instance_of::<PyModule>() {
-            return Ok(false); // native code, modules: no user's patch
-        }
         if let Ok(t) = v.cast::<PyType>() {
-            if &*type_module(t) == module {
-                return Ok(false); // defined in this library module
-            }
-            return self.user_type(t);
+            // A class of the user's, unless defined in this library module
+            // (the name is only read for a user's class: rare).
+            return Ok(self.user_type(t)? && &*type_module(t) != module);
         }
         let t = v.get_type();
         let tp = t.as_ptr() as usize;
@@ -485,12 +482,16 @@ impl<'py> Walker<'py> {
                 v.getattr_opt(intern!(py, "__wrapped__"))?
                     .into_iter()
                     .collect()
-            } else if &*type_module(&t) == module {
-                // Made where its class is defined (`unittest.mock.ANY`, an
-                // enum member): the library's own.
+            } else if !layout::class_statement(&t)? || v.is_instance_of::<PyModule>() {
+                // Native code (builtins, an extension's objects such as
+                // ufuncs) and modules: no user's patch. (The common case:
+                // decided by the type's deallocator, no subclass check.)
                 return Ok(false);
             } else {
-                return self.user_type(&t);
+                // An instance of a user's class, unless made where its class
+                // is defined (`unittest.mock.ANY`, an enum member): then the
+                // library's own.
+                return Ok(self.user_type(&t)? && &*type_module(&t) != module);
             };
         for item in held {
             if taken_for_foreign(self.foreign(&item, dict, module, depth + 1))? {
@@ -500,24 +501,32 @@ impl<'py> Walker<'py> {
         Ok(false)
     }
 
-    /// A class of the user's: defined in a loaded module of the user's (or
-    /// a mock's: whatever a mock is, the user made it). A class naming no
-    /// loaded module, or Cython's shim module (`_cython_3_2_4`, made by an
-    /// extension), is no user's.
+    /// A class of the user's: made by a `class` statement in a loaded module
+    /// of the user's (or a mock's: whatever a mock is, the user made it). A
+    /// class naming no loaded module, or Cython's shim module
+    /// (`_cython_3_2_4`, made by an extension), is no user's.
     fn user_type(&mut self, t: &Bound<'py, PyType>) -> HResult<bool> {
         let py = self.py;
+        // Native types (built in, or an extension's) are no user's: they
+        // need neither the cache nor their module classified.
+        if !layout::class_statement(t)? {
+            return Ok(false);
+        }
         self.cached(t.as_any(), |w| {
             let module = type_module(t);
             if &*module == "unittest.mock" {
                 return Ok(true);
             }
+            // Cython's shim module (`_cython_3_2_4`, made by an extension).
             if module.starts_with("_cython_") {
                 return Ok(false);
             }
-            if w.library(&module)?.is_some() {
+            // Not loaded (a library's lazy submodule): no user's, and not
+            // worth classifying.
+            if !loaded_modules(py)?.contains(&*module)? {
                 return Ok(false);
             }
-            Ok(loaded_modules(py)?.contains(&*module)?)
+            Ok(w.library(&module)?.is_none())
         })
     }
 
