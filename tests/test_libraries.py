@@ -156,6 +156,25 @@ def test_a_standard_library_attribute_reached_only_through_library_code(
                    ['{"k":', "5}"]]
 
 
+LOUD = """import json
+class Loud(json.JSONEncoder):
+    def encode(self, o):
+        return "LOUD" + super().encode(o)"""
+
+
+def test_a_library_attribute_replaced_by_an_instance_of_a_users_class(runner: Runner) -> None:
+    # `json.dumps(x)` encodes with the module's `_default_encoder`.
+    out = _patched(runner, LOUD, "json._default_encoder = Loud()", "json.dumps([n])")
+    assert out == [["RAN", "[5]"], ["RAN", "LOUD[5]"], ["LOUD[5]"], ["[5]"]]
+
+
+def test_a_library_class_replaced_by_a_users_class(runner: Runner) -> None:
+    # With any option, `json.dumps` makes an encoder of the module's `JSONEncoder`.
+    out = _patched(runner, LOUD, "json.JSONEncoder = Loud",
+                   "json.dumps([n], separators=(',', ':'))")
+    assert out == [["RAN", "[5]"], ["RAN", "LOUD[5]"], ["LOUD[5]"], ["[5]"]]
+
+
 def test_an_installed_package_attribute_the_code_names_replaced(runner: Runner) -> None:
     out = _patched(runner, "import numpy as np", "np.mean = lambda a: -1.0",
                    "float(np.mean([n, 1]))")
