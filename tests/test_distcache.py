@@ -83,6 +83,24 @@ def test_a_kept_identity_answers_a_new_process(site: Path, cache: Path) -> None:
     assert again.stdout == first.stdout
 
 
+def test_a_cache_directory_chosen_after_the_import_is_read_and_written(
+        site: Path, cache: Path, tmp_path: Path) -> None:
+    # `_modkind`'s import already read the file of the directory in effect
+    # then; setting `BYTECACHE_DIR` after it switches both ways.
+    settled()
+    script = IDENTIFY.replace("from bytecache import _modkind\n", (
+        "from bytecache import _modkind\n"
+        "import os\n"
+        f"os.environ['BYTECACHE_DIR'] = {str(cache)!r}\n"))
+    env = {**os.environ, "BYTECACHE_DIR": str(tmp_path / "elsewhere")}
+    runs = [subprocess.run([sys.executable, "-c", script, str(site) + os.sep, mode],
+                           capture_output=True, text=True, env=env, timeout=60)
+            for mode in ("any", "kept-only")]
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
+    assert runs[1].stdout == runs[0].stdout
+    assert len(kept(cache, "L")) == 1
+
+
 def test_an_edited_record_is_read_again(site: Path, cache: Path) -> None:
     settled()
     first = identify(site, cache).stdout

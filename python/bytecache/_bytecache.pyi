@@ -39,6 +39,7 @@ __all__ = [
     "config_changed",
     "MANIFEST_MAGIC",
     "memoized",
+    "modules_under",
     "native_identity",
     "observe_install",
     "observe_internal",
@@ -94,6 +95,11 @@ def call_key(
 ) -> Any:
     """16-byte key of a call: function fingerprint plus bound-argument contents.
     With record=True, (key, [(kind, name, display, digest hex), ...])."""
+
+def modules_under(homes: dict[str, str]) -> tuple[list[str], list[str]]:
+    """The loaded modules of the top-level packages named in `homes`: those
+    running from no file or from one inside their package's directory, and
+    the others."""
 
 def forget_classifications() -> None:
     """Forget every module classification (the modules marked as the user's

@@ -44,6 +44,8 @@ _KEYS = {"L": 3, "P": 2}
 
 # key -> the rest of its line, as read
 _entries: dict[str, tuple[str, ...]] | None = None
+# where they were read from: the cache directories that decided it
+_read_for: tuple[str, ...] = ()
 # cache directories named by `memoize(cache_dir=...)`, in order
 _named: list[str] = []
 
@@ -107,10 +109,17 @@ def _read(path: str) -> dict[str, tuple[str, ...]]:
 
 
 def _loaded() -> dict[str, tuple[str, ...]]:
-    global _entries
-    if _entries is None:
+    """The entries of the file, read again when the cache directory changed
+    since (`BYTECACHE_DIR` set after the import, say): else this process
+    would keep reading one file and writing another."""
+    global _entries, _read_for
+    from bytecache import _config
+
+    where = (_config.cache_dir(), *_named)
+    if _entries is None or where != _read_for:
         path = _path()
         _entries = _read(path) if path else {}
+        _read_for = where
     return _entries
 
 

@@ -385,25 +385,17 @@ def unit_modules(name: str) -> list[str]:
         path = _module_path(t)[1]
         if path and classify(t) == kind:
             homes[t] = os.path.dirname(path) + os.sep
-    out = []
     # Names only (strings are not tracked by the garbage collector: a
-    # thousand (name, module) pairs could set off a collection).
-    for n in list(sys.modules):
-        home = homes.get(n.partition(".")[0])
-        if home is None or n in _INTERPRETER:
-            continue
-        m = sys.modules.get(n)
-        if not isinstance(m, _ModuleType):
-            continue
-        path = vars(m).get("__file__")
-        if not isinstance(path, str) or path.startswith(home) or classify(n) == kind:
-            out.append(n)
+    # thousand (name, module) pairs could set off a collection); the loop
+    # over `sys.modules` runs in Rust (it was a tenth of a first call).
+    inside, others = _bytecache.modules_under(homes)
+    out = [n for n in inside if n not in _INTERPRETER]
+    out += [n for n in others if n not in _INTERPRETER and classify(n) == kind]
     out.sort()
     return out
 
 
 _INTERPRETER = frozenset({"sys", "builtins"})
-_ModuleType = type(sys)
 # library identity -> the top-level names its distribution installs
 _unit_tops: dict[str, set[str]] = {}
 

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyTuple};
+use pyo3::types::{PyBytes, PyDict, PyString, PyTuple};
 use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
@@ -337,7 +337,49 @@ fn forget_classifications(py: Python<'_>) {
     identity::forget_classifications(py);
 }
 
+/// The loaded modules (`sys.modules`) of the top-level packages that are
+/// the keys of `homes` (top-level name -> its directory, ending in a
+/// separator), in two lists: those that run from no file or from one inside
+/// their package's directory, and the others (which `_modkind` classifies).
+/// What `_modkind.unit_modules` loops over, in a first call's keying.
+#[pyfunction]
+fn modules_under(
+    py: Python<'_>,
+    homes: std::collections::HashMap<String, String>,
+) -> PyResult<(Vec<String>, Vec<String>)> {
+    let (mut inside, mut others) = (Vec::new(), Vec::new());
+    let modules = PyModule::import(py, "sys")?.getattr("modules")?;
+    // A copy: nothing below runs Python code, but `sys.modules` is anyone's.
+    let modules = modules.cast::<PyDict>()?.copy()?;
+    for (name, module) in modules.iter() {
+        let Ok(name) = name.cast::<PyString>() else {
+            continue;
+        };
+        let name = name.to_str()?;
+        let top = name.split('.').next().unwrap_or(name);
+        let Some(home) = homes.get(top) else {
+            continue;
+        };
+        let Ok(module) = module.cast::<PyModule>() else {
+            continue;
+        };
+        let file = module.dict().get_item(pyo3::intern!(py, "__file__"))?;
+        let inside_home = match file.as_ref().and_then(|f| f.cast::<PyString>().ok()) {
+            Some(f) => f.to_str()?.starts_with(home.as_str()),
+            None => true,
+        };
+        if inside_home {
+            &mut inside
+        } else {
+            &mut others
+        }
+        .push(name.to_owned());
+    }
+    Ok((inside, others))
+}
+
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(modules_under, m)?)?;
     m.add_function(wrap_pyfunction!(forget_classifications, m)?)?;
     m.add_function(wrap_pyfunction!(hash_value, m)?)?;
     m.add_function(wrap_pyfunction!(call_key, m)?)?;
