@@ -153,3 +153,41 @@ mod watcher {
         0
     }
 }
+
+/// Calls `f` with every (key, value) of `d` as it is now, without taking a
+/// reference to each: over a private copy (made in C, one reference per
+/// item taken at once), so `f` may run code that changes `d`. Stops at the
+/// first error `f` returns.
+pub fn for_each_item<'py, E: From<PyErr>>(
+    d: &Bound<'py, PyDict>,
+    mut f: impl FnMut(&Bound<'py, PyAny>, &Bound<'py, PyAny>) -> Result<(), E>,
+) -> Result<(), E> {
+    let py = d.py();
+    // SAFETY: `d` is a live dict (borrowed) and the GIL is held;
+    // `PyDict_Copy` returns a new reference or NULL with an exception set.
+    let copy = unsafe { pyo3::ffi::PyDict_Copy(d.as_ptr()) };
+    if copy.is_null() {
+        return Err(PyErr::fetch(py).into());
+    }
+    // SAFETY: non-NULL new reference: owned (and released) by `copy`.
+    let copy = unsafe { Bound::from_owned_ptr(py, copy) };
+    let mut pos: pyo3::ffi::Py_ssize_t = 0;
+    let mut key = std::ptr::null_mut();
+    let mut value = std::ptr::null_mut();
+    // SAFETY: `copy` is a dict no other code holds (this function made it and
+    // never hands it out), so nothing `f` runs can change it: the borrowed
+    // key and value `PyDict_Next` gives stay alive (the copy holds them) and
+    // `pos` stays valid until the copy is dropped, after the loop.
+    while unsafe { pyo3::ffi::PyDict_Next(copy.as_ptr(), &mut pos, &mut key, &mut value) } != 0 {
+        // SAFETY: `PyDict_Next` returned 1: both are non-NULL borrowed
+        // references held by `copy` (see above).
+        let (k, v) = unsafe {
+            (
+                pyo3::Borrowed::from_ptr(py, key),
+                pyo3::Borrowed::from_ptr(py, value),
+            )
+        };
+        f(&k, &v)?;
+    }
+    Ok(())
+}

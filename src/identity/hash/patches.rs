@@ -31,7 +31,7 @@ use std::sync::OnceLock;
 
 use super::known_libraries;
 use super::*;
-use crate::cpython::GilCell;
+use crate::cpython::{dict, GilCell};
 use crate::identity::guard::{self, Guards};
 use crate::identity::layout;
 
@@ -385,6 +385,10 @@ impl<'py> Walker<'py> {
         let modules = loaded_modules(py)?;
         let mut builder = guard::Builder::default();
         let mut foreign = Vec::new();
+        // Type addresses whose instances `native_instance` found no user's:
+        // most of a library's values are instances of a few (numpy's 4,000
+        // attributes are half ufuncs and dispatchers).
+        let mut native: AHashSet<usize> = AHashSet::new();
         for name in names {
             let Some(m) = modules.get_item(&name)? else {
                 continue;
@@ -395,19 +399,28 @@ impl<'py> Walker<'py> {
             let dict = m.dict();
             builder.read_all(&dict);
             // A snapshot: inspecting a value may run code that changes the dict.
-            let items: Vec<_> = dict.iter().collect();
-            for (k, v) in items {
-                let Ok(k) = k.cast_into::<PyString>() else {
-                    continue;
+            dict::for_each_item(&dict, |k, v| -> HResult<()> {
+                let Ok(k) = k.cast::<PyString>() else {
+                    return Ok(());
                 };
                 let key = k.to_str()?;
                 if key.starts_with("__") && key.ends_with("__") {
-                    continue;
+                    return Ok(());
                 }
-                if taken_for_foreign(self.foreign(&v, &dict, &name, 0))? {
-                    foreign.push((name.clone(), key.to_owned(), v.unbind()));
+                // Instances of a native type seen before: decided (no user's).
+                let tp = v.get_type_ptr() as usize;
+                if native.contains(&tp) {
+                    return Ok(());
                 }
-            }
+                if self.native_instance(v)? {
+                    native.insert(tp);
+                    return Ok(());
+                }
+                if taken_for_foreign(self.foreign(v, &dict, &name, 0))? {
+                    foreign.push((name.clone(), key.to_owned(), v.clone().unbind()));
+                }
+                Ok(())
+            })?;
         }
         foreign.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let s = Arc::new(Scan {
@@ -499,6 +512,32 @@ impl<'py> Walker<'py> {
             }
         }
         Ok(false)
+    }
+
+    /// Whether `v` is an instance of a native type (built in, or an
+    /// extension's) that holds nothing `foreign` looks into: neither a
+    /// function, a class, nor a method, partial or `lru_cache` wrapper. Such
+    /// a value is no user's, nor is any other instance of its type (the
+    /// answer depends on the type alone).
+    fn native_instance(&mut self, v: &Bound<'py, PyAny>) -> HResult<bool> {
+        if v.is_instance_of::<PyFunction>() || v.is_instance_of::<PyType>() {
+            return Ok(false);
+        }
+        let t = v.get_type();
+        let tp = t.as_ptr() as usize;
+        let kinds = holders(self.py)?;
+        if [
+            kinds.method,
+            kinds.staticmethod,
+            kinds.classmethod,
+            kinds.partial,
+            kinds.lru_wrapper,
+        ]
+        .contains(&tp)
+        {
+            return Ok(false);
+        }
+        Ok(!layout::class_statement(&t)?)
     }
 
     /// A class of the user's: made by a `class` statement in a loaded module
