@@ -175,6 +175,25 @@ fn refuses_unsafe_permissions() {
     assert_eq!(mode & 0o777, 0o600);
     let moved = std::fs::read_dir(dir.join("quarantine")).unwrap().count();
     assert_eq!(moved, 1, "the old index and its data, in quarantine/");
+    // A lock file others can write is refused by the first write (a store
+    // that only reads never opens it).
+    std::fs::set_permissions(dir.join("lock"), std::fs::Permissions::from_mode(0o666)).unwrap();
+    let s = Store::open(&dir, opts(&t)).unwrap();
+    assert!(s.get(&key(1)).unwrap().is_none());
+    let e = NewEntry {
+        group: [0; 16],
+        payload: b"x",
+        buffers: &[],
+        deps: &Deps::default(),
+        compute_ns: 1,
+    };
+    let err = s.put(&key(1), &e).err().unwrap();
+    assert!(
+        matches!(err, StorageError::UnsafePermissions { .. }),
+        "{err}"
+    );
+    std::fs::set_permissions(dir.join("lock"), std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(s.put(&key(1), &e).unwrap());
     let secret = t.path().join("secret");
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
     let err = Store::open(t.path().join("other"), opts(&t)).err().unwrap();

@@ -466,10 +466,11 @@ struct WriterState {
     /// A segment and the end of what is allocated of it past what it holds
     /// (`space::reserve_ahead`): appends below it allocate nothing.
     reserved: (u32, u64),
-    /// The writer lock file and the process that opened it. `flock` locks
+    /// The writer lock file (opened at the first write, unless opening the
+    /// store needed it) and the process that opened it. `flock` locks
     /// belong to the open file description, which a forked child shares:
     /// after a fork the child opens its own (see `Store::writer`).
-    lock_file: Arc<File>,
+    lock_file: Option<Arc<File>>,
     pid: u32,
 }
 
@@ -536,18 +537,26 @@ impl Store {
             ensure_dir(&dir.join(sub))?;
         }
         let secret = auth::load(opts.secret_path.as_deref(), &real)?;
-        let lock_path = dir.join("lock");
-        let lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
-        check_owner_mode(
-            &lock_path,
-            &lock_file.metadata().map_err(io_at(&lock_path))?,
-            0o022,
-        )?;
-        let (index, damaged) = {
-            let _l = lock::Exclusive::acquire(lock_file.clone()).map_err(io_at(&lock_path))?;
-            let (ix, damaged) = open_index_locked(&dir)?;
-            recover(&ix);
-            (ix, damaged)
+        // An index in place, valid and clean, is opened without the writer
+        // lock, as readers read it; making, replacing or repairing one takes
+        // the lock (and the lock file is opened only then, or by a writer).
+        let clean = match open_data_file(&dir.join("index"), true) {
+            Ok(Some(f)) => Index::open(&f)
+                .ok()
+                .filter(|ix| ix.h(H_DIRTY).load(Acquire) == 0),
+            _ => None,
+        };
+        let mut lock_file = None;
+        let (index, damaged) = match clean {
+            Some(ix) => (ix, None),
+            None => {
+                let file = open_lock(&dir)?;
+                let _l = lock::Exclusive::acquire(file.clone()).map_err(io_at(&dir))?;
+                lock_file = Some(file);
+                let (ix, damaged) = open_index_locked(&dir)?;
+                recover(&ix);
+                (ix, damaged)
+            }
         };
         let epoch = index.h(H_EPOCH).load(Relaxed);
         let made_with = index.h(H_SECRET).load(Relaxed);
@@ -872,13 +881,17 @@ impl Store {
 
     fn writer(&self) -> Result<Writer<'_>> {
         let mut ws = lock_mutex(&self.writer);
-        let lock_path = self.dir.join("lock");
         let pid = std::process::id();
-        if ws.pid != pid {
-            ws.lock_file = Arc::new(lock::open_lock_file(&lock_path).map_err(io_at(&lock_path))?);
-            ws.pid = pid;
-        }
-        let flock = lock::Exclusive::acquire(ws.lock_file.clone()).map_err(io_at(&lock_path))?;
+        let file = match &ws.lock_file {
+            Some(f) if ws.pid == pid => f.clone(),
+            _ => {
+                let f = open_lock(&self.dir)?;
+                ws.lock_file = Some(f.clone());
+                ws.pid = pid;
+                f
+            }
+        };
+        let flock = lock::Exclusive::acquire(file).map_err(io_at(&self.dir.join("lock")))?;
         let mut ix = self.current_with(true)?;
         // A rebuild flags the old index superseded right after renaming the
         // new one in; a writer dying in between leaves the old one dirty. So
@@ -1212,6 +1225,15 @@ pub fn quarantined() -> u64 {
 
 /// Opens `dir/index`, creating it (or replacing an invalid one, whose data
 /// is quarantined: then `true`) as needed. Caller holds the writer lock.
+/// The writer lock file of the store in `dir` (created if missing), which
+/// must be ours and writable by no one else.
+fn open_lock(dir: &Path) -> Result<Arc<File>> {
+    let path = dir.join("lock");
+    let file = lock::open_lock_file(&path).map_err(io_at(&path))?;
+    check_owner_mode(&path, &file.metadata().map_err(io_at(&path))?, 0o022)?;
+    Ok(Arc::new(file))
+}
+
 /// The index in `dir`, made afresh if there is none or it cannot be used
 /// (then with why, the old one having been moved to `quarantine/`).
 fn open_index_locked(dir: &Path) -> Result<(Index, Option<&'static str>)> {
