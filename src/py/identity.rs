@@ -8,6 +8,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
 use super::store::PyStore;
+use crate::cpython::dict::for_each_item;
 use crate::hook::bind::{bind_tuple, Named};
 use crate::identity::{self, Dep, Digest, HashError, Hint};
 
@@ -349,32 +350,31 @@ fn modules_under(
 ) -> PyResult<(Vec<String>, Vec<String>)> {
     let (mut inside, mut others) = (Vec::new(), Vec::new());
     let modules = PyModule::import(py, "sys")?.getattr("modules")?;
-    // A copy: nothing below runs Python code, but `sys.modules` is anyone's.
-    let modules = modules.cast::<PyDict>()?.copy()?;
-    for (name, module) in modules.iter() {
+    for_each_item(modules.cast::<PyDict>()?, |name, module| -> PyResult<()> {
         let Ok(name) = name.cast::<PyString>() else {
-            continue;
+            return Ok(());
         };
         let name = name.to_str()?;
         let top = name.split('.').next().unwrap_or(name);
         let Some(home) = homes.get(top) else {
-            continue;
+            return Ok(());
         };
         let Ok(module) = module.cast::<PyModule>() else {
-            continue;
+            return Ok(());
         };
         let file = module.dict().get_item(pyo3::intern!(py, "__file__"))?;
         let inside_home = match file.as_ref().and_then(|f| f.cast::<PyString>().ok()) {
             Some(f) => f.to_str()?.starts_with(home.as_str()),
             None => true,
         };
-        if inside_home {
+        let list = if inside_home {
             &mut inside
         } else {
             &mut others
-        }
-        .push(name.to_owned());
-    }
+        };
+        list.push(name.to_owned());
+        Ok(())
+    })?;
     Ok((inside, others))
 }
 

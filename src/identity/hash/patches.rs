@@ -78,6 +78,20 @@ struct Holders {
     lru_wrapper: usize,
 }
 
+impl Holders {
+    /// Whether the type at `tp` is one of them.
+    fn any(&self, tp: usize) -> bool {
+        [
+            self.method,
+            self.staticmethod,
+            self.classmethod,
+            self.partial,
+            self.lru_wrapper,
+        ]
+        .contains(&tp)
+    }
+}
+
 static HOLDERS: OnceLock<Holders> = OnceLock::new();
 
 fn holders(py: Python<'_>) -> PyResult<&'static Holders> {
@@ -524,17 +538,7 @@ impl<'py> Walker<'py> {
             return Ok(false);
         }
         let t = v.get_type();
-        let tp = t.as_ptr() as usize;
-        let kinds = holders(self.py)?;
-        if [
-            kinds.method,
-            kinds.staticmethod,
-            kinds.classmethod,
-            kinds.partial,
-            kinds.lru_wrapper,
-        ]
-        .contains(&tp)
-        {
+        if holders(self.py)?.any(t.as_ptr() as usize) {
             return Ok(false);
         }
         Ok(!layout::class_statement(&t)?)
