@@ -233,13 +233,9 @@ pub fn tag(rec: &[u8]) -> [u8; 32] {
 }
 
 fn archive(meta: &Meta) -> rkyv::util::AlignedVec {
-    // Sized up front: growing from empty took a dozen reallocations a record.
     let strings: usize = meta.files.iter().map(|f| 40 + f.path.len()).sum::<usize>()
         + meta.dirs.iter().map(|f| 32 + f.path.len()).sum::<usize>();
-    let buffer = rkyv::util::AlignedVec::with_capacity(256 + 48 * meta.buffers.len() + strings);
-    // Serializing integers, strings and Vecs into memory cannot fail.
-    rkyv::api::high::to_bytes_in::<_, rancor::Panic>(meta, buffer)
-        .unwrap_or_else(|never| match never {})
+    to_bytes(meta, 256 + 48 * meta.buffers.len() + strings)
 }
 
 fn archive_record(record: &Vec<RecordDep>) -> rkyv::util::AlignedVec {
@@ -247,9 +243,24 @@ fn archive_record(record: &Vec<RecordDep>) -> rkyv::util::AlignedVec {
         .iter()
         .map(|r| 56 + r.kind.len() + r.name.len() + r.display.as_ref().map_or(0, String::len))
         .sum();
-    let buffer = rkyv::util::AlignedVec::with_capacity(16 + strings);
-    // As in `archive`: cannot fail.
-    rkyv::api::high::to_bytes_in::<_, rancor::Panic>(record, buffer)
+    to_bytes(record, 16 + strings)
+}
+
+/// The rkyv archive of `value`, in a buffer of `capacity` bytes to start
+/// with (growing from empty took a dozen reallocations a record).
+fn to_bytes<T>(value: &T, capacity: usize) -> rkyv::util::AlignedVec
+where
+    T: for<'a> Serialize<
+        rkyv::api::high::HighSerializer<
+            rkyv::util::AlignedVec,
+            rkyv::ser::allocator::ArenaHandle<'a>,
+            rancor::Panic,
+        >,
+    >,
+{
+    let buffer = rkyv::util::AlignedVec::with_capacity(capacity);
+    // Serializing integers, strings and Vecs into memory cannot fail.
+    rkyv::api::high::to_bytes_in::<_, rancor::Panic>(value, buffer)
         .unwrap_or_else(|never| match never {})
 }
 

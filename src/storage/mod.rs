@@ -1223,8 +1223,6 @@ pub fn quarantined() -> u64 {
     QUARANTINED.load(Relaxed)
 }
 
-/// Opens `dir/index`, creating it (or replacing an invalid one, whose data
-/// is quarantined: then `true`) as needed. Caller holds the writer lock.
 /// The writer lock file of the store in `dir` (created if missing), which
 /// must be ours and writable by no one else.
 fn open_lock(dir: &Path) -> Result<Arc<File>> {
@@ -1234,8 +1232,9 @@ fn open_lock(dir: &Path) -> Result<Arc<File>> {
     Ok(Arc::new(file))
 }
 
-/// The index in `dir`, made afresh if there is none or it cannot be used
-/// (then with why, the old one having been moved to `quarantine/`).
+/// Opens `dir/index`, creating it as needed, or replacing one that cannot
+/// be used (then with why: the old one and its data were moved to
+/// `quarantine/`). Caller holds the writer lock.
 fn open_index_locked(dir: &Path) -> Result<(Index, Option<&'static str>)> {
     let path = dir.join("index");
     let opened = match open_data_file(&path, true) {

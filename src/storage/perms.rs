@@ -36,20 +36,7 @@ pub fn check_owner_mode(path: &Path, meta: &fs::Metadata, forbidden: u32) -> Res
 /// Creates `path` (mode 0700) if needed; it must be a directory of ours
 /// that group and others cannot write.
 pub fn ensure_dir(path: &Path) -> Result<()> {
-    // Looked at first: it exists in every opening but the first (a `mkdir`
-    // that fails with EEXIST is a system call more).
-    let meta = match fs::symlink_metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(path)
-                .map_err(io_at(path))?;
-            fs::symlink_metadata(path).map_err(io_at(path))?
-        }
-        Err(e) => return Err(io_at(path)(e)),
-    };
+    let meta = made_dir(path, false)?;
     if !meta.is_dir() {
         return Err(StorageError::UnsafePermissions {
             path: path.into(),
@@ -59,11 +46,36 @@ pub fn ensure_dir(path: &Path) -> Result<()> {
     check_owner_mode(path, &meta, 0o022)
 }
 
+/// The metadata of the directory `path` (of what a link there points to
+/// with `follow`), made first (0700, with its parents) if there is none.
+/// Looked at first: it exists in every opening but the first (a `mkdir`
+/// that fails with EEXIST is a system call more).
+pub fn made_dir(path: &Path, follow: bool) -> Result<fs::Metadata> {
+    let look = |p: &Path| {
+        if follow {
+            fs::metadata(p)
+        } else {
+            fs::symlink_metadata(p)
+        }
+    };
+    match look(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(path)
+                .map_err(io_at(path))?;
+            look(path).map_err(io_at(path))
+        }
+        r => r.map_err(io_at(path)),
+    }
+}
+
 /// Refuses `path` (which exists) if a directory above it is writable by
 /// every user without the sticky bit; returns its canonical form.
 pub fn check_ancestors(path: &Path) -> Result<PathBuf> {
     if let Some(modes) = plain_modes(path) {
-        check_modes(path, modes.iter().map(|(d, m)| (*d, *m)))?;
+        check_modes(path, &modes)?;
         return Ok(path.to_path_buf());
     }
     let real = fs::canonicalize(path).map_err(io_at(path))?;
@@ -71,12 +83,12 @@ pub fn check_ancestors(path: &Path) -> Result<PathBuf> {
     for dir in real.ancestors().skip(1) {
         modes.push((dir, fs::metadata(dir).map_err(io_at(dir))?.mode()));
     }
-    check_modes(path, modes.into_iter())?;
+    check_modes(path, &modes)?;
     Ok(real)
 }
 
-fn check_modes<'a>(path: &Path, modes: impl Iterator<Item = (&'a Path, u32)>) -> Result<()> {
-    for (dir, mode) in modes {
+fn check_modes(path: &Path, modes: &[(&Path, u32)]) -> Result<()> {
+    for &(dir, mode) in modes {
         if mode & 0o002 != 0 && mode & 0o1000 == 0 {
             return Err(StorageError::UnsafePermissions {
                 path: path.to_path_buf(),

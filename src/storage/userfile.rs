@@ -18,12 +18,12 @@
 //!    its new secret and starts afresh, see `auth::Secret::id`).
 //!
 //! A candidate inside the cache directory is skipped.
-use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
-use super::perms::{check_ancestors, check_owner_mode};
+use super::perms::{check_ancestors, check_owner_mode, made_dir};
 use super::{io_at, StorageError};
 
 pub const KEY_LEN: usize = 32;
@@ -107,19 +107,7 @@ fn read_key_file(path: &Path) -> Result<[u8; KEY_LEN], StorageError> {
 /// else could write it (or a directory above it).
 fn private_dir(path: &Path) -> Result<PathBuf, StorageError> {
     let parent = path.parent().unwrap_or(Path::new(".")).to_path_buf();
-    // Looked at first: it exists but the first time (see `ensure_dir`).
-    let meta = match fs::metadata(&parent) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(&parent)
-                .map_err(io_at(&parent))?;
-            fs::metadata(&parent)
-        }
-        r => r,
-    };
-    check_owner_mode(&parent, &meta.map_err(io_at(&parent))?, 0o022)?;
+    check_owner_mode(&parent, &made_dir(&parent, true)?, 0o022)?;
     check_ancestors(&parent)?;
     Ok(parent)
 }
