@@ -66,6 +66,23 @@ pub fn function_parts<'py>(f: &Bound<'py, PyFunction>) -> FunctionParts<'py> {
     }
 }
 
+/// A function's `__globals__` (a new reference), read alone: the scan of a
+/// library's modules asks only this of each function, and the other parts'
+/// reference counts are a cache miss each on a first call.
+pub fn function_globals<'py>(f: &Bound<'py, PyFunction>) -> Bound<'py, PyAny> {
+    // SAFETY: `f` is a live function (see `function_parts`); `func_globals`
+    // is set by every constructor and never cleared while the function
+    // lives: a borrowed reference, made a new one.
+    unsafe { Bound::from_borrowed_ptr(f.py(), (*raw(f.as_ptr())).func_globals) }
+}
+
+/// A function's `__code__` (a new reference), read alone.
+pub fn function_code<'py>(f: &Bound<'py, PyFunction>) -> Bound<'py, PyAny> {
+    // SAFETY: as for `function_globals`: `func_code` is never NULL (its
+    // setter refuses deletion).
+    unsafe { Bound::from_borrowed_ptr(f.py(), (*raw(f.as_ptr())).func_code) }
+}
+
 /// A function's mutable slots (borrowed): `__code__`, `__defaults__`,
 /// `__kwdefaults__`, `__dict__`, `__annotations__`.
 ///

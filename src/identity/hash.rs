@@ -132,11 +132,13 @@ fn type_module(t: &Bound<'_, PyType>) -> Rc<str> {
 static STATIC_TYPE_MODULES: GilCell<Option<AHashMap<usize, Rc<str>>>> = GilCell::new(None);
 
 /// Notes that the modules `names` are library `lib` (as classified).
-fn known_libraries(py: Python<'_>, names: &[String], lib: &str) {
+fn known_libraries(py: Python<'_>, names: &[&str], lib: &str) {
     let cache = LIBRARIES.get_or_init(py, || Mutex::new(AHashMap::new()));
     if let Ok(mut c) = cache.lock() {
-        for n in names {
-            c.entry(n.clone()).or_insert_with(|| Some(lib.to_owned()));
+        for &n in names {
+            if !c.contains_key(n) {
+                c.insert(n.to_owned(), Some(lib.to_owned()));
+            }
         }
     }
 }

@@ -35,7 +35,7 @@ use super::hash::{Dep, HashError, Kind};
 use super::plan::{self, Cached, View};
 use super::source::{Hint, Loaded};
 use crate::cpython::code::code_parts;
-use crate::cpython::function::function_parts;
+use crate::cpython::function::function_code;
 use crate::cpython::{weakref, GilCell};
 
 /// Results kept per function; beyond this the table starts over.
@@ -161,7 +161,7 @@ impl Memo {
     pub fn new(func: &Bound<'_, PyAny>, ignore: Vec<String>) -> PyResult<Self> {
         let names = match func.cast::<PyFunction>() {
             Ok(f) => {
-                let code = function_parts(f).code.cast_into::<PyCode>()?;
+                let code = function_code(f).cast_into::<PyCode>()?;
                 let parts = code_parts(&code);
                 varnames(&parts)
                     .take(parameter_count(&parts))

@@ -8,7 +8,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
 use super::store::PyStore;
-use crate::cpython::dict::for_each_item;
+use crate::cpython::dict::items_where;
 use crate::hook::bind::{bind_tuple, Named};
 use crate::identity::{self, Dep, Digest, HashError, Hint};
 
@@ -338,6 +338,9 @@ fn forget_classifications(py: Python<'_>) {
     identity::forget_classifications(py);
 }
 
+/// Module names, as `sys.modules` keys them.
+type Names<'py> = Vec<Bound<'py, PyString>>;
+
 /// The loaded modules (`sys.modules`) of the top-level packages that are
 /// the keys of `homes` (top-level name -> its directory, ending in a
 /// separator), in two lists: those that run from no file or from one inside
@@ -347,21 +350,28 @@ fn forget_classifications(py: Python<'_>) {
 fn modules_under(
     py: Python<'_>,
     homes: std::collections::HashMap<String, String>,
-) -> PyResult<(Vec<String>, Vec<String>)> {
+) -> PyResult<(Names<'_>, Names<'_>)> {
     let (mut inside, mut others) = (Vec::new(), Vec::new());
     let modules = PyModule::import(py, "sys")?.getattr("modules")?;
-    for_each_item(modules.cast::<PyDict>()?, |name, module| -> PyResult<()> {
-        let Ok(name) = name.cast::<PyString>() else {
-            return Ok(());
-        };
-        let name = name.to_str()?;
-        let top = name.split('.').next().unwrap_or(name);
-        let Some(home) = homes.get(top) else {
-            return Ok(());
-        };
+    fn top(name: &str) -> &str {
+        name.split('.').next().unwrap_or(name)
+    }
+    // SAFETY: the selection reads a key's type and text and looks its top
+    // level name up in a Rust map: no Python code runs.
+    let unit = unsafe {
+        items_where(modules.cast::<PyDict>()?, |name, _| {
+            name.cast::<PyString>()
+                .ok()
+                .and_then(|n| n.to_str().ok())
+                .is_some_and(|n| homes.contains_key(top(n)))
+        })
+    };
+    for (name, module) in unit {
         let Ok(module) = module.cast::<PyModule>() else {
-            return Ok(());
+            continue;
         };
+        let name = name.cast_into::<PyString>()?;
+        let home = &homes[top(name.to_str()?)];
         let file = module.dict().get_item(pyo3::intern!(py, "__file__"))?;
         let inside_home = match file.as_ref().and_then(|f| f.cast::<PyString>().ok()) {
             Some(f) => f.to_str()?.starts_with(home.as_str()),
@@ -372,9 +382,8 @@ fn modules_under(
         } else {
             &mut others
         };
-        list.push(name.to_owned());
-        Ok(())
-    })?;
+        list.push(name);
+    }
     Ok((inside, others))
 }
 

@@ -31,6 +31,7 @@ use std::sync::OnceLock;
 
 use super::known_libraries;
 use super::*;
+use crate::cpython::function::function_globals;
 use crate::cpython::{dict, GilCell};
 use crate::identity::guard::{self, Guards};
 use crate::identity::layout;
@@ -288,7 +289,7 @@ impl<'py> Walker<'py> {
             }
         }
         if let Ok(f) = v.cast::<PyFunction>() {
-            let globals = function_parts(f).globals;
+            let globals = function_globals(f);
             let module = globals
                 .cast::<PyDict>()
                 .ok()
@@ -387,13 +388,15 @@ impl<'py> Walker<'py> {
                 return Ok(s);
             }
         }
+        // Python's strings, as `sys.modules` keys them (their hashes made).
         let names = self
             .support()?
             .call_method1(intern!(py, "unit_modules"), (unit.module.as_str(),))?
-            .extract::<Vec<String>>()?;
+            .extract::<Vec<Bound<'py, PyString>>>()?;
         // They are all the library the unit's module is: known without
         // asking `_modkind` about each again.
         if let Some(lib) = self.library(&unit.module)? {
+            let names: Vec<&str> = names.iter().map(|n| n.to_str()).collect::<PyResult<_>>()?;
             known_libraries(py, &names, &lib);
         }
         let modules = loaded_modules(py)?;
@@ -403,6 +406,8 @@ impl<'py> Walker<'py> {
         // most of a library's values are instances of a few (numpy's 4,000
         // attributes are half ufuncs and dispatchers).
         let mut native: AHashSet<usize> = AHashSet::new();
+        let kinds = holders(py)?;
+        layout::class_statement(&py.get_type::<PyType>())?; // its probe made
         for name in names {
             let Some(m) = modules.get_item(&name)? else {
                 continue;
@@ -410,31 +415,45 @@ impl<'py> Walker<'py> {
             let Ok(m) = m.cast_into::<PyModule>() else {
                 continue;
             };
+            let name = name.to_str()?;
             let dict = m.dict();
             builder.read_all(&dict);
-            // A snapshot: inspecting a value may run code that changes the dict.
-            dict::for_each_item(&dict, |k, v| -> HResult<()> {
-                let Ok(k) = k.cast::<PyString>() else {
-                    return Ok(());
-                };
-                let key = k.to_str()?;
-                if key.starts_with("__") && key.ends_with("__") {
-                    return Ok(());
+            // What the values' types (and functions' globals) decide, without
+            // a reference to each: native instances, functions defined in
+            // this module, the module's own dunders.
+            // SAFETY: the selection reads type pointers, slots and flags, a
+            // function's globals pointer and a key's text, and updates a
+            // Rust set (`holders` and the class-statement probe are made
+            // above): no Python code runs.
+            let undecided = unsafe {
+                dict::items_where(&dict, |k, v| {
+                    let tp = v.get_type_ptr() as usize;
+                    if native.contains(&tp) {
+                        return false;
+                    }
+                    if let Ok(f) = v.cast::<PyFunction>() {
+                        if function_globals(f).is(&dict) {
+                            return false; // defined in this library module
+                        }
+                    } else if native_instance(kinds, v).unwrap_or(false) {
+                        native.insert(tp);
+                        return false;
+                    }
+                    // A name that is not text is left to the walk (an error).
+                    !k.cast::<PyString>()
+                        .ok()
+                        .and_then(|k| k.to_str().ok())
+                        .is_some_and(|k| k.starts_with("__") && k.ends_with("__"))
+                })
+            };
+            // Looking at these may run code that changes the dict: each is
+            // held.
+            for (k, v) in undecided {
+                let key = k.cast::<PyString>()?.to_str()?;
+                if taken_for_foreign(self.foreign(&v, &dict, name, 0))? {
+                    foreign.push((name.to_owned(), key.to_owned(), v.unbind()));
                 }
-                // Instances of a native type seen before: decided (no user's).
-                let tp = v.get_type_ptr() as usize;
-                if native.contains(&tp) {
-                    return Ok(());
-                }
-                if self.native_instance(v)? {
-                    native.insert(tp);
-                    return Ok(());
-                }
-                if taken_for_foreign(self.foreign(v, &dict, &name, 0))? {
-                    foreign.push((name.clone(), key.to_owned(), v.clone().unbind()));
-                }
-                Ok(())
-            })?;
+            }
         }
         foreign.sort_by(|a, b| (&a.0, &a.1).cmp(&(&b.0, &b.1)));
         let s = Arc::new(Scan {
@@ -463,7 +482,7 @@ impl<'py> Walker<'py> {
             return Ok(false);
         }
         if let Ok(f) = v.cast::<PyFunction>() {
-            let globals = function_parts(f).globals;
+            let globals = function_globals(f);
             if globals.is(dict) {
                 return Ok(false); // defined in this library module
             }
@@ -480,9 +499,8 @@ impl<'py> Walker<'py> {
             });
         }
         if let Ok(t) = v.cast::<PyType>() {
-            // A class of the user's, unless defined in this library module
-            // (the name is only read for a user's class: rare).
-            return Ok(self.user_type(t)? && &*type_module(t) != module);
+            // A class of the user's, unless defined in this library module.
+            return self.foreign_type(t, module);
         }
         let t = v.get_type();
         let tp = t.as_ptr() as usize;
@@ -518,7 +536,7 @@ impl<'py> Walker<'py> {
                 // An instance of a user's class, unless made where its class
                 // is defined (`unittest.mock.ANY`, an enum member): then the
                 // library's own.
-                return Ok(self.user_type(&t)? && &*type_module(&t) != module);
+                return self.foreign_type(&t, module);
             };
         for item in held {
             if taken_for_foreign(self.foreign(&item, dict, module, depth + 1))? {
@@ -528,20 +546,20 @@ impl<'py> Walker<'py> {
         Ok(false)
     }
 
-    /// Whether `v` is an instance of a native type (built in, or an
-    /// extension's) that holds nothing `foreign` looks into: neither a
-    /// function, a class, nor a method, partial or `lru_cache` wrapper. Such
-    /// a value is no user's, nor is any other instance of its type (the
-    /// answer depends on the type alone).
-    fn native_instance(&mut self, v: &Bound<'py, PyAny>) -> HResult<bool> {
-        if v.is_instance_of::<PyFunction>() || v.is_instance_of::<PyType>() {
+    /// Whether class `t`, or an instance of it, found in library module
+    /// `module` is of the user's making: a class of the user's not defined in
+    /// `module` itself. Most of a library's classes are defined where they
+    /// are found, which its name tells without classifying anything.
+    /// A class decided before (a library's, as most, or a `TypeVar` met 200
+    /// times) is answered without reading its name.
+    fn foreign_type(&mut self, t: &Bound<'py, PyType>, module: &str) -> HResult<bool> {
+        if !layout::class_statement(t)?
+            || verdict(t.as_any()) == Some(false)
+            || &*type_module(t) == module
+        {
             return Ok(false);
         }
-        let t = v.get_type();
-        if holders(self.py)?.any(t.as_ptr() as usize) {
-            return Ok(false);
-        }
-        Ok(!layout::class_statement(&t)?)
+        self.user_type(t)
     }
 
     /// A class of the user's: made by a `class` statement in a loaded module
@@ -579,18 +597,43 @@ impl<'py> Walker<'py> {
         obj: &Bound<'py, PyAny>,
         f: impl FnOnce(&mut Self) -> HResult<bool>,
     ) -> HResult<bool> {
-        let cache = MADE_BY_USER.get_or_init(self.py, || Mutex::new(AHashMap::new()));
-        let key = obj.as_ptr() as usize;
-        if let Some(b) = cache.lock().ok().and_then(|c| c.get(&key).map(|e| e.1)) {
+        if let Some(b) = verdict(obj) {
             return Ok(b);
         }
         let b = f(self)?;
         let entry = (obj.clone().unbind(), b);
+        let cache = MADE_BY_USER.get_or_init(self.py, || Mutex::new(AHashMap::new()));
         // A replaced entry is dropped after the lock is released.
-        let old = cache.lock().ok().and_then(|mut c| c.insert(key, entry));
+        let old = cache
+            .lock()
+            .ok()
+            .and_then(|mut c| c.insert(obj.as_ptr() as usize, entry));
         drop(old);
         Ok(b)
     }
+}
+
+/// What [`Walker::cached`] found for `obj` in this process, if it looked.
+fn verdict(obj: &Bound<'_, PyAny>) -> Option<bool> {
+    let cache = MADE_BY_USER.get_or_init(obj.py(), || Mutex::new(AHashMap::new()));
+    let key = obj.as_ptr() as usize;
+    cache.lock().ok().and_then(|c| c.get(&key).map(|e| e.1))
+}
+
+/// Whether `v` is an instance of a native type (built in, or an
+/// extension's) that holds nothing `foreign` looks into: neither a function,
+/// a class, nor a method, partial or `lru_cache` wrapper. Such a value is no
+/// user's, nor is any other instance of its type (the answer depends on the
+/// type alone). Runs no Python code once the class-statement probe is made.
+fn native_instance(kinds: &Holders, v: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if v.is_instance_of::<PyFunction>() || v.is_instance_of::<PyType>() {
+        return Ok(false);
+    }
+    let t = v.get_type();
+    if kinds.any(t.as_ptr() as usize) {
+        return Ok(false);
+    }
+    Ok(!layout::class_statement(&t)?)
 }
 
 fn type_attr_module(v: &Bound<'_, PyAny>) -> PyResult<String> {
