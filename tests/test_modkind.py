@@ -135,8 +135,9 @@ def test_module_paths_resolve_as_realpath_does(tmp_path: Path) -> None:
     (tmp_path / "a" / "rel").symlink_to(Path("..") / "a" / "b")
     (tmp_path / "loop").symlink_to(tmp_path / "loop")
     cases = ["link/b/f.py", "a/lf.py", "a/rel/f.py", "link/rel/f.py", "missing/x.py",
-             "a/../link/b/f.py", "loop/x.py"]
-    for case in cases:
+             "a/../link/b/f.py", "loop/x.py", "a/b/./f.py", "link/b/"]
+    # Twice: the second round finds every directory resolved already.
+    for case in cases + cases:
         path = str(tmp_path / case)
         assert _modkind._realpath(path) == os.path.realpath(path), case
     assert _modkind._realpath("relative/x.py") == os.path.realpath("relative/x.py")

@@ -140,15 +140,22 @@ def _realpath(path: str) -> str:
     """`os.path.realpath(path)` for a module's file, resolving each directory
     once per process: a file in a directory seen before costs one `lstat`
     (is it a link?) instead of one per component of its path."""
-    if not os.path.isabs(path) or os.path.normpath(path) != path:
-        return os.path.realpath(path)
-    head, tail = os.path.split(path)
-    if not tail:
-        return path  # the root
+    head, sep, tail = path.rpartition(os.sep)
     real_head = _real_dirs.get(head)
-    if real_head is None:
-        real_head = _real_dirs[head] = _realpath(head)
-    real = os.path.join(real_head, tail)
+    if real_head is not None and tail not in ("", ".", ".."):
+        # In a directory resolved before (so absolute and normalized): no
+        # `normpath`, no `split`.
+        real = real_head + sep + tail
+    else:
+        if not os.path.isabs(path) or os.path.normpath(path) != path:
+            return os.path.realpath(path)
+        head, tail = os.path.split(path)
+        if not tail:
+            return path  # the root
+        real_head = _real_dirs.get(head)
+        if real_head is None:
+            real_head = _real_dirs[head] = _realpath(head)
+        real = os.path.join(real_head, tail)
     return os.path.realpath(real) if os.path.islink(real) else real
 
 
@@ -366,10 +373,11 @@ def _files_digest(site: str, top: str) -> str:
 
 
 def unit_modules(name: str) -> list[str]:
-    """The loaded modules of the library unit module `name` belongs to,
-    sorted: its top-level package for the standard library (a collection of
-    libraries), its distribution otherwise. `sys` and `builtins` hold the
-    interpreter's state and are no unit's."""
+    """The loaded modules of the library unit module `name` belongs to, in
+    no particular order (the scan sorts what it finds): its top-level
+    package for the standard library (a collection of libraries), its
+    distribution otherwise. `sys` and `builtins` hold the interpreter's
+    state and are no unit's."""
     kind = classify(name)
     if kind is None:
         return []
@@ -391,7 +399,6 @@ def unit_modules(name: str) -> list[str]:
     inside, others = _bytecache.modules_under(homes)
     out = [n for n in inside if n not in _INTERPRETER]
     out += [n for n in others if n not in _INTERPRETER and classify(n) == kind]
-    out.sort()
     return out
 
 
