@@ -146,7 +146,10 @@ fn check_index(bytes: &[u8]) -> Result<(), TestCaseError> {
     let mut f = tempfile::tempfile().map_err(|e| TestCaseError::fail(e.to_string()))?;
     f.write_all(bytes)
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
-    if let Ok(ix) = Index::open(&f) {
+    let meta = f
+        .metadata()
+        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+    if let Ok(ix) = Index::open(&f, &meta) {
         for k in 0..8u8 {
             let _ = ix.lookup(&[k; 16]);
             let _ = ix.find_insert(&[k; 16]);

@@ -58,8 +58,8 @@ impl SharedWords {
 pub struct ReadMap(Option<Mmap>);
 
 impl ReadMap {
-    pub fn map(file: &File) -> io::Result<ReadMap> {
-        let len = file.metadata()?.len();
+    /// Maps the first `len` bytes of `file` (its length, as just looked at).
+    pub fn map(file: &File, len: u64) -> io::Result<ReadMap> {
         if len == 0 {
             return Ok(ReadMap(None));
         }

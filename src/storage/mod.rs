@@ -250,8 +250,9 @@ struct DataFile {
 }
 
 impl DataFile {
-    fn map(file: Arc<File>) -> io::Result<DataFile> {
-        let map = mmap::ReadMap::map(&file)?;
+    /// Maps the first `len` bytes of `file` (its length when looked at).
+    fn map(file: Arc<File>, len: u64) -> io::Result<DataFile> {
+        let map = mmap::ReadMap::map(&file, len)?;
         Ok(DataFile { file, map })
     }
 }
@@ -259,7 +260,7 @@ impl DataFile {
 /// Opens data file `path` (read-only or read-write): `Ok(None)` if there is
 /// none, `Corrupt` if it is not a regular file of ours (a symlink, a FIFO,
 /// another owner, writable by others): its records cannot be trusted.
-fn open_data_file(path: &Path, write: bool) -> Result<Option<File>> {
+fn open_data_file(path: &Path, write: bool) -> Result<Option<(File, std::fs::Metadata)>> {
     let bad = |reason: String| StorageError::Corrupt {
         path: path.to_path_buf(),
         reason,
@@ -287,7 +288,7 @@ fn open_data_file(path: &Path, write: bool) -> Result<Option<File>> {
         return Err(bad("not a regular file".into()));
     }
     check_owner_mode(path, &meta, 0o022).map_err(|e| bad(e.to_string()))?;
-    Ok(Some(file))
+    Ok(Some((file, meta)))
 }
 
 /// A verified entry, zero-copy over the mapped data file. Stays valid after
@@ -541,7 +542,7 @@ impl Store {
         // lock, as readers read it; making, replacing or repairing one takes
         // the lock (and the lock file is opened only then, or by a writer).
         let clean = match open_data_file(&dir.join("index"), true) {
-            Ok(Some(f)) => Index::open(&f)
+            Ok(Some((f, meta))) => Index::open(&f, &meta)
                 .ok()
                 .filter(|ix| ix.h(H_DIRTY).load(Acquire) == 0),
             _ => None,
@@ -653,9 +654,10 @@ impl Store {
         let mut st = self.state.write().unwrap_or_else(|p| p.into_inner());
         if st.index.h(H_SUPERSEDED).load(Acquire) != 0 {
             let path = self.dir.join("index");
-            let reopened = open_rw(&path, false)
-                .ok()
-                .and_then(|f| Index::open(&f).ok());
+            let reopened = open_rw(&path, false).ok().and_then(|f| {
+                let meta = f.metadata().ok()?;
+                Index::open(&f, &meta).ok()
+            });
             st.index = Arc::new(match reopened {
                 // The index in place flagged superseded too is a damaged
                 // flag, which only a writer may clear (see `writer`).
@@ -702,9 +704,15 @@ impl Store {
         let df = match cached {
             // The same file (so records verified through the old mapping
             // stay verified), mapped at its current length.
-            Some(df) => DataFile::map(df.file.clone()).map_err(io_at(&path))?,
+            Some(df) => df
+                .file
+                .metadata()
+                .and_then(|meta| DataFile::map(df.file.clone(), meta.len()))
+                .map_err(io_at(&path))?,
             None => match open_data_file(&path, false)? {
-                Some(file) => DataFile::map(Arc::new(file)).map_err(io_at(&path))?,
+                Some((file, meta)) => {
+                    DataFile::map(Arc::new(file), meta.len()).map_err(io_at(&path))?
+                }
                 None => return Ok(None),
             },
         };
@@ -1238,7 +1246,7 @@ fn open_lock(dir: &Path) -> Result<Arc<File>> {
 fn open_index_locked(dir: &Path) -> Result<(Index, Option<&'static str>)> {
     let path = dir.join("index");
     let opened = match open_data_file(&path, true) {
-        Ok(Some(f)) => Some(Index::open(&f)),
+        Ok(Some((f, meta))) => Some(Index::open(&f, &meta)),
         Ok(None) => None,
         // A symlink, another owner's file...: as good as garbage.
         Err(StorageError::Corrupt { .. }) => Some(Err(OpenError::Invalid("not ours"))),
@@ -1391,7 +1399,7 @@ impl Writer<'_> {
             self.ws.active = None;
             if seg != 0 {
                 match open_data_file(&self.store.data_path(seg), true) {
-                    Ok(f) => self.ws.active = f.map(|f| (seg, f)),
+                    Ok(f) => self.ws.active = f.map(|(f, _)| (seg, f)),
                     Err(StorageError::Corrupt { reason, .. }) => self.discard(seg, &reason)?,
                     Err(e) => return Err(e),
                 }
