@@ -211,6 +211,30 @@ pub unsafe fn items_where<'py>(
     out
 }
 
+/// Asks for the header of `o` (a hint).
+pub fn prefetch_object(o: &Bound<'_, PyAny>) {
+    prefetch_line(o.as_ptr());
+}
+
+/// Asks for each dict of `dicts` and the start of its table (the header,
+/// the index and the first entries; a hint), before they are walked.
+pub fn prefetch_tables(dicts: &[Bound<'_, PyDict>]) {
+    /// Cache lines asked for per table: a small module's whole table.
+    const LINES: usize = 16;
+    for d in dicts {
+        prefetch_line(d.as_ptr());
+    }
+    for d in dicts {
+        // SAFETY: `d` is a live dict (the cast that made the `Bound` checked
+        // its type), so it has the `PyDictObject` layout; `ma_keys` is read
+        // with the GIL held, and only used as an address to prefetch.
+        let keys = unsafe { (*d.as_ptr().cast::<pyo3::ffi::PyDictObject>()).ma_keys };
+        for line in 0..LINES {
+            prefetch_line(keys.cast::<u8>().wrapping_add(line * 64).cast());
+        }
+    }
+}
+
 /// Asks the CPU to bring the cache line at `p` in (a hint: nothing is read,
 /// and no address faults).
 #[inline(always)]

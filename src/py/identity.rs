@@ -8,7 +8,7 @@ use pyo3::{PyTraverseError, PyVisit};
 
 use super::errors::unhashable_error;
 use super::store::PyStore;
-use crate::cpython::dict::items_where;
+use crate::cpython::dict::{items_where, prefetch_object, prefetch_tables};
 use crate::hook::bind::{bind_tuple, Named};
 use crate::identity::{self, Dep, Digest, HashError, Hint};
 
@@ -366,13 +366,20 @@ fn modules_under(
                 .is_some_and(|n| homes.contains_key(top(n)))
         })
     };
-    for (name, module) in unit {
-        let Ok(module) = module.cast::<PyModule>() else {
-            continue;
-        };
+    let unit: Vec<_> = unit
+        .into_iter()
+        .filter_map(|(name, module)| Some((name, module.cast_into::<PyModule>().ok()?)))
+        .collect();
+    // Their dicts asked for at once (see `prefetch_tables`).
+    for (_, module) in &unit {
+        prefetch_object(module.as_any());
+    }
+    let dicts: Vec<_> = unit.iter().map(|(_, module)| module.dict()).collect();
+    prefetch_tables(&dicts);
+    for ((name, _), dict) in unit.into_iter().zip(dicts) {
         let name = name.cast_into::<PyString>()?;
         let home = &homes[top(name.to_str()?)];
-        let file = module.dict().get_item(pyo3::intern!(py, "__file__"))?;
+        let file = dict.get_item(pyo3::intern!(py, "__file__"))?;
         let inside_home = match file.as_ref().and_then(|f| f.cast::<PyString>().ok()) {
             Some(f) => f.to_str()?.starts_with(home.as_str()),
             None => true,

@@ -416,6 +416,7 @@ impl<'py> Walker<'py> {
                 continue;
             };
             let name = name.to_str()?;
+            // (`modules_under`, just before, asked for each dict and table.)
             let dict = m.dict();
             builder.read_all(&dict);
             // What the values' types (and functions' globals) decide, without
