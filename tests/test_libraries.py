@@ -156,6 +156,17 @@ def test_a_standard_library_attribute_reached_only_through_library_code(
                    ['{"k":', "5}"]]
 
 
+def test_a_library_module_dict_with_a_key_that_is_not_text(runner: Runner) -> None:
+    # A key that is not a `str` names no attribute: the scan of the library's
+    # modules passes it over (the call is still memoized) and still sees the
+    # patch beside it.
+    out = _patched(runner, "import json, json.encoder\nvars(json.encoder)[1] = json.dumps",
+                   "json.encoder.encode_basestring_ascii = lambda s: '\"?\"'",
+                   "json.dumps({'k': n})")
+    assert out == [["RAN", '{"k":', "5}"], ["RAN", '{"?":', "5}"], ['{"?":', "5}"],
+                   ['{"k":', "5}"]]
+
+
 LOUD = """import json
 class Loud(json.JSONEncoder):
     def encode(self, o):

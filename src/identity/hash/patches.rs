@@ -440,11 +440,14 @@ impl<'py> Walker<'py> {
                         native.insert(tp);
                         return false;
                     }
-                    // A name that is not text is left to the walk (an error).
-                    !k.cast::<PyString>()
-                        .ok()
-                        .and_then(|k| k.to_str().ok())
-                        .is_some_and(|k| k.starts_with("__") && k.ends_with("__"))
+                    // A key that is not a `str` names no attribute: passed
+                    // over. One whose text cannot be read is left to the walk
+                    // (an error).
+                    let Ok(k) = k.cast::<PyString>() else {
+                        return false;
+                    };
+                    !k.to_str()
+                        .is_ok_and(|k| k.starts_with("__") && k.ends_with("__"))
                 })
             };
             // Looking at these may run code that changes the dict: each is
