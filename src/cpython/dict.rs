@@ -1,6 +1,11 @@
-//! When a dict last changed: a [`Stamp`] gives a number that moves with
-//! every mutation of one dict, which is how a plan's guards know that the
-//! globals, module and class dicts they read are unchanged.
+//! Dicts: when one last changed, and walking one in place.
+//!
+//! A [`Stamp`] gives a number that moves with every mutation of one dict,
+//! which is how a plan's guards know that the globals, module and class
+//! dicts they read are unchanged. [`items_where`] walks a dict without
+//! copying it, and [`prefetch_tables`] asks for dicts before they are walked
+//! (a new process's first walk of a library's modules is mostly cache
+//! misses).
 //!
 //! 3.11 reads the dict's `ma_version_tag` (one field, no callback). From
 //! 3.12 the tag is deprecated (PEP 699; gone in 3.14), so a dict watcher

@@ -34,17 +34,27 @@ pub fn instances_callable(t: &Bound<'_, PyType>) -> bool {
 /// (built in, or from extension modules, which bring a deallocator of their
 /// own for their C fields) are not.
 pub fn class_statement(t: &Bound<'_, PyType>) -> PyResult<bool> {
-    let py = t.py();
-    let reference = CLASS_STATEMENT_DEALLOC.get_or_try_init(py, || -> PyResult<usize> {
-        // `type(name, bases, dict)` called, not compiled (an `eval`
-        // compiled source: a sixth of a first call's keying).
-        let probe = py
-            .get_type::<PyType>()
-            .call1(("probe", PyTuple::empty(py), PyDict::new(py)))?
-            .cast_into::<PyType>()?;
-        Ok(dealloc(&probe))
-    })?;
-    Ok(dealloc(t) == *reference)
+    Ok(dealloc(t) == class_statement_dealloc(t.py())?)
+}
+
+/// Makes the class [`class_statement`] compares with (running Python code
+/// once): from then on `class_statement` runs none.
+pub fn prepare(py: Python<'_>) -> PyResult<()> {
+    class_statement_dealloc(py).map(drop)
+}
+
+fn class_statement_dealloc(py: Python<'_>) -> PyResult<usize> {
+    CLASS_STATEMENT_DEALLOC
+        .get_or_try_init(py, || -> PyResult<usize> {
+            // `type(name, bases, dict)` called, not compiled (an `eval`
+            // compiled source: a sixth of a first call's keying).
+            let probe = py
+                .get_type::<PyType>()
+                .call1(("probe", PyTuple::empty(py), PyDict::new(py)))?
+                .cast_into::<PyType>()?;
+            Ok(dealloc(&probe))
+        })
+        .copied()
 }
 
 /// The `__dict__` of `obj`, or `None` when its type gives it none. Read as

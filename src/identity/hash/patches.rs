@@ -407,7 +407,7 @@ impl<'py> Walker<'py> {
         // attributes are half ufuncs and dispatchers).
         let mut native: AHashSet<usize> = AHashSet::new();
         let kinds = holders(py)?;
-        layout::class_statement(&py.get_type::<PyType>())?; // its probe made
+        layout::prepare(py)?; // `class_statement` runs no Python code from here
         for name in names {
             let Some(m) = modules.get_item(&name)? else {
                 continue;
